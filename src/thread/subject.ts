@@ -1,0 +1,239 @@
+// Subject parsing: reply/forward prefixes, list tags and the patch bracket.
+//
+// A subject is read as a run of leading "prefix items" followed by the text:
+//   items := reply prefix ("Re:", "AW:", "Re[2]:", ...) | forward prefix ("Fwd:", "WG:", ...)
+//          | bracket group ("[Xen-devel]", "[PATCH v2 1/9]") | b4's "(subset)"
+// Bracket groups are either patch markers or tags. A bracket is a marker when it names
+// PATCH (also "PATCHv3", "PATCH-next", the "PPATCH" typo), RFC, RFT, RESEND, PULL, or
+// carries a version ("v2") or numbering ("3/9"): that also covers the netdev
+// patchwork-bot shape "[net-next,v3,4/6]". Anything else ("[Xen-devel]", "[EXTERNAL]",
+// "[BUG]", "[ANNOUNCE]", "[tip:irq/core]") is a tag: removed from `clean`, not a marker.
+// Marker brackets that follow each other directly ("[PATCH] [v2] foo") are read as one
+// marker; a target-only bracket next to a marker ("[PATCH] [net-next] foo",
+// "[for-4.21][PATCH]") joins it. A second marker after a reply prefix
+// ("Fwd: [PATCH v1] Re: [PATCH v2] ...") is removed from `clean` but the first one wins.
+//
+// "[GIT PULL]" is a marker with prefixes ["GIT PULL"] and no numbering: pull requests
+// are patch traffic a reviewer wants to see, and `kind` (not the marker) tells them
+// apart from patches.
+import type { ParsedSubject, SeriesMarker } from '../model.js';
+
+// Reply prefixes in the languages mail clients localise them into. "VS" is Finnish
+// "vastaus" (reply); Danish/Norwegian clients use it for forwards, but a forward of a
+// patch mail threads the same way, so the difference is harmless.
+const REPLY_WORDS = [
+  're', 'aw', 'sv', 'vs', 'antw', 'antwort', 'odp', 'ynt', 'atb', 'rif', 'res', 'vá', 'απ',
+  '回复', '答复', '回覆',
+];
+const FORWARD_WORDS = ['fwd', 'fw', 'wg', 'tr', 'doorst', 'enc', 'pd', 'rv', 'vl', 'πρθ', '转发', '轉寄'];
+
+// "Re:", "RE :", "Re[2]:", "Re(2):", "Re^2:", full-width colon from CJK clients.
+const PREFIX_RE = new RegExp(
+  `^(${[...REPLY_WORDS, ...FORWARD_WORDS].map(escapeRe).join('|')})\\s*(?:\\[\\d+\\]|\\(\\d+\\)|\\^\\d+)?\\s*[:：]`,
+  'iu',
+);
+const REPLY_SET = new Set(REPLY_WORDS);
+
+function escapeRe(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+const VERSION_RE = /^v(\d+(?:\.\d+)?)$/i;
+const NUMBERING_RE = /^(\d+)\/(\d+)$/;
+const PATCH_WORD_RE = /^p?patch(.*)$/i;
+const KEYWORDS = new Set(['RFC', 'RFT', 'RESEND', 'PULL', 'GIT', 'PATCH', 'PPATCH', 'REPOST']);
+
+type Token =
+  | { t: 'version'; version: number }
+  | { t: 'numbering'; index: number; total: number }
+  | { t: 'word'; word: string };
+
+/** Split one bracket's content into tokens ("PATCH net-next,V4, 3/3" -> PATCH, net-next, V4, 3/3). */
+function tokenize(content: string): Token[] {
+  const out: Token[] = [];
+  // Commas separate words in the netdev/patchwork shapes ("net-next,V4,"), but not inside
+  // an accidental "--to=a@b,c@d" that git send-email put into the bracket.
+  const raws = content
+    .split(/\s+/)
+    .flatMap((w) => (/[=@]/.test(w) ? [w.replace(/,+$/, '')] : w.split(',')));
+  for (const raw of raws) {
+    if (!raw) continue;
+    const num = NUMBERING_RE.exec(raw);
+    if (num) {
+      out.push({ t: 'numbering', index: parseInt(num[1], 10), total: parseInt(num[2], 10) });
+      continue;
+    }
+    const ver = VERSION_RE.exec(raw);
+    if (ver) {
+      out.push({ t: 'version', version: parseFloat(ver[1]) });
+      continue;
+    }
+    const pw = PATCH_WORD_RE.exec(raw);
+    if (pw && pw[1]) {
+      // "PATCHv3", "PATCH-v3", "PATCH-next": the word glued to what follows it.
+      const word = raw.slice(0, raw.length - pw[1].length);
+      const rest = pw[1].replace(/^-(?=v\d)/i, '');
+      const rv = VERSION_RE.exec(rest);
+      out.push({ t: 'word', word });
+      if (rv) out.push({ t: 'version', version: parseFloat(rv[1]) });
+      else out.push({ t: 'word', word: rest });
+      continue;
+    }
+    out.push({ t: 'word', word: raw });
+  }
+  return out;
+}
+
+function isMarkerWord(w: string): boolean {
+  return /^(p?patch|rfc|rft|resend|pull)$/i.test(w);
+}
+
+function isMarkerBracket(tokens: Token[]): boolean {
+  return tokens.some((t) => t.t !== 'word' || isMarkerWord(t.word));
+}
+
+/** A word that names a branch, release or tree rather than being a keyword. */
+function isTargetWord(w: string): boolean {
+  if (KEYWORDS.has(w.toUpperCase())) return false;
+  if (/[=@<>:]/.test(w)) return false; // "--to=a@b,c@d" and similar accidents
+  // All-caps words are keywords of a project or workflow: "XEN", "AUTOSEL", "MINI-OS".
+  if (/^[A-Z][A-Z0-9_-]*$/.test(w) && /[A-Z]{2}/.test(w)) return false;
+  return true;
+}
+
+/** Target-like words strong enough to join a neighbouring marker as their own bracket. */
+function isStrongTarget(w: string): boolean {
+  return (
+    /^for-/i.test(w) ||
+    /^-/.test(w) ||
+    /(^|-)next$/i.test(w) ||
+    /-(fixes|rc\d*|stable)$/i.test(w) ||
+    /^\d+(\.\d+)+(\.y)?([-.][\d.]+)?$/i.test(w) ||
+    /^\d+\.y$/i.test(w) ||
+    /^(net|rdma|bpf|stable|rc|mm|tip|staging)$/i.test(w)
+  );
+}
+
+interface Bracket {
+  tokens: Token[];
+  marker: boolean;
+  targetOnly: boolean;
+}
+
+function readBracket(content: string): Bracket {
+  const tokens = tokenize(content);
+  const marker = isMarkerBracket(tokens);
+  const targetOnly =
+    !marker && tokens.length > 0 && tokens.every((t) => t.t === 'word' && isStrongTarget(t.word));
+  return { tokens, marker, targetOnly };
+}
+
+function buildMarker(brackets: Bracket[]): SeriesMarker {
+  const m: SeriesMarker = {
+    version: 1,
+    index: null,
+    total: null,
+    rfc: false,
+    resend: false,
+    prefixes: [],
+    targets: [],
+  };
+  let sawVersion = false;
+  let sawNumbering = false;
+  for (const b of brackets) {
+    const toks = b.tokens;
+    for (let i = 0; i < toks.length; i++) {
+      const t = toks[i];
+      if (t.t === 'version') {
+        // First one wins: "[PATCH v2] [v3]" is a sender's mistake, not a v3.
+        if (!sawVersion) m.version = t.version;
+        sawVersion = true;
+      } else if (t.t === 'numbering') {
+        if (!sawNumbering) {
+          m.index = t.index;
+          m.total = t.total;
+        }
+        sawNumbering = true;
+      } else {
+        const w = t.word;
+        const up = w.toUpperCase();
+        const next = toks[i + 1];
+        if (up === 'GIT' && next && next.t === 'word' && next.word.toUpperCase() === 'PULL') {
+          m.prefixes.push(`${w} ${next.word}`);
+          i++;
+          continue;
+        }
+        if (up === 'RFC') m.rfc = true;
+        if (up === 'RESEND') m.resend = true;
+        m.prefixes.push(w);
+        if (isTargetWord(w)) m.targets.push(w);
+      }
+    }
+  }
+  return m;
+}
+
+/** Parse a (decoded) Subject header. Pure; never throws. */
+export function parseSubject(subject: string): ParsedSubject {
+  let s = (subject ?? '').replace(/\s+/g, ' ').trim();
+  let reply = false;
+  let forward = false;
+
+  // Old Mozilla forwards: "[Fwd: original subject]".
+  const mozFwd = /^\[(?:fwd|fw):\s*(.*)\]$/i.exec(s);
+  if (mozFwd) {
+    forward = true;
+    s = mozFwd[1].trim();
+  }
+
+  // Groups of consecutive brackets, split wherever a reply/forward prefix sits between them.
+  const groups: Bracket[][] = [[]];
+  for (;;) {
+    const p = PREFIX_RE.exec(s);
+    if (p) {
+      if (REPLY_SET.has(p[1].toLowerCase())) reply = true;
+      else forward = true;
+      s = s.slice(p[0].length).trimStart();
+      if (groups[groups.length - 1].length) groups.push([]);
+      continue;
+    }
+    if (s.startsWith('[')) {
+      const end = s.indexOf(']');
+      // An unclosed "[" is text, not a tag.
+      if (end < 0) break;
+      groups[groups.length - 1].push(readBracket(s.slice(1, end)));
+      s = s.slice(end + 1).trimStart();
+      continue;
+    }
+    // b4's thank-you mails: "Re: (subset) [PATCH 00/12] ...".
+    const subset = /^\(subset\)\s*(?=\[)/i.exec(s);
+    if (subset) {
+      s = s.slice(subset[0].length);
+      continue;
+    }
+    break;
+  }
+
+  let series: SeriesMarker | null = null;
+  for (const g of groups) {
+    const first = g.findIndex((b) => b.marker);
+    if (first < 0) continue;
+    // Extend the marker over adjacent marker or target-only brackets on both sides.
+    let lo = first;
+    while (lo > 0 && (g[lo - 1].marker || g[lo - 1].targetOnly)) lo--;
+    let hi = first;
+    while (hi + 1 < g.length && (g[hi + 1].marker || g[hi + 1].targetOnly)) hi++;
+    series = buildMarker(g.slice(lo, hi + 1));
+    break;
+  }
+
+  return { clean: s.trim(), reply, forward, series };
+}
+
+/**
+ * Key for comparing subjects across versions and postings: lowercase, whitespace
+ * collapsed, a trailing full stop dropped (rerolls often gain or lose one).
+ */
+export function normalizeSubjectKey(clean: string): string {
+  return clean.toLowerCase().replace(/\s+/g, ' ').trim().replace(/\.+$/, '').trimEnd();
+}
