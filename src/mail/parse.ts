@@ -1,0 +1,395 @@
+// mail stage: raw bytes -> ParsedMail, with mailparser doing MIME, encodings and charsets.
+// What mailparser does not do for patches is done here: the body `git am` would see
+// (in-body From:/Subject:/Date:, scissors), patch attachments, CRLF kept in base64
+// bodies, format=flowed detection, 8-bit headers without a declared charset.
+import { simpleParser, type ParsedMail as MpMail, type AddressObject, type Attachment } from 'mailparser';
+import { createHash } from 'node:crypto';
+import type { Address, RawMessage, SourceRef } from '../model.js';
+
+export interface ParsedMail {
+  ref: SourceRef;
+  messageId: string;
+  /** True when the mail had no usable Message-ID and one was derived from its bytes. */
+  messageIdSynthesized: boolean;
+  inReplyTo: string | null;
+  references: string[];
+  from: Address;
+  /** In-body From: (git am semantics), when present. */
+  bodyFrom: Address | null;
+  /** In-body Subject:, when present. */
+  bodySubject: string | null;
+  bodyDate: string | null;
+  date: string | null;
+  subject: string;
+  to: Address[];
+  cc: Address[];
+  listIds: string[];
+  /** The text `git am` would take as the message body (in-body headers and scissors handled). */
+  body: string;
+  /** Text of attached patches (text/x-patch, text/x-diff, *.patch, *.diff). */
+  patchAttachments: string[];
+  flowed: boolean;
+  automated: boolean;
+  warnings: string[];
+}
+
+const PARSER_OPTIONS = {
+  // Linkification and HTML conversion cost about half the throughput and patches never need them.
+  skipHtmlToText: true,
+  skipTextToHtml: true,
+  skipTextLinks: true,
+  skipImageLinks: true,
+  keepCidLinks: true,
+  maxHtmlLengthToParse: 1_000_000,
+} as const;
+
+export class MailParseError extends Error {}
+
+export async function parseMail(msg: RawMessage): Promise<ParsedMail> {
+  const warnings: string[] = [];
+  if (msg.raw.length === 0) throw new MailParseError('empty message');
+  const headerEnd = findHeaderEnd(msg.raw);
+  if (headerEnd < 0 && !/^[\x21-\x39\x3b-\x7e]+:/.test(msg.raw.subarray(0, 200).toString('latin1'))) {
+    throw new MailParseError('not a mail: no header block');
+  }
+  let mp: MpMail;
+  try {
+    mp = await simpleParser(msg.raw, PARSER_OPTIONS);
+  } catch (e) {
+    throw new MailParseError(`MIME structure could not be parsed: ${(e as Error).message}`);
+  }
+  const rawHeaders = msg.raw.subarray(0, headerEnd < 0 ? msg.raw.length : headerEnd);
+
+  const ids = (v: string | string[] | undefined): string[] => {
+    if (!v) return [];
+    const all = Array.isArray(v) ? v.join(' ') : v;
+    return extractIds(all);
+  };
+  let messageId = ids(mp.messageId)[0] ?? null;
+  let synthesized = false;
+  if (!messageId) {
+    messageId = `<patchvet-${createHash('sha1').update(msg.raw).digest('hex').slice(0, 20)}@missing-message-id>`;
+    synthesized = true;
+    warnings.push('no Message-ID header: using one derived from the message bytes');
+  }
+  const references = ids(mp.references);
+  const inReplyTo = ids(headerValue(rawHeaders, 'in-reply-to') ?? undefined).at(-1) ?? null;
+
+  let subject = mp.subject ?? '';
+  let fromObj = firstAddress(mp.from);
+  // 8-bit header bytes without a declared charset: mailparser reads them as UTF-8; where that
+  // fails (U+FFFD), latin1 is what the sender's client almost certainly meant.
+  if (subject.includes('\uFFFD')) {
+    const rawSubj = headerValue(rawHeaders, 'subject', 'latin1');
+    if (rawSubj && !/=\?/.test(rawSubj)) {
+      subject = rawSubj;
+      warnings.push('Subject has 8-bit bytes that are not UTF-8; read as latin1');
+    }
+  }
+  if (fromObj.name.includes('\uFFFD')) {
+    const rawFrom = headerValue(rawHeaders, 'from', 'latin1');
+    if (rawFrom) fromObj = parseAddressText(rawFrom) ?? fromObj;
+  }
+  subject = subject.replace(/\s+/g, ' ').trim();
+
+  // The text part: mailparser turns CRLF into LF; for base64 bodies whose text holds CRLF
+  // (patches to CRLF files), decode again ourselves so the diff keeps its bytes.
+  let text = mp.text ?? '';
+  if (!text && mp.html) text = htmlToPlain(String(mp.html));
+  const crlf = recoverCrlfBody(msg.raw, headerEnd, mp);
+  if (crlf !== null) text = crlf;
+
+  const flowed = isFlowed(msg.raw);
+
+  const patchAttachments: string[] = [];
+  for (const att of mp.attachments ?? []) {
+    if (isPatchAttachment(att)) {
+      patchAttachments.push(stripEmbeddedMailHeaders(att.content.toString('utf8')));
+    }
+  }
+
+  const inBody = applyInBodyHeaders(text);
+  if (inBody.scissors) warnings.push('scissors line: text above it was cut, as git am does');
+
+  const dateHeader = mp.date && !Number.isNaN(mp.date.getTime()) ? mp.date.toISOString() : null;
+  if (!dateHeader && headerValue(rawHeaders, 'date')) warnings.push('Date header could not be parsed');
+
+  return {
+    ref: msg.ref,
+    messageId,
+    messageIdSynthesized: synthesized,
+    inReplyTo,
+    references,
+    from: fromObj,
+    bodyFrom: inBody.from,
+    bodySubject: inBody.subject,
+    bodyDate: inBody.date,
+    date: dateHeader,
+    subject,
+    to: addresses(mp.to),
+    cc: addresses(mp.cc),
+    listIds: listIds(mp, rawHeaders),
+    body: inBody.body,
+    patchAttachments,
+    flowed,
+    automated: isAutomated(mp, rawHeaders, fromObj),
+    warnings,
+  };
+}
+
+// ---------------------------------------------------------------- headers
+
+/** Offset of the empty line that ends the header block (index of the body's first byte), or -1. */
+export function findHeaderEnd(raw: Buffer): number {
+  const lf = raw.indexOf('\n\n');
+  const crlf = raw.indexOf('\r\n\r\n');
+  if (raw[0] === 0x0a) return 1;
+  if (raw[0] === 0x0d && raw[1] === 0x0a) return 2;
+  if (lf < 0 && crlf < 0) return -1;
+  if (crlf >= 0 && (lf < 0 || crlf < lf)) return crlf + 4;
+  return lf + 2;
+}
+
+/** The unfolded value of the first header `name` in a raw header block. */
+export function headerValue(rawHeaders: Buffer, name: string, encoding: BufferEncoding = 'utf8'): string | null {
+  const text = rawHeaders.toString(encoding);
+  const re = new RegExp(`^${name}[ \\t]*:[ \\t]*(.*(?:\\r?\\n[ \\t].*)*)`, 'im');
+  const m = re.exec(text);
+  if (!m) return null;
+  return m[1].replace(/\r?\n[ \t]+/g, ' ').trim();
+}
+
+export function extractIds(text: string): string[] {
+  const out: string[] = [];
+  const re = /<([^<>\s]+)>/g;
+  let m: RegExpExecArray | null;
+  while ((m = re.exec(text))) out.push(`<${m[1]}>`);
+  if (out.length === 0) {
+    // Some clients send ids without angle brackets.
+    for (const tok of text.split(/[\s,]+/)) if (/^[^@\s<>]+@[^@\s<>]+$/.test(tok)) out.push(`<${tok}>`);
+  }
+  return out;
+}
+
+function firstAddress(obj: AddressObject | AddressObject[] | undefined): Address {
+  return addresses(obj)[0] ?? { name: '', address: '' };
+}
+
+function addresses(obj: AddressObject | AddressObject[] | undefined): Address[] {
+  if (!obj) return [];
+  const out: Address[] = [];
+  for (const o of Array.isArray(obj) ? obj : [obj]) {
+    for (const v of o.value ?? []) {
+      if (v.group) for (const g of v.group) out.push({ name: g.name ?? '', address: (g.address ?? '').toLowerCase() });
+      else out.push({ name: v.name ?? '', address: (v.address ?? '').toLowerCase() });
+    }
+  }
+  return out;
+}
+
+/** "Name <addr>", "addr (Name)" or bare "addr". */
+export function parseAddressText(text: string): Address | null {
+  const t = text.trim();
+  let m = /^(.*?)\s*<([^<>]*)>\s*$/.exec(t);
+  if (m) return { name: unquote(m[1]), address: m[2].trim().toLowerCase() };
+  m = /^([^\s()]+@[^\s()]+)\s*\((.*)\)\s*$/.exec(t);
+  if (m) return { name: m[2].trim(), address: m[1].toLowerCase() };
+  m = /^([^\s<>]+@[^\s<>]+)$/.exec(t);
+  if (m) return { name: '', address: m[1].toLowerCase() };
+  return null;
+}
+
+function unquote(s: string): string {
+  let t = s.trim();
+  if (t.startsWith('"') && t.endsWith('"') && t.length >= 2) t = t.slice(1, -1).replace(/\\(.)/g, '$1');
+  return t.trim();
+}
+
+function listIds(mp: MpMail, rawHeaders: Buffer): string[] {
+  const out = new Set<string>();
+  const id = headerValue(rawHeaders, 'list-id');
+  if (id) {
+    const m = /<([^>]+)>/.exec(id);
+    out.add((m ? m[1] : id).toLowerCase());
+  }
+  const post = headerValue(rawHeaders, 'list-post');
+  if (post) {
+    const m = /mailto:([^>\s]+)/i.exec(post);
+    if (m) out.add(m[1].toLowerCase());
+  }
+  void mp;
+  return [...out];
+}
+
+function isAutomated(mp: MpMail, rawHeaders: Buffer, from: Address): boolean {
+  const auto = headerValue(rawHeaders, 'auto-submitted');
+  if (auto && auto.toLowerCase() !== 'no') return true;
+  const prec = headerValue(rawHeaders, 'precedence');
+  if (prec && /^(bulk|junk|auto_reply)$/i.test(prec)) return true;
+  if (/^(mailer-daemon|postmaster)@/i.test(from.address)) return true;
+  const ct = headerValue(rawHeaders, 'content-type') ?? '';
+  if (/multipart\/report/i.test(ct)) return true;
+  if (headerValue(rawHeaders, 'x-patchvet')) return true;
+  void mp;
+  return false;
+}
+
+// ---------------------------------------------------------------- body
+
+/** A text/plain part (top level or inside multipart) declared format=flowed. */
+function isFlowed(raw: Buffer): boolean {
+  const head = raw.subarray(0, 256 * 1024).toString('latin1');
+  return /^content-type:[ \t]*text\/plain[^\n]*(?:\r?\n[ \t][^\n]*)*format[ \t]*=[ \t]*"?flowed/im.test(head);
+}
+
+function isPatchAttachment(att: Attachment): boolean {
+  const ct = (att.contentType ?? '').toLowerCase();
+  const name = (att.filename ?? '').toLowerCase();
+  if (/^text\/(x-)?(patch|diff)$/.test(ct) || ct === 'text/x-diff') return true;
+  if (/\.(patch|diff)$/.test(name) && (ct.startsWith('text/') || ct === 'application/octet-stream')) return true;
+  return false;
+}
+
+/** An attached `git format-patch` file carries its own mail headers: keep its body only. */
+function stripEmbeddedMailHeaders(text: string): string {
+  if (!/^(From [0-9a-f]{40} |From: |Subject: )/.test(text)) return text;
+  const i = text.search(/\r?\n\r?\n/);
+  if (i < 0) return text;
+  const head = text.slice(0, i);
+  const body = text.slice(i).replace(/^\r?\n\r?\n/, '');
+  // Keep its From:/Subject: as in-body headers so the author is still the patch's.
+  const keep = head
+    .split(/\r?\n/)
+    .filter((l) => /^(From|Subject|Date):/i.test(l))
+    .join('\n');
+  return keep ? `${keep}\n\n${body}` : body;
+}
+
+/** Re-decode a single-part base64 text body when its decoded bytes hold CRLF line ends. */
+function recoverCrlfBody(raw: Buffer, headerEnd: number, mp: MpMail): string | null {
+  if (headerEnd < 0) return null;
+  const headers = raw.subarray(0, headerEnd).toString('latin1');
+  if (!/^content-transfer-encoding:\s*base64/im.test(headers)) return null;
+  const ct = /^content-type:\s*([^;\r\n]+)(.*(?:\r?\n[ \t].*)*)/im.exec(headers);
+  if (ct && !/^text\/plain/i.test(ct[1].trim())) return null;
+  const bytes = Buffer.from(raw.subarray(headerEnd).toString('latin1'), 'base64');
+  if (bytes.indexOf('\r\n') < 0) return null;
+  const cs = ct ? /charset\s*=\s*"?([^";\s]+)/i.exec(ct[2] ?? '') : null;
+  try {
+    return new TextDecoder(cs?.[1] ?? 'utf-8').decode(bytes);
+  } catch {
+    return mp.text ?? null;
+  }
+}
+
+function htmlToPlain(html: string): string {
+  return html
+    .replace(/<(script|style)[\s\S]*?<\/\1>/gi, '')
+    .replace(/<br\s*\/?>/gi, '\n')
+    .replace(/<\/(p|div|pre|blockquote)>/gi, '\n')
+    .replace(/<[^>]+>/g, '')
+    .replace(/&lt;/g, '<')
+    .replace(/&gt;/g, '>')
+    .replace(/&quot;/g, '"')
+    .replace(/&#39;/g, "'")
+    .replace(/&nbsp;/g, ' ')
+    .replace(/&amp;/g, '&');
+}
+
+export interface InBody {
+  body: string;
+  from: Address | null;
+  subject: string | null;
+  date: string | null;
+  scissors: boolean;
+}
+
+const SCISSORS = /^[ \t]*(?:-+\s*)?(?:>8|8<)(?:\s*-+)?[ \t]*$|^[ \t]*-{2,}[ \t]*(?:>8|8<)[ \t]*-{2,}[ \t]*$/;
+
+/**
+ * git am semantics: a scissors line ("-- >8 --") discards everything above it; then
+ * "From:", "Subject:" and "Date:" lines at the very top of the body (up to the first blank
+ * line) override the mail's headers and are removed from the body.
+ */
+export function applyInBodyHeaders(text: string): InBody {
+  let body = text.replace(/^\uFEFF/, '');
+  let scissors = false;
+  const lines = body.split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    const l = lines[i].replace(/\r$/, '');
+    if (isScissorsLine(l)) {
+      // Only a scissors line before the diff counts.
+      const before = lines.slice(0, i).join('\n');
+      if (!/^diff --git |^--- a\//m.test(before)) {
+        body = lines.slice(i + 1).join('\n');
+        scissors = true;
+      }
+      break;
+    }
+    if (/^(diff --git |---\s*$)/.test(l)) break;
+  }
+  const res: InBody = { body, from: null, subject: null, date: null, scissors };
+  // Skip leading blank lines, then read header-like lines.
+  const bl = body.split('\n');
+  let i = 0;
+  while (i < bl.length && bl[i].trim() === '') i++;
+  const start = i;
+  let seen = false;
+  while (i < bl.length) {
+    const l = bl[i].replace(/\r$/, '');
+    const m = /^(From|Subject|Date)[ \t]*:[ \t]*(.*)$/i.exec(l);
+    if (!m) break;
+    let value = m[2];
+    while (i + 1 < bl.length && /^[ \t]+\S/.test(bl[i + 1]) && !/^(From|Subject|Date):/i.test(bl[i + 1].trim())) {
+      value += ' ' + bl[i + 1].trim();
+      i++;
+    }
+    const key = m[1].toLowerCase();
+    if (key === 'from') res.from = parseAddressText(decodeWords(value)) ?? res.from;
+    else if (key === 'subject') res.subject = decodeWords(value).replace(/\s+/g, ' ').trim();
+    else res.date = toIso(value);
+    seen = true;
+    i++;
+  }
+  if (seen && (i >= bl.length || bl[i].trim() === '')) {
+    res.body = bl.slice(i).join('\n').replace(/^\n+/, '');
+  } else if (seen) {
+    // "From: x" followed directly by text is prose, not an in-body header block.
+    res.from = null;
+    res.subject = null;
+    res.date = null;
+    void start;
+  }
+  return res;
+}
+
+export function isScissorsLine(line: string): boolean {
+  const t = line.trim();
+  if (!/(>8|8<)/.test(t)) return false;
+  // git: a line of mostly dashes/spaces with a scissors mark, at least 8 chars of perforation.
+  const perforation = t.replace(/>8|8</g, '').replace(/[ \t]/g, '');
+  return SCISSORS.test(t) || (/^[-\s]*$/.test(perforation) && perforation.length >= 2);
+}
+
+function toIso(value: string): string | null {
+  const d = new Date(value);
+  return Number.isNaN(d.getTime()) ? null : d.toISOString();
+}
+
+/** Decode RFC 2047 encoded words in an in-body header. */
+export function decodeWords(s: string): string {
+  return s.replace(/=\?([^?]+)\?([bBqQ])\?([^?]*)\?=(\s+(?==\?))?/g, (_m, cs: string, enc: string, data: string) => {
+    try {
+      const bytes =
+        enc.toUpperCase() === 'B'
+          ? Buffer.from(data, 'base64')
+          : Buffer.from(
+              data.replace(/_/g, ' ').replace(/=([0-9a-fA-F]{2})/g, (_x, h: string) => String.fromCharCode(parseInt(h, 16))),
+              'latin1',
+            );
+      return new TextDecoder(cs.split('*')[0]).decode(bytes);
+    } catch {
+      return _m;
+    }
+  });
+}

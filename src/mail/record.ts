@@ -1,0 +1,111 @@
+// mail stage, second half: ParsedMail -> MessageRecord, the compact description of one
+// mail every later stage works on (kind, series marker, diff, trailers, reply structure).
+import type { MessageKind, MessageRecord, RawMessage, SourceRef, Trailer } from '../model.js';
+import { parseMail, type ParsedMail } from './parse.js';
+import { parseSubject } from '../thread/subject.js';
+import { extractDiff } from '../patch/diff.js';
+import { splitReply, newText } from '../patch/quote.js';
+import { parseTrailers } from '../patch/trailers.js';
+
+/** Turn one parsed mail into a record. Pure. */
+export function buildRecord(m: ParsedMail): MessageRecord {
+  const warnings = [...m.warnings];
+  const parsedSubject = parseSubject(m.subject);
+  if (m.bodySubject) {
+    // git am takes an in-body Subject: as the commit title.
+    parsedSubject.clean = parseSubject(m.bodySubject).clean;
+  }
+
+  // The mail's own diff: inline text first, then attached patches.
+  let ex = extractDiff(m.body);
+  let commitMessage: string | null = ex.commitMessage;
+  if (!ex.diff || ex.diff.files.length === 0) {
+    for (const att of m.patchAttachments) {
+      const a = extractDiff(att);
+      if (a.diff && a.diff.files.length > 0) {
+        // The mail text is the commit message when the attachment is a bare diff.
+        ex = { ...a, commitMessage: a.commitMessage.trim() ? a.commitMessage : ex.commitMessage };
+        commitMessage = ex.commitMessage;
+        break;
+      }
+    }
+  }
+  const diff = ex.diff && ex.diff.files.length > 0 ? ex.diff : null;
+  const kind = classify(m, parsedSubject.reply, parsedSubject.series, diff !== null, ex.diffstat);
+
+  const blocks = kind === 'reply' || (kind === 'other' && m.inReplyTo) ? splitReply(m.body) : [];
+  let trailers: Trailer[] = [];
+  if (kind === 'patch' && commitMessage) trailers = parseTrailers(commitMessage);
+  else if (kind === 'cover' && commitMessage) trailers = parseTrailers(commitMessage);
+  else if (blocks.length) {
+    trailers = parseTrailers(newText(blocks), { fromReply: true }).map((t) => ({ ...t, givenIn: m.messageId }));
+  }
+
+  const damage = diff ? [...diff.damage] : [];
+  if (diff && m.flowed) damage.unshift('sent as format=flowed: the client may have re-wrapped or re-spaced diff lines');
+  const author = m.bodyFrom && m.bodyFrom.address ? m.bodyFrom : m.from;
+
+  return {
+    messageId: m.messageId,
+    ref: m.ref,
+    inReplyTo: m.inReplyTo,
+    references: m.references,
+    from: m.from,
+    author,
+    date: m.date ?? m.bodyDate,
+    subject: m.subject,
+    parsedSubject,
+    kind,
+    listIds: m.listIds,
+    to: m.to,
+    cc: m.cc,
+    commitMessage: kind === 'patch' || kind === 'cover' ? (commitMessage ?? null) : null,
+    diff,
+    files: diff ? diff.files.map((f) => f.path) : [],
+    diffstat: ex.diffstat,
+    trailers,
+    blocks,
+    whitespaceDamaged: damage.length > 0,
+    damage,
+    automated: m.automated,
+    warnings,
+  };
+}
+
+function classify(
+  m: ParsedMail,
+  reply: boolean,
+  series: MessageRecord['parsedSubject']['series'],
+  hasDiff: boolean,
+  diffstat: boolean,
+): MessageKind {
+  if (reply) return 'reply';
+  if (hasDiff) return 'patch';
+  if (series && series.index === 0) return 'cover';
+  if (series && series.index === null && diffstat) return 'cover';
+  if (series && series.total !== null && diffstat) return 'cover';
+  if (m.inReplyTo || m.references.length) return 'reply';
+  return 'other';
+}
+
+/** Parse raw bytes into a record. */
+export async function recordFromRaw(msg: RawMessage): Promise<MessageRecord> {
+  return buildRecord(await parseMail(msg));
+}
+
+/** Parse a mail given as text (tests, rule examples). A bare diff is wrapped into a minimal patch mail. */
+export async function recordFromText(text: string, ref?: Partial<SourceRef>): Promise<MessageRecord> {
+  let mail = text;
+  if (!/^[A-Za-z][A-Za-z0-9-]*:[^\n]*\n/.test(text) || /^(diff --git|--- |Index: )/.test(text)) {
+    mail =
+      'From: Example Author <author@example.org>\nSubject: [PATCH] example: change\n' +
+      'Message-ID: <example@patchvet.invalid>\nDate: Tue, 24 Mar 2026 18:19:29 +0000\n\n' +
+      'Example change.\n\nSigned-off-by: Example Author <author@example.org>\n---\n' +
+      text;
+  }
+  const raw = Buffer.from(mail, 'utf8');
+  return recordFromRaw({
+    raw,
+    ref: { source: ref?.source ?? 'text:0', file: ref?.file ?? 'text', offset: ref?.offset ?? 0, length: raw.length },
+  });
+}

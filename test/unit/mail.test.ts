@@ -1,0 +1,133 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseMail, applyInBodyHeaders, isScissorsLine, extractIds } from '../../src/mail/parse.js';
+import { recordFromRaw, recordFromText } from '../../src/mail/record.js';
+import type { RawMessage } from '../../src/model.js';
+
+const dir = join(process.cwd(), 'test/fixtures/mail');
+const raw = (name: string): RawMessage => {
+  const buf = readFileSync(join(dir, name));
+  return { raw: buf, ref: { source: `${name}:0`, file: name, offset: 0, length: buf.length } };
+};
+
+describe('in-body headers (git am semantics)', () => {
+  test('in-body From: and Subject: win over the mail headers', async () => {
+    const r = await recordFromRaw(raw('inbody-from.eml'));
+    expect(r.from).toEqual({ name: 'Sender Relay', address: 'relay@example.org' });
+    expect(r.author).toEqual({ name: 'Roger Pau Monné', address: 'roger.pau@citrix.com' });
+    expect(r.parsedSubject.clean).toBe('x86/hvm: the real title');
+    expect(r.kind).toBe('patch');
+    expect(r.files).toEqual(['xen/arch/x86/hvm/hvm.c']);
+    expect(r.commitMessage).toContain('The real commit message.');
+    expect(r.commitMessage).not.toContain('From:');
+    expect(r.listIds).toContain('xen-devel.lists.xenproject.org');
+  });
+
+  test('scissors: text above "-- >8 --" is dropped and the in-body author after it is used', async () => {
+    const m = await parseMail(raw('scissors.eml'));
+    expect(m.body.startsWith('Do it the other way.')).toBe(true);
+    expect(m.bodyFrom).toEqual({ name: 'Jan Beulich', address: 'jbeulich@suse.com' });
+    expect(m.warnings.join(' ')).toMatch(/scissors/);
+    const r = await recordFromRaw(raw('scissors.eml'));
+    expect(r.author.address).toBe('jbeulich@suse.com');
+    expect(r.files).toEqual(['xen/common/foo.c']);
+  });
+
+  test('a body starting with prose "From: ..." followed by text is not an in-body header', () => {
+    const ib = applyInBodyHeaders('From: the start of time, this was wrong.\nIt still is.\n');
+    expect(ib.from).toBeNull();
+    expect(ib.body).toContain('From: the start of time');
+  });
+
+  test('scissors line shapes', () => {
+    expect(isScissorsLine('-- >8 --')).toBe(true);
+    expect(isScissorsLine('--8<--')).toBe(true);
+    expect(isScissorsLine('------------------------ >8 ------------------------')).toBe(true);
+    expect(isScissorsLine('x >8 y')).toBe(false);
+    expect(isScissorsLine('if (a >8)')).toBe(false);
+  });
+});
+
+describe('encodings and damage', () => {
+  test('CRLF in a base64 body is kept in the diff (mailparser drops \\r)', async () => {
+    const r = await recordFromRaw(raw('crlf-base64.eml'));
+    expect(r.files).toEqual(['tools/win/build.bat']);
+    const lines = r.diff!.files[0].hunks[0].lines;
+    expect(lines.map((l) => l.kind)).toEqual(['del', 'add', 'ctx']);
+    expect(lines[1].text).toBe('echo new');
+  });
+
+  test('8-bit headers without declared charset are read as latin1', async () => {
+    const r = await recordFromRaw(raw('latin1-header.eml'));
+    expect(r.from.name).toBe('René Müller');
+    expect(r.subject).toBe('[PATCH] docs: café fix');
+  });
+
+  test('an unknown charset does not abort parsing', async () => {
+    const r = await recordFromRaw(raw('bad-charset.eml'));
+    expect(r.messageId).toBe('<badcs-1@example.org>');
+    expect(r.kind).toBe('other');
+  });
+
+  test('a text/x-patch attachment (a whole format-patch file) is the patch', async () => {
+    const r = await recordFromRaw(raw('attachment.eml'));
+    expect(r.kind).toBe('patch');
+    expect(r.files).toEqual(['xen/common/sched/core.c']);
+    expect(r.author.address).toBe('att@example.org');
+  });
+
+  test('format=flowed patches are flagged as whitespace-damaged', async () => {
+    const r = await recordFromRaw(raw('flowed.eml'));
+    expect(r.kind).toBe('patch');
+    expect(r.whitespaceDamaged).toBe(true);
+    expect(r.damage[0]).toMatch(/format=flowed/);
+  });
+
+  test('bounces are automated and get a derived Message-ID', async () => {
+    const r = await recordFromRaw(raw('bounce.eml'));
+    expect(r.automated).toBe(true);
+    expect(r.messageId).toMatch(/^<patchvet-[0-9a-f]{20}@missing-message-id>$/);
+    expect(r.warnings.join(' ')).toMatch(/no Message-ID/);
+  });
+
+  test('garbage is rejected with a clear error', async () => {
+    const buf = Buffer.from('\x00\x01\x02 binary junk without headers');
+    await expect(parseMail({ raw: buf, ref: { source: 'x:0', file: 'x', offset: 0, length: buf.length } })).rejects.toThrow(/no header block/);
+  });
+});
+
+describe('the reference thread', () => {
+  const mbox = readFileSync(join(process.cwd(), '../shared/fixtures/xen-fpu-reset-v2-1of9.mbox'), 'latin1');
+  const mails = mbox.split(/^From mboxrd@z .*\n/m).filter(Boolean).map((m) => m.replace(/^>(>*From )/gm, '$1'));
+
+  test('patch 1/9: kind, series, author, files, trailers', async () => {
+    const r = await recordFromRaw({ raw: Buffer.from(mails[0], 'latin1'), ref: { source: 'ref:0', file: 'ref', offset: 0, length: 0 } });
+    expect(r.kind).toBe('patch');
+    expect(r.messageId).toBe('<20260324181937.2465574-2-ross.lagerwall@citrix.com>');
+    expect(r.inReplyTo).toBe('<20260324181937.2465574-1-ross.lagerwall@citrix.com>');
+    expect(r.parsedSubject.series).toMatchObject({ version: 2, index: 1, total: 9, rfc: false });
+    expect(r.parsedSubject.clean).toBe("x86/domain: Ensure a vCPU's FPU is reset early");
+    expect(r.author).toEqual({ name: 'Ross Lagerwall', address: 'ross.lagerwall@citrix.com' });
+    expect(r.files).toEqual(['xen/arch/x86/domain.c']);
+    expect(r.trailers).toEqual([{ name: 'Signed-off-by', value: 'Ross Lagerwall <ross.lagerwall@citrix.com>' }]);
+    expect(r.whitespaceDamaged).toBe(false);
+  });
+
+  test('the author answer is a flowed reply, not a patch', async () => {
+    const r = await recordFromRaw({ raw: Buffer.from(mails[2], 'latin1'), ref: { source: 'ref:2', file: 'ref', offset: 0, length: 0 } });
+    expect(r.kind).toBe('reply');
+    expect(r.files).toEqual([]);
+    expect(r.blocks.some((b) => b.type === 'quote')).toBe(true);
+  });
+});
+
+test('extractIds handles missing brackets and several ids', () => {
+  expect(extractIds('<a@b> <c@d>')).toEqual(['<a@b>', '<c@d>']);
+  expect(extractIds('a@b')).toEqual(['<a@b>']);
+});
+
+test('recordFromText wraps a bare diff into a patch mail', async () => {
+  const r = await recordFromText('diff --git a/xen/a.c b/xen/a.c\n--- a/xen/a.c\n+++ b/xen/a.c\n@@ -1,1 +1,2 @@ int f(void)\n x;\n+y;\n');
+  expect(r.kind).toBe('patch');
+  expect(r.files).toEqual(['xen/a.c']);
+});
