@@ -1,0 +1,518 @@
+// Code context of a changed line, computed from what the hunk shows (pure; no tree needed):
+//   - blocks: the conditions of the enclosing if/else/for/while/switch/macro-loop blocks,
+//   - edited / renameOnly: whether an added (or removed) line is a rewrite of a line on the
+//     other side of the same hunk, and whether that rewrite only renames identifiers.
+//
+// The hunk is all we can trust (the tree may be absent), so the scanner is a small C
+// statement parser over the visible lines of one side (context + added lines for the new
+// side, context + removed lines for the old side). It knows Xen style ("if ( x )" with the
+// brace on its own line), K&R ("if (x) {"), brace-less single statements, else / else if,
+// loops written as macros ("for_each_vcpu ( d, v )"), and skips comments, strings and
+// preprocessor lines. A brace in column 0 is a top-level definition (function, struct):
+// it resets the stack, which keeps one hunk spanning two functions honest.
+import type { FileDiff, Hunk } from '../model.js';
+import type { LineContext, Match } from './types.js';
+
+// ---------------------------------------------------------------- tokens
+
+export type TokenType = 'ident' | 'number' | 'string' | 'char' | 'punct' | 'comment';
+
+export interface Token {
+  type: TokenType;
+  text: string;
+  /** Column of the first character (0-based). */
+  col: number;
+  /** Whitespace (or a line start) precedes the token. */
+  spaceBefore: boolean;
+}
+
+/** Carried from line to line: inside a block comment, or a preprocessor line continued with '\'. */
+export interface ScanState {
+  inComment: boolean;
+  inPreprocessor: boolean;
+}
+
+const PUNCT3 = ['<<=', '>>=', '...'];
+const PUNCT2 = ['->', '++', '--', '<<', '>>', '<=', '>=', '==', '!=', '&&', '||', '+=', '-=', '*=', '/=', '%=', '&=', '|=', '^=', '##', '::'];
+
+export const C_KEYWORDS = new Set([
+  'auto', 'break', 'case', 'char', 'const', 'continue', 'default', 'do', 'double', 'else', 'enum', 'extern',
+  'float', 'for', 'goto', 'if', 'inline', 'int', 'long', 'register', 'restrict', 'return', 'short', 'signed',
+  'sizeof', 'static', 'struct', 'switch', 'typedef', 'union', 'unsigned', 'void', 'volatile', 'while',
+  'bool', '_Bool', 'true', 'false', 'NULL', 'typeof', '__typeof__', 'asm', '__asm__', 'alignof', '_Alignof',
+]);
+
+/**
+ * Tokenize one line of C. Comments are dropped unless keepComments (then each comment piece is one
+ * 'comment' token with collapsed whitespace). A line starting with '#' (and its '\' continuations)
+ * yields no tokens.
+ */
+export function tokenizeLine(text: string, state: ScanState = { inComment: false, inPreprocessor: false }, keepComments = false): Token[] {
+  const out: Token[] = [];
+  if (state.inPreprocessor) {
+    state.inPreprocessor = /\\\s*$/.test(text);
+    return out;
+  }
+  let i = 0;
+  const n = text.length;
+  let space = true;
+  const pushComment = (s: string, col: number): void => {
+    const t = s.replace(/\s+/g, ' ').trim();
+    if (keepComments && t) out.push({ type: 'comment', text: t, col, spaceBefore: true });
+  };
+  if (!state.inComment && /^\s*#/.test(text)) {
+    state.inPreprocessor = /\\\s*$/.test(text);
+    return out;
+  }
+  while (i < n) {
+    if (state.inComment) {
+      const end = text.indexOf('*/', i);
+      if (end < 0) {
+        pushComment(text.slice(i), i);
+        return out;
+      }
+      pushComment(text.slice(i, end), i);
+      state.inComment = false;
+      i = end + 2;
+      space = true;
+      continue;
+    }
+    const c = text[i]!;
+    if (c === ' ' || c === '\t' || c === '\r' || c === '\f' || c === '\v') {
+      i++;
+      space = true;
+      continue;
+    }
+    if (c === '/' && text[i + 1] === '/') {
+      pushComment(text.slice(i + 2), i);
+      return out;
+    }
+    if (c === '/' && text[i + 1] === '*') {
+      state.inComment = true;
+      i += 2;
+      continue;
+    }
+    const start = i;
+    if (/[A-Za-z_$]/.test(c)) {
+      while (i < n && /[A-Za-z0-9_$]/.test(text[i]!)) i++;
+      out.push({ type: 'ident', text: text.slice(start, i), col: start, spaceBefore: space });
+    } else if (/[0-9]/.test(c) || (c === '.' && /[0-9]/.test(text[i + 1] ?? ''))) {
+      while (i < n && /[0-9A-Za-z_.]/.test(text[i]!)) i++;
+      out.push({ type: 'number', text: text.slice(start, i), col: start, spaceBefore: space });
+    } else if (c === '"' || c === "'") {
+      i++;
+      while (i < n && text[i] !== c) i += text[i] === '\\' ? 2 : 1;
+      i = Math.min(i + 1, n);
+      out.push({ type: c === '"' ? 'string' : 'char', text: text.slice(start, i), col: start, spaceBefore: space });
+    } else {
+      const three = text.slice(i, i + 3);
+      const two = text.slice(i, i + 2);
+      const p = PUNCT3.includes(three) ? three : PUNCT2.includes(two) ? two : c;
+      i += p.length;
+      out.push({ type: 'punct', text: p, col: start, spaceBefore: space });
+    }
+    space = false;
+  }
+  return out;
+}
+
+/** Tokens of one line on its own (comments kept as tokens), for comparing lines. */
+export function lineTokens(text: string): Token[] {
+  return tokenizeLine(text, { inComment: false, inPreprocessor: false }, true);
+}
+
+/** Join tokens back into compact text: one space only where the source had one, none inside parens. */
+export function joinTokens(tokens: Token[]): string {
+  let s = '';
+  tokens.forEach((t, k) => {
+    const prev = tokens[k - 1];
+    if (prev && t.spaceBefore && prev.text !== '(' && prev.text !== '[' && t.text !== ')' && t.text !== ']' && !(t.text === '(' && prev.type === 'ident')) s += ' ';
+    s += t.text;
+  });
+  return s;
+}
+
+// ---------------------------------------------------------------- blocks
+
+interface Open {
+  kind: 'brace' | 'stmt';
+  /** Reported condition; null for blocks that are not conditions (function bodies, initializers, scopes). */
+  cond: string | null;
+  /** The body of an if: an `else` may follow when it completes. */
+  ifCond: string | null;
+  /** Brace block opened by a header (if/else/loop) rather than a bare '{'. */
+  header: boolean;
+  /** Indentation of the line that opened the header (for brace-less bodies). */
+  indent: number;
+}
+
+interface Pending {
+  cond: string | null;
+  ifCond: string | null;
+  indent: number;
+}
+
+interface SideLine {
+  /** Index in hunk.lines. */
+  index: number;
+  text: string;
+}
+
+interface FlatToken extends Token {
+  /** Position in the side's line list. */
+  pos: number;
+  first: boolean;
+}
+
+const HEADER_KEYWORDS = new Set(['if', 'while', 'for', 'switch']);
+
+function indentOf(text: string): number {
+  let w = 0;
+  for (const ch of text) {
+    if (ch === ' ') w++;
+    else if (ch === '\t') w = w - (w % 8) + 8;
+    else break;
+  }
+  return w;
+}
+
+/** Index of the ')' that closes the '(' at toks[open]; -1 if the hunk ends first. */
+function closeParen(toks: FlatToken[], open: number): number {
+  let depth = 0;
+  for (let j = open; j < toks.length; j++) {
+    const t = toks[j]!.text;
+    if (t === '(') depth++;
+    else if (t === ')') {
+      depth--;
+      if (depth === 0) return j;
+    }
+  }
+  return -1;
+}
+
+/**
+ * For each visible line of one side, the conditions of its enclosing blocks (innermost last).
+ * Lines are (index in hunk.lines, text) in order.
+ */
+export function blocksForLines(lines: SideLine[]): string[][] {
+  const state: ScanState = { inComment: false, inPreprocessor: false };
+  const toks: FlatToken[] = [];
+  lines.forEach((l, pos) => {
+    tokenizeLine(l.text, state).forEach((t, k) => toks.push({ ...t, pos, first: k === 0 }));
+  });
+  const indents = lines.map((l) => indentOf(l.text));
+  const result: (string[] | null)[] = lines.map(() => null);
+  let stack: Open[] = [];
+  let pending: Pending | null = null;
+  let awaitingElse: string | null = null;
+  let stmtStart = true;
+
+  const snapshot = (): string[] => stack.filter((b) => b.cond !== null).map((b) => b.cond as string);
+  // A block's body is complete: an if may continue with else; anything else completes the
+  // enclosing brace-less body too.
+  const completed = (b: Open): void => {
+    if (b.ifCond !== null) awaitingElse = b.ifCond;
+    else cascade();
+  };
+  const cascade = (): void => {
+    const top = stack[stack.length - 1];
+    if (top && top.kind === 'stmt') {
+      stack.pop();
+      completed(top);
+    }
+  };
+
+  for (let i = 0; i < toks.length; i++) {
+    const t = toks[i]!;
+    const lineIndent = indents[t.pos]!;
+    // A new line that is not indented past an unfinished brace-less body ends it (a macro
+    // statement without ';', or a hunk that cut the statement).
+    if (t.first && t.text !== '}' && t.text !== '{' && !pending) {
+      while (stack.length && stack[stack.length - 1]!.kind === 'stmt' && lineIndent <= stack[stack.length - 1]!.indent) {
+        if (awaitingElse !== null && t.text === 'else') break;
+        awaitingElse = null;
+        const top = stack.pop()!;
+        completed(top);
+        if (awaitingElse !== null) break;
+      }
+    }
+    if (awaitingElse !== null) {
+      if (t.text === 'else') {
+        if (t.first) result[t.pos] = snapshot();
+        pending = { cond: `!(${awaitingElse})`, ifCond: null, indent: lineIndent };
+        awaitingElse = null;
+        stmtStart = true;
+        continue;
+      }
+      awaitingElse = null;
+      cascade();
+      // The cascade may have completed an outer if body: let this token answer that else too.
+      if (awaitingElse !== null) {
+        i--;
+        continue;
+      }
+    }
+    if (t.first && t.col === 0 && t.text === '{') {
+      // Body of a top-level definition.
+      stack = [];
+      pending = null;
+      stack.push({ kind: 'brace', cond: null, ifCond: null, header: false, indent: 0 });
+      result[t.pos] = snapshot();
+      stmtStart = true;
+      continue;
+    }
+    if (t.first && t.col === 0 && t.text === '}') {
+      result[t.pos] = snapshot();
+      stack = [];
+      pending = null;
+      stmtStart = true;
+      continue;
+    }
+    if (pending) {
+      const p = pending;
+      pending = null;
+      if (t.text === '{') {
+        stack.push({ kind: 'brace', cond: p.cond, ifCond: p.ifCond, header: true, indent: p.indent });
+        if (t.first) result[t.pos] = snapshot();
+        stmtStart = true;
+        continue;
+      }
+      if (t.text === ';') {
+        // Empty body ("while ( x );").
+        if (t.first) result[t.pos] = snapshot();
+        completed({ kind: 'stmt', cond: p.cond, ifCond: p.ifCond, header: true, indent: p.indent });
+        stmtStart = true;
+        continue;
+      }
+      stack.push({ kind: 'stmt', cond: p.cond, ifCond: p.ifCond, header: true, indent: p.indent });
+      stmtStart = true;
+    }
+    if (t.first) result[t.pos] = snapshot();
+
+    if (t.type === 'ident' && HEADER_KEYWORDS.has(t.text) && toks[i + 1]?.text === '(') {
+      const close = closeParen(toks, i + 1);
+      if (close < 0) break;
+      const inner = joinTokens(toks.slice(i + 2, close));
+      const cond = t.text === 'if' ? inner : `${t.text} (${inner})`;
+      pending = { cond, ifCond: t.text === 'if' ? inner : null, indent: lineIndent };
+      i = close;
+      continue;
+    }
+    if (t.type === 'ident' && (t.text === 'do' || t.text === 'else')) {
+      pending = { cond: t.text, ifCond: null, indent: lineIndent };
+      continue;
+    }
+    if (t.type === 'ident' && stmtStart && !C_KEYWORDS.has(t.text) && toks[i + 1]?.text === '(') {
+      const close = closeParen(toks, i + 1);
+      if (close < 0) break;
+      const next = toks[close + 1];
+      // A loop macro: "for_each_vcpu ( d, v )" then '{' or a statement on a later line.
+      if (next && (next.text === '{' || (next.first && (next.type === 'ident' || next.text === '(' || next.text === '*')))) {
+        pending = { cond: joinTokens(toks.slice(i, close + 1)), ifCond: null, indent: lineIndent };
+        i = close;
+        continue;
+      }
+      stmtStart = false;
+      i = close;
+      continue;
+    }
+    switch (t.text) {
+      case '{':
+        stack.push({ kind: 'brace', cond: null, ifCond: null, header: false, indent: lineIndent });
+        stmtStart = true;
+        break;
+      case '}': {
+        while (stack.length && stack[stack.length - 1]!.kind === 'stmt') stack.pop();
+        const b = stack.pop();
+        stmtStart = true;
+        if (b && b.header) completed(b);
+        break;
+      }
+      case ';':
+        stmtStart = true;
+        cascade();
+        break;
+      case ':':
+        // "out:" labels and "case X:" start a statement.
+        stmtStart = true;
+        break;
+      default:
+        stmtStart = false;
+    }
+  }
+  // Lines without tokens (blank, comment, preprocessor) take the state of the line before.
+  let last: string[] = [];
+  return result.map((r) => {
+    if (r) last = r;
+    return r ?? last;
+  });
+}
+
+// ---------------------------------------------------------------- twins (edited / renameOnly)
+
+/** Longest common subsequence length of two token-text arrays. */
+function lcs(a: string[], b: string[]): number {
+  if (!a.length || !b.length) return 0;
+  let prev = new Array<number>(b.length + 1).fill(0);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = new Array<number>(b.length + 1).fill(0);
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = a[i - 1] === b[j - 1] ? prev[j - 1]! + 1 : Math.max(prev[j]!, cur[j - 1]!);
+    }
+    prev = cur;
+  }
+  return prev[b.length]!;
+}
+
+/** Similarity of two lines' tokens: 2*LCS / (|a|+|b|), 1 for two token-less lines with equal text. */
+export function tokenSimilarity(a: string, b: string): number {
+  const ta = lineTokens(a).map((t) => t.text);
+  const tb = lineTokens(b).map((t) => t.text);
+  if (!ta.length && !tb.length) return a.trim() === b.trim() ? 1 : 0;
+  return (2 * lcs(ta, tb)) / (ta.length + tb.length);
+}
+
+const isRenameable = (t: Token): boolean => t.type === 'ident' && !C_KEYWORDS.has(t.text);
+
+/**
+ * True when `b` is `a` with identifiers consistently renamed (a one-to-one mapping applied to
+ * every occurrence), or with whitespace changes only.
+ */
+export function isRenameOnly(a: string, b: string): boolean {
+  const ta = lineTokens(a);
+  const tb = lineTokens(b);
+  if (ta.length !== tb.length || !ta.length) return false;
+  const fwd = new Map<string, string>();
+  const back = new Map<string, string>();
+  for (let k = 0; k < ta.length; k++) {
+    const x = ta[k]!;
+    const y = tb[k]!;
+    if (isRenameable(x) && isRenameable(y)) {
+      if ((fwd.get(x.text) ?? y.text) !== y.text || (back.get(y.text) ?? x.text) !== x.text) return false;
+      fwd.set(x.text, y.text);
+      back.set(y.text, x.text);
+    } else if (x.text !== y.text) {
+      return false;
+    }
+  }
+  return true;
+}
+
+/** Lines must share at least this much (token LCS similarity) to count as an edit of each other. */
+export const EDIT_SIMILARITY = 0.5;
+
+interface Twin {
+  twin: number;
+  renameOnly: boolean;
+}
+
+/**
+ * Pair added lines with removed lines of the same hunk (one-to-one, best similarity first,
+ * lines of the same -/+ run preferred). Returns twin info for both sides, by hunk line index.
+ */
+export function pairTwins(hunk: Hunk): Map<number, Twin> {
+  const run: number[] = [];
+  let r = 0;
+  hunk.lines.forEach((l, k) => {
+    if (l.kind === 'ctx') r++;
+    run[k] = r;
+  });
+  const adds = hunk.lines.map((l, k) => (l.kind === 'add' ? k : -1)).filter((k) => k >= 0);
+  const dels = hunk.lines.map((l, k) => (l.kind === 'del' ? k : -1)).filter((k) => k >= 0);
+  const pairs: { a: number; d: number; score: number }[] = [];
+  // Hunks are small; bound the work anyway for generated files.
+  if (adds.length * dels.length <= 40000) {
+    for (const a of adds) {
+      for (const d of dels) {
+        const s = tokenSimilarity(hunk.lines[d]!.text, hunk.lines[a]!.text);
+        if (s >= EDIT_SIMILARITY) pairs.push({ a, d, score: s + (run[a] === run[d] ? 1 : 0) });
+      }
+    }
+  }
+  pairs.sort((x, y) => y.score - x.score || Math.abs(x.a - x.d) - Math.abs(y.a - y.d));
+  const out = new Map<number, Twin>();
+  for (const p of pairs) {
+    if (out.has(p.a) || out.has(p.d)) continue;
+    const ro = isRenameOnly(hunk.lines[p.d]!.text, hunk.lines[p.a]!.text);
+    out.set(p.a, { twin: p.d, renameOnly: ro });
+    out.set(p.d, { twin: p.a, renameOnly: ro });
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- LineContext
+
+interface HunkAnalysis {
+  newBlocks: Map<number, string[]>;
+  oldBlocks: Map<number, string[]>;
+  twins: Map<number, Twin>;
+}
+
+const cache = new WeakMap<Hunk, HunkAnalysis>();
+
+function analyse(hunk: Hunk): HunkAnalysis {
+  let a = cache.get(hunk);
+  if (a) return a;
+  const side = (kind: 'add' | 'del'): Map<number, string[]> => {
+    const lines: SideLine[] = [];
+    hunk.lines.forEach((l, index) => {
+      if (l.kind === 'ctx' || l.kind === kind) lines.push({ index, text: l.text });
+    });
+    const blocks = blocksForLines(lines);
+    return new Map(lines.map((l, k) => [l.index, blocks[k]!]));
+  };
+  a = { newBlocks: side('add'), oldBlocks: side('del'), twins: pairTwins(hunk) };
+  cache.set(hunk, a);
+  return a;
+}
+
+/**
+ * Context of hunk.lines[index]: enclosing block conditions on the line's own side (new side for
+ * added and context lines, old side for removed lines), and whether it has a twin on the other side.
+ * `edited`/`renameOnly` are set for removed lines too (their added twin).
+ */
+export function lineContext(file: FileDiff, hunk: Hunk, index: number): LineContext {
+  const line = hunk.lines[index];
+  if (!line) throw new RangeError(`lineContext: no line ${index} in hunk ${hunk.header} of ${file.path}`);
+  const a = analyse(hunk);
+  const blocks = (line.kind === 'del' ? a.oldBlocks : a.newBlocks).get(index) ?? [];
+  const twin = line.kind === 'ctx' ? undefined : a.twins.get(index);
+  return {
+    file,
+    hunk,
+    index,
+    line,
+    blocks: [...blocks],
+    edited: twin !== undefined,
+    renameOnly: twin?.renameOnly ?? false,
+  };
+}
+
+/** The removed (or added) line an edited line was paired with, if any. */
+export function twinOf(hunk: Hunk, index: number): number | null {
+  return analyse(hunk).twins.get(index)?.twin ?? null;
+}
+
+// ---------------------------------------------------------------- helpers for matchers
+
+/** A function name as rules compare it: "int arch_vcpu_create(struct vcpu *v)" -> "arch_vcpu_create". */
+export function functionName(fn: string | null | undefined): string | null {
+  if (!fn) return null;
+  const m = /([A-Za-z_][A-Za-z0-9_]*)\s*\(/.exec(fn);
+  if (m) return m[1]!;
+  const w = fn.trim().split(/\s+/).pop();
+  return w ? w.replace(/[^A-Za-z0-9_]/g, '') || null : null;
+}
+
+/** The Match for a line as the engine makes it when a rule has no matcher; `extra` overrides fields. */
+export function matchAt(lc: LineContext, extra: Partial<Match> = {}): Match {
+  const del = lc.line.kind === 'del';
+  return {
+    file: lc.file.path,
+    line: del ? lc.line.oldLine : lc.line.newLine,
+    side: del ? 'old' : 'new',
+    function: functionName(lc.line.fn),
+    code: lc.line.text,
+    ...extra,
+  };
+}
