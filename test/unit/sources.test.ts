@@ -227,6 +227,18 @@ describe('escaping and separators', () => {
     expect(msgs.map((m) => m.raw.toString().replace(/\r\n/g, '\n'))).toEqual(lf.map((m) => m.raw.toString()));
   });
 
+  test('an empty message between two envelopes is reported, not yielded', () => {
+    const mbox = Buffer.from(
+      'From a@b Tue Mar 24 18:19:29 2026\nSubject: one\n\nok\n\n' +
+        'From a@b Tue Mar 24 18:19:30 2026\n\n' +
+        'From a@b Tue Mar 24 18:19:31 2026\nSubject: three\n\nok\n',
+    );
+    const { errors, onError } = errorsSink();
+    const msgs = splitMboxBuffer(mbox, 'm', { onError });
+    expect(msgs.map((m) => m.raw.toString())).toEqual(['Subject: one\n\nok\n', 'Subject: three\n\nok\n']);
+    expect(errors).toEqual([{ source: `m:${mbox.indexOf('\n\nFrom a@b Tue Mar 24 18:19:31') + 1}`, message: expect.stringContaining('empty message') }]);
+  });
+
   test('empty input and blank-only input give no message and no error', async () => {
     const { errors, onError } = errorsSink();
     expect(await collect(splitMbox(chunked(Buffer.alloc(0), 1), 'e', { onError }))).toEqual([]);
@@ -409,7 +421,16 @@ describe('readInputs', () => {
     await expect(collect(readInputs([dir]))).rejects.toThrow(/not a maildir .*holds no \.eml\/\.mbox files/);
   });
 
-  test('an unreadable file throws InputOpenError (skipped when running as root)', async () => {
+  test('permission problems get a message that says what to do', () => {
+    const eacces = Object.assign(new Error('EACCES: permission denied'), { code: 'EACCES' });
+    const e = InputOpenError.from('list.mbox', eacces);
+    expect(e).toBeInstanceOf(Error);
+    expect(e.name).toBe('InputOpenError');
+    expect(e.message).toMatch(/^cannot read 'list\.mbox': permission denied\. Check its permissions/);
+    expect(e.cause).toBe(eacces);
+  });
+
+  test('an unreadable file throws InputOpenError (not testable as root, who reads everything)', async () => {
     if (process.getuid?.() === 0) return; // root reads everything
     const p = join(dir, 'secret.mbox');
     writeFileSync(p, readFileSync(REF));
