@@ -8,6 +8,14 @@ import { InputOpenError } from './sources/index.js';
 import { THREADS_SCHEMA, threadJson, threadText, seriesJson } from './sinks/threads.js';
 import { log } from './log.js';
 import { progressReporter } from './sinks/progress.js';
+import type { Finding, MessageRecord, Severity } from './model.js';
+import { loadPacks, defaultRulesDir, formatLoadErrors } from './rules/load.js';
+import { runExamples, formatExampleResults } from './rules/examples.js';
+import { recordFromText } from './mail/record.js';
+import { reviewThread } from './review/review.js';
+import { TreeReader } from './review/tree.js';
+import { atOrAbove, reviewJson, reviewSarif, reviewText, type ReviewResult } from './sinks/findings.js';
+import { composeReply, replyToEml } from './sinks/email.js';
 
 export class UsageError extends Error {}
 
@@ -58,6 +66,94 @@ async function threadsCommand(inputs: string[], opts: { format: string; workers?
   }
 }
 
+interface ReviewOpts {
+  format: 'text' | 'json' | 'sarif' | 'email';
+  rules?: string[];
+  defaultRules: boolean;
+  tree?: string;
+  failOn?: Severity;
+  minSeverity: Severity;
+  workers?: number;
+  llm?: boolean;
+}
+
+function loadRules(extra: string[] | undefined, withDefault: boolean) {
+  const dirs = [...(withDefault ? [defaultRulesDir()] : []), ...(extra ?? [])];
+  const packs = loadPacks(dirs);
+  if (packs.errors.length) {
+    throw new UsageError(
+      `rule files have errors:\n${formatLoadErrors(packs.errors)}\n` +
+        'Fix them (run `patchvet rules test` to check) and run again.',
+    );
+  }
+  return packs;
+}
+
+async function reviewCommand(inputs: string[], opts: ReviewOpts, io: Io): Promise<number> {
+  const packs = loadRules(opts.rules, opts.defaultRules);
+  const tree = opts.tree ? new TreeReader(opts.tree) : undefined;
+  if (opts.llm) log.warn('--llm: the LLM pass is not built yet; running the rules only');
+  const progress = progressReporter(io.stderr);
+  const corpus = await loadCorpus(inputs, { stdin: io.stdin, workers: opts.workers, onProgress: progress.tick });
+  progress.stop();
+  try {
+    const findings: Finding[] = [];
+    const patches = new Map<string, MessageRecord>();
+    for (const t of corpus.threads) {
+      const thread = corpus.thread(t);
+      const fs = reviewThread(thread, { rules: packs.rules, kb: packs.kb, treeFor: tree ? (r) => tree.viewFor(r) : undefined }).filter(
+        (f) => atOrAbove(f, opts.minSeverity),
+      );
+      for (const f of fs) {
+        const rec = thread.messages.find((m) => m.messageId === f.messageId)?.record;
+        if (rec && opts.format === 'email') patches.set(rec.messageId, rec);
+      }
+      findings.push(...fs);
+    }
+    const result: ReviewResult = {
+      findings,
+      errors: corpus.errors,
+      stats: { messages: corpus.stats.messages, threads: corpus.stats.threads, series: corpus.stats.series, patches: corpus.stats.patches },
+      rules: packs.rules,
+      notices: opts.llm ? ['--llm was given but the LLM pass is not available in this version: rule findings only'] : [],
+    };
+    const out = new Out(io.stdout);
+    if (opts.format === 'json') await out.write(reviewJson(result));
+    else if (opts.format === 'sarif') await out.write(reviewSarif(result));
+    else if (opts.format === 'text') await out.write(reviewText(result));
+    else {
+      // An mbox of the replies patchvet would send (dry run: nothing is sent).
+      for (const [id, rec] of patches) {
+        const fs = findings.filter((f) => f.messageId === id);
+        const reply = composeReply(rec, fs, { from: process.env.PATCHVET_FROM ?? 'patchvet <patchvet@localhost>', list: rec.listIds.find((l) => l.includes('@')) ?? null });
+        await out.write(`From patchvet ${new Date(0).toUTCString()}\n${replyToEml(reply).replace(/^(>*From )/gm, '>$1')}\n`);
+      }
+      if (!patches.size) io.stderr.write('patchvet: no findings: no reply would be sent\n');
+    }
+    for (const e of corpus.errors) io.stderr.write(`patchvet: ${e.source}: ${e.message}\n`);
+    if (opts.failOn && findings.some((f) => atOrAbove(f, opts.failOn!))) return 1;
+    return 0;
+  } finally {
+    corpus.close();
+  }
+}
+
+async function rulesCommand(action: string, dir: string | undefined, io: Io): Promise<number> {
+  if (action === 'list') {
+    const packs = loadRules(dir ? [dir] : undefined, !dir);
+    const out = new Out(io.stdout);
+    for (const r of packs.rules) await out.write(`${r.id.padEnd(32)} ${r.severity.padEnd(8)} ${r.title}\n`);
+    return 0;
+  }
+  if (action === 'test') {
+    const packs = loadRules(dir ? [dir] : undefined, !dir);
+    const results = await runExamples(packs.rules, packs.kb, (text: string) => recordFromText(text));
+    io.stdout.write(formatExampleResults(results));
+    return results.some((r) => !r.passed) ? 1 : 0;
+  }
+  throw new UsageError(`unknown rules action '${action}': use 'patchvet rules list' or 'patchvet rules test [DIR]'`);
+}
+
 export function seriesIndex(corpus: Corpus): (id: string) => string | undefined {
   const m = new Map<string, string>();
   for (const s of corpus.series) {
@@ -85,6 +181,39 @@ export function buildProgram(io: Io, result: { code: number }): Command {
     .addOption(new Option('--workers <n>', 'parser threads (default: one per core)').argParser(parseCount))
     .action(async (inputs: string[], opts) => {
       result.code = await threadsCommand(inputs, opts, io);
+    });
+
+  program
+    .command('review')
+    .description('run the rule packs over every patch mail and report findings')
+    .argument('<input...>', 'mbox (.gz too), maildir folder, .eml file, or - for stdin')
+    .addOption(new Option('--format <format>', 'output format').choices(['text', 'json', 'sarif', 'email']).default('text'))
+    .option('--rules <dir>', 'an extra rules directory (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
+    .option('--no-default-rules', "don't load the bundled rules/ packs")
+    .option('--tree <dir>', 'a checkout of the target tree, for whole functions and callee bodies')
+    .addOption(new Option('--fail-on <severity>', 'exit 1 when a finding is at or above this severity').choices(['info', 'warning', 'error']))
+    .addOption(new Option('--min-severity <severity>', 'report findings at or above this severity').choices(['info', 'warning', 'error']).default('info'))
+    .option('--llm', 'also run the LLM pass (needs OPENAI_API_KEY / OPENAI_BASE_URL / PATCHVET_LLM_MODEL)')
+    .addOption(new Option('--workers <n>', 'parser threads (default: one per core)').argParser(parseCount))
+    .action(async (inputs: string[], opts) => {
+      result.code = await reviewCommand(inputs, opts, io);
+    });
+
+  program
+    .command('rules')
+    .description('list the rules, or run their examples (must-flag and must-not-flag patches)')
+    .argument('<action>', 'list | test')
+    .argument('[dir]', 'a rules directory (default: the bundled rules/)')
+    .action(async (action: string, dir: string | undefined) => {
+      result.code = await rulesCommand(action, dir, io);
+    });
+
+  program
+    .command('serve')
+    .description('follow lists and answer them (not built yet)')
+    .option('--config <file>', 'patchvet.yml', 'patchvet.yml')
+    .action(() => {
+      throw new UsageError('`patchvet serve` is not built yet in this version; use `patchvet review` on an mbox meanwhile.');
     });
 
   return program;

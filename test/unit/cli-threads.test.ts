@@ -1,0 +1,120 @@
+// `patchvet threads` end to end on the real reference thread, in-process (the parse pool
+// falls back to in-process parsing under jest) and through bin/patchvet (worker threads).
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { readFileSync } from 'node:fs';
+import { run } from '../helpers/cli.js';
+
+const FIX = join(process.cwd(), '../shared/fixtures');
+const REF = join(FIX, 'xen-fpu-reset-v2-1of9.mbox');
+
+describe('threads on the reference thread', () => {
+  let doc: any;
+  beforeAll(async () => {
+    const r = await run(['threads', REF, '--format', 'json']);
+    expect(r.code).toBe(0);
+    doc = JSON.parse(r.out);
+  });
+
+  test('one thread rooted at the missing cover letter', () => {
+    expect(doc.schema).toBe('patchvet/threads@1');
+    expect(doc.threads).toHaveLength(1);
+    const t = doc.threads[0];
+    expect(t.root).toBe('<20260324181937.2465574-1-ross.lagerwall@citrix.com>');
+    expect(t.rootMissing).toBe(true);
+    expect(t.messages.map((m: any) => [m.messageId, m.ghost, m.kind])).toEqual([
+      ['<20260324181937.2465574-1-ross.lagerwall@citrix.com>', true, null],
+      ['<20260324181937.2465574-2-ross.lagerwall@citrix.com>', false, 'patch'],
+      ['<0471e754-9ea7-4fb5-b573-b770713b2f53@citrix.com>', false, 'reply'],
+      [expect.stringMatching(/^<.+>$/), false, 'reply'],
+    ]);
+    expect(doc.errors).toEqual([]);
+  });
+
+  test('the patch: series, author, files, trailers, parent', () => {
+    const p = doc.threads[0].messages[1];
+    expect(p.parent).toBe('<20260324181937.2465574-1-ross.lagerwall@citrix.com>');
+    expect(p.series).toMatchObject({ version: 2, index: 1, total: 9, rfc: false, prefixes: ['PATCH'] });
+    expect(p.author).toEqual({ name: 'Ross Lagerwall', address: 'ross.lagerwall@citrix.com' });
+    expect(p.files).toEqual(['xen/arch/x86/domain.c']);
+    expect(p.trailers).toEqual([{ name: 'Signed-off-by', value: 'Ross Lagerwall <ross.lagerwall@citrix.com>' }]);
+    expect(p.date).toBe('2026-03-24T18:19:29.000Z');
+    expect(doc.series).toHaveLength(1);
+    expect(doc.series[0]).toMatchObject({ version: 2, total: 9, complete: false });
+    expect(doc.series[0].missing).toEqual([2, 3, 4, 5, 6, 7, 8, 9]);
+  });
+
+  test("the maintainer's review is anchored to the added vcpu_reset_fpu(v) line", () => {
+    const review = doc.threads[0].messages[2];
+    expect(review.parent).toBe('<20260324181937.2465574-2-ross.lagerwall@citrix.com>');
+    expect(review.from.address).toBe('andrew.cooper3@citrix.com');
+    const onCode = review.comments.filter((c: any) => c.file !== null);
+    const alloc = onCode.find((c: any) => /part of allocating the memory/.test(c.text));
+    expect(alloc).toMatchObject({ file: 'xen/arch/x86/domain.c', side: 'new' });
+    expect([525, 526]).toContain(alloc.line);
+    expect(alloc.quoted.join('\n')).toContain('vcpu_reset_fpu(v);');
+    expect(alloc.text).toMatch(/idle vCPU doesn't take this path/);
+    const how = review.comments.find((c: any) => /^How\?/.test(c.text));
+    expect(how).toMatchObject({ file: null, line: null });
+  });
+
+  test("the author's flowed answer comments on prose", () => {
+    const answer = doc.threads[0].messages[3];
+    expect(answer.author.address).toBe('ross.lagerwall@citrix.com');
+    const no = answer.comments.find((c: any) => /^No, since it means the backing memory/.test(c.text));
+    expect(no).toMatchObject({ file: null, line: null });
+    const yes = answer.comments.find((c: any) => /but yes, that does seem like the best way/.test(c.text));
+    expect(yes).toMatchObject({ file: null });
+  });
+
+  test('text format is a readable tree', async () => {
+    const r = await run(['threads', REF, '--format', 'text']);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/root not in input/);
+    expect(r.out).toMatch(/patch v2 1\/9: \[PATCH v2 1\/9\] x86\/domain: Ensure a vCPU's FPU is reset early/);
+    expect(r.out).toMatch(/xen\/arch\/x86\/domain\.c:52[56] \(new, arch_vcpu_create\)/);
+  });
+});
+
+describe('inputs and errors', () => {
+  test('several inputs, stdin, and duplicates collapsed', async () => {
+    const stdin = Readable.from([readFileSync(REF)]);
+    const r = await run(['threads', REF, '-', '--format', 'json'], stdin);
+    expect(r.code).toBe(0);
+    const doc = JSON.parse(r.out);
+    expect(doc.stats.duplicates).toBe(3);
+    expect(doc.threads).toHaveLength(1);
+    expect(doc.threads[0].messages).toHaveLength(4);
+  });
+
+  test('an unreadable input exits 2 with advice', async () => {
+    const r = await run(['threads', '/nonexistent/x.mbox']);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/x\.mbox/);
+  });
+
+  test('a usage error exits 2', async () => {
+    const r = await run(['threads', REF, '--format', 'yaml']);
+    expect(r.code).toBe(2);
+  });
+
+  test('a malformed message is reported with its offset and skipped', async () => {
+    const good = readFileSync(REF, 'latin1');
+    const bad = 'From mboxrd@z Thu Jan  1 00:00:00 1970\n\x00\x01\x02garbage without any header\n\n';
+    const stdin = Readable.from([Buffer.from(bad + good, 'latin1')]);
+    const r = await run(['threads', '-', '--format', 'json'], stdin);
+    expect(r.code).toBe(0);
+    const doc = JSON.parse(r.out);
+    expect(doc.errors).toHaveLength(1);
+    expect(doc.errors[0].source).toMatch(/^-:\d+$/);
+    expect(doc.threads[0].messages).toHaveLength(4);
+    expect(r.err).toMatch(/-:\d+: skipped/);
+  });
+});
+
+test('bin/patchvet (compiled, worker threads) gives the same JSON as in-process', async () => {
+  const viaBin = execFileSync(join(process.cwd(), 'bin/patchvet'), ['threads', REF, '--format', 'json'], { encoding: 'utf8' });
+  const inProc = await run(['threads', REF, '--format', 'json']);
+  expect(JSON.parse(viaBin)).toEqual(JSON.parse(inProc.out));
+});
