@@ -1,0 +1,640 @@
+// Reply understanding, part 2: anchor each stretch of new text in a reply to the diff line
+// it answers (CONTRACT.md, "comments"): the last quoted diff line before it.
+//
+// Quoted lines are matched to the patch by CONTENT, because reviewers trim hunks (quoted
+// "@@" numbers then no longer count the quoted lines) and mail clients damage whitespace
+// (tabs turned to spaces, the leading space of context lines lost, lines re-wrapped or,
+// with format=flowed, joined). Quotes follow the patch in order, so among equal lines the
+// one after the previous match, in the file named by the nearest quoted header, wins.
+// When the parent's diff is not available, the quote's own "+++"/"@@" headers still give
+// file and line by counting.
+
+import type { Comment, Diff, DiffLine, LineKind, ReplyBlock } from '../model.js';
+
+function count(s: string, ch: string): number {
+  let n = 0;
+  for (const c of s) if (c === ch) n++;
+  return n;
+}
+
+/** Text with all whitespace removed: the form quoted lines are compared in. */
+function compact(s: string): string {
+  return s.replace(/\s+/g, '');
+}
+
+const PREFIX: Record<LineKind, string> = { add: '+', del: '-', ctx: ' ' };
+
+// ---------------------------------------------------------------- the patch, indexed
+
+interface Entry {
+  /** Position in the whole diff, in patch order. */
+  g: number;
+  fi: number;
+  hi: number;
+  li: number;
+  path: string;
+  line: DiffLine;
+}
+
+interface DiffIndex {
+  diff: Diff;
+  entries: Entry[];
+  /** kind + '\0' + compact(text) -> entry positions, ascending. */
+  exact: Map<string, number[]>;
+  /** First entry position of each hunk, by `${fi}:${hi}`. */
+  hunkStart: Map<string, number>;
+}
+
+function indexDiff(diff: Diff): DiffIndex {
+  const entries: Entry[] = [];
+  const exact = new Map<string, number[]>();
+  const hunkStart = new Map<string, number>();
+  diff.files.forEach((f, fi) => {
+    f.hunks.forEach((h, hi) => {
+      hunkStart.set(`${fi}:${hi}`, entries.length);
+      h.lines.forEach((line, li) => {
+        const g = entries.length;
+        entries.push({ g, fi, hi, li, path: f.path, line });
+        const key = `${line.kind}\0${compact(line.text)}`;
+        const list = exact.get(key);
+        if (list) list.push(g);
+        else exact.set(key, [g]);
+      });
+    });
+  });
+  return { diff, entries, exact, hunkStart };
+}
+
+function findFile(ix: DiffIndex, path: string): number | null {
+  const files = ix.diff.files;
+  let fi = files.findIndex((f) => f.path === path || f.newPath === path || f.oldPath === path);
+  if (fi >= 0) return fi;
+  // A path quoted with a different prefix depth ("a/b/c.c" vs "b/c.c").
+  fi = files.findIndex((f) => f.path.endsWith(`/${path}`) || path.endsWith(`/${f.path}`));
+  return fi >= 0 ? fi : null;
+}
+
+function findHunk(ix: DiffIndex, fi: number, h: QuotedHunkHeader): number | null {
+  const hunks = ix.diff.files[fi]!.hunks;
+  let hi = hunks.findIndex((x) => x.oldStart === h.oldStart && x.newStart === h.newStart);
+  if (hi < 0) hi = hunks.findIndex((x) => x.newStart === h.newStart || x.oldStart === h.oldStart);
+  if (hi < 0 && h.fnText) hi = hunks.findIndex((x) => (x.headerFunction ?? '').trim() === h.fnText);
+  return hi >= 0 ? hi : null;
+}
+
+// ---------------------------------------------------------------- quoted headers
+
+interface QuotedHunkHeader {
+  oldStart: number;
+  newStart: number;
+  fnText: string;
+}
+
+const HUNK_HEADER = /^@@ -(\d+)(?:,\d+)? \+(\d+)(?:,\d+)? @@ ?(.*)$/;
+const DIFF_GIT = /^diff --git "?a\/(.+?)"? "?b\/(.+?)"?\s*$/;
+const MINUS_HEADER = /^--- (?:"?a\/(.+?)"?|\/dev\/null)(\t.*)?\s*$/;
+const PLUS_HEADER = /^\+\+\+ (?:"?b\/(.+?)"?|\/dev\/null)(\t.*)?\s*$/;
+const OTHER_HEADER =
+  /^(index [0-9a-f]+\.\.[0-9a-f]+|(new|deleted) file mode |old mode |new mode |similarity index |dissimilarity index |rename (from|to) |copy (from|to) |Binary files |\\ No newline at end of file)/;
+
+type Header =
+  | { h: 'file'; path: string | null }
+  | { h: 'hunk'; hunk: QuotedHunkHeader }
+  | { h: 'other' };
+
+function parseHeader(content: string, next: string | undefined): Header | null {
+  const c = content.trimStart();
+  let m = DIFF_GIT.exec(c);
+  if (m) return { h: 'file', path: m[2]! };
+  m = PLUS_HEADER.exec(c);
+  if (m) return { h: 'file', path: m[1] ?? null };
+  // "--- a/x" only when "+++ " follows: a deleted line may start with "-- " too.
+  m = MINUS_HEADER.exec(c);
+  if (m && next !== undefined && next.trimStart().startsWith('+++ ')) return { h: 'file', path: null };
+  m = HUNK_HEADER.exec(c);
+  if (m) return { h: 'hunk', hunk: { oldStart: Number(m[1]), newStart: Number(m[2]), fnText: m[3]!.trim() } };
+  if (OTHER_HEADER.test(c)) return { h: 'other' };
+  return null;
+}
+
+/** Function name from a hunk header's funcname or a definition line ("int foo(struct bar *b)"). */
+function functionName(text: string): string | null {
+  const t = text.trim();
+  if (/^(if|for|while|switch|return|else|do)\b/.test(t)) return null;
+  const m = /([A-Za-z_]\w*)\s*\(/.exec(t);
+  return m ? m[1]! : null;
+}
+
+/** A definition starting at column 0, as C puts them: "static int foo(..." (not a call or statement). */
+function definitionName(text: string): string | null {
+  if (!/^[A-Za-z_]/.test(text) || /;\s*$/.test(text)) return null;
+  if (!/^[A-Za-z_][\w\s*]*\b[A-Za-z_]\w*\s*\(/.test(text)) return null;
+  return functionName(text);
+}
+
+// ---------------------------------------------------------------- quoted lines, classified
+
+type Classified =
+  | { t: 'neutral' }
+  | { t: 'prose' }
+  | { t: 'header'; path: string | null }
+  /** Tail of the previous diff line (re-wrapped by a mail client). */
+  | { t: 'cont' }
+  | {
+      t: 'diff';
+      kind: LineKind;
+      /** "+" alone, or an empty context line. */
+      blank: boolean;
+      /** The matched patch line, when the diff is known. */
+      entry: Entry | null;
+      /** Else: what the quote's own headers give. */
+      path: string | null;
+      line: number | null;
+      fn: string | null;
+      /** The line as quoted, with a normalised prefix. */
+      quoted: string;
+    };
+
+interface Alt {
+  kind: LineKind;
+  key: string;
+  /** A context line whose leading space was lost: only trusted in a run or when distinctive. */
+  weak: boolean;
+}
+
+/** How a quoted line may read as a diff line. */
+function alternatives(content: string): Alt[] {
+  const alts: Alt[] = [];
+  const c0 = content[0];
+  if (c0 === '+' || c0 === '-') {
+    alts.push({ kind: c0 === '+' ? 'add' : 'del', key: compact(content.slice(1)), weak: false });
+  } else if (c0 === ' ' || c0 === '\t') {
+    alts.push({ kind: 'ctx', key: compact(content), weak: false });
+    // format=flowed joins an empty context line with the next one ("   +foo"), and some
+    // clients indent quotes: the real prefix then follows the whitespace.
+    const t = content.trimStart();
+    if (t[0] === '+' || t[0] === '-') alts.push({ kind: t[0] === '+' ? 'add' : 'del', key: compact(t.slice(1)), weak: true });
+  } else if (content !== '') {
+    alts.push({ kind: 'ctx', key: compact(content), weak: true });
+  }
+  return alts;
+}
+
+function isBlankDiffContent(content: string): boolean {
+  return /^[+-]\s*$/.test(content);
+}
+
+function looksLikeCode(text: string): boolean {
+  return /[;{}]\s*$|^\s*[{}]|->|&&|\|\||\w\(|^\s*(\/\*|\*|#\s*(if|else|endif|define|include))/.test(text);
+}
+
+/** State carried through the quote blocks of one reply, in order. */
+interface State {
+  ix: DiffIndex | null;
+  /** Position of the last matched patch line, -1 before any. */
+  cursor: number;
+  /** A file or hunk header was quoted after the last match: the next match need not be adjacent. */
+  headerSinceMatch: boolean;
+  fileHint: number | null;
+  filePath: string | null;
+  hunkHint: { fi: number; hi: number } | null;
+  /**
+   * Counting from the quote's own "@@" header: next old/new line numbers. `foreign` when the
+   * quoted header names a file or hunk the patch does not have: a diff the reviewer wrote or
+   * took from elsewhere, whose lines are not the patch's.
+   */
+  local: { old: number | null; new: number | null; fn: string | null; foreign: boolean };
+  /** The previous quote block ended inside a run of diff lines (at this depth): the next one may go on with it. */
+  runOpen: boolean;
+  runDepth: number;
+}
+
+/** Classify every line of a quote block, matching diff lines against the patch. */
+function classifyBlock(st: State, lines: string[], depths: number[]): Classified[] {
+  const out: Classified[] = new Array(lines.length);
+  // A reviewer's inline comment splits one quoted hunk into several quote blocks.
+  let inRun = st.runOpen;
+  let runDepth = st.runDepth;
+  for (let k = 0; k < lines.length; k++) {
+    const content = lines[k]!;
+    const depth = depths[k]!;
+    const header = parseHeader(content, lines[k + 1]);
+    if (header) {
+      out[k] = { t: 'header', path: header.h === 'file' ? header.path : st.filePath };
+      inRun = true;
+      runDepth = depth;
+      st.headerSinceMatch = true;
+      if (header.h === 'file' && header.path) {
+        st.filePath = header.path;
+        st.fileHint = st.ix ? findFile(st.ix, header.path) : null;
+        st.hunkHint = null;
+        st.local = { old: null, new: null, fn: null, foreign: st.ix !== null && st.fileHint === null };
+      } else if (header.h === 'hunk') {
+        const hh = header.hunk;
+        const hi = st.ix && st.fileHint !== null ? findHunk(st.ix, st.fileHint, hh) : null;
+        st.hunkHint = hi !== null ? { fi: st.fileHint!, hi } : null;
+        st.local = { old: hh.oldStart, new: hh.newStart, fn: functionName(hh.fnText), foreign: st.ix !== null && hi === null };
+        // A long funcname the client wrapped: "@@ ... @@ int foo(struct bar\n*b)".
+        if (count(hh.fnText, '(') > count(hh.fnText, ')') && k + 1 < lines.length && !/^[+\- \t@]/.test(lines[k + 1]!)) {
+          out[++k] = { t: 'cont' };
+        }
+      }
+      continue;
+    }
+    const trimmed = content.trim();
+    if (trimmed === '-- ' || trimmed === '--' || trimmed === '---') {
+      // The patch's own signature or the commit message separator: prose.
+      out[k] = { t: 'prose' };
+      inRun = false;
+      continue;
+    }
+    if (trimmed === '' || /^\[\s*(\.\.\.|…|snip)/i.test(trimmed) || trimmed === '...') {
+      out[k] = matchEmptyContext(st, inRun, depth === runDepth) ?? { t: 'neutral' };
+      continue;
+    }
+
+    // A patch line, maybe broken in two (or three) by the client.
+    const m = st.ix ? matchPatchLine(st, st.ix, lines, k, inRun) : null;
+    if (m) {
+      const e = st.ix!.entries[m.g]!;
+      out[k] = fromEntry(st, e);
+      for (let j = 1; j < m.span; j++) out[k + j] = { t: 'cont' };
+      k += m.span - 1;
+      inRun = true;
+      runDepth = depth;
+      continue;
+    }
+
+    // No match in the patch (or no patch): a diff-looking line inside a run still counts,
+    // with line numbers from the quote's own headers.
+    const c0 = content[0];
+    const prev = k > 0 ? out[k - 1] : undefined;
+    if (inRun && depth === runDepth) {
+      if (c0 === '+' || c0 === '-' || ((c0 === ' ' || c0 === '\t') && (!st.ix || looksLikeCode(content)))) {
+        out[k] = counted(st, c0 === '+' ? 'add' : c0 === '-' ? 'del' : 'ctx', content, isBlankDiffContent(content));
+        continue;
+      }
+      if (!st.ix && prev && (prev.t === 'diff' || prev.t === 'cont') && k > 0 && lines[k - 1]!.length >= 50 && trimmed.length <= 60 && !/^[A-Z][a-z]+\s/.test(trimmed)) {
+        // Tail of a re-wrapped diff line: nothing to match it against, so trust the shape.
+        out[k] = { t: 'cont' };
+        continue;
+      }
+      if (!st.ix && looksLikeCode(content)) {
+        out[k] = counted(st, 'ctx', content, false);
+        continue;
+      }
+    }
+    out[k] = { t: 'prose' };
+    inRun = false;
+  }
+  st.runOpen = inRun;
+  st.runDepth = runDepth;
+  return out;
+}
+
+/** An empty quoted line inside a run is an empty context line when the patch has one next. */
+function matchEmptyContext(st: State, inRun: boolean, sameDepth: boolean): Classified | null {
+  if (!inRun) return null;
+  if (st.ix) {
+    const next = st.ix.entries[st.cursor + 1];
+    const cur = st.ix.entries[st.cursor];
+    if (next && cur && !st.headerSinceMatch && next.fi === cur.fi && next.hi === cur.hi && next.line.kind === 'ctx' && next.line.text.trim() === '') {
+      return fromEntry(st, next);
+    }
+    return null;
+  }
+  return sameDepth && st.local.new !== null ? counted(st, 'ctx', ' ', true) : null;
+}
+
+function fromEntry(st: State, e: Entry): Classified {
+  st.cursor = e.g;
+  st.local.foreign = false;
+  st.headerSinceMatch = false;
+  st.fileHint = e.fi;
+  st.filePath = e.path;
+  const l = e.line;
+  if (l.kind !== 'add' && l.oldLine !== null) st.local.old = l.oldLine + 1;
+  if (l.kind !== 'del' && l.newLine !== null) st.local.new = l.newLine + 1;
+  st.local.fn = l.fn;
+  return {
+    t: 'diff',
+    kind: l.kind,
+    blank: l.text.trim() === '',
+    entry: e,
+    path: e.path,
+    line: l.kind === 'del' ? l.oldLine : l.newLine,
+    fn: l.fn,
+    quoted: PREFIX[l.kind] + l.text,
+  };
+}
+
+function counted(st: State, kind: LineKind, content: string, blank: boolean): Classified {
+  const text = kind === 'ctx' ? content.replace(/^[ \t]/, '') : content.slice(1);
+  let line: number | null;
+  if (kind === 'add') {
+    line = st.local.new;
+    if (st.local.new !== null) st.local.new++;
+  } else if (kind === 'del') {
+    line = st.local.old;
+    if (st.local.old !== null) st.local.old++;
+  } else {
+    line = st.local.new;
+    if (st.local.new !== null) st.local.new++;
+    if (st.local.old !== null) st.local.old++;
+  }
+  if (kind !== 'del') st.local.fn = definitionName(text) ?? st.local.fn;
+  // Lines of a foreign diff are no place in the patch: a comment after them is unanchored.
+  const path = st.local.foreign ? null : st.filePath;
+  return { t: 'diff', kind, blank, entry: null, path, line, fn: st.local.fn, quoted: PREFIX[kind] + text };
+}
+
+/**
+ * Find the patch line quoted at lines[k] (maybe re-wrapped over the next one or two quoted
+ * lines). Returns its position and how many quoted lines it spans.
+ */
+function matchPatchLine(st: State, ix: DiffIndex, lines: string[], k: number, inRun: boolean): { g: number; span: number } | null {
+  const content = lines[k]!;
+  const alts = alternatives(content);
+  const direct = plausible(st, ix, alts, candidates(ix, alts, inRun));
+  if (direct.length) return { g: choose(st, ix, direct, lines, k + 1), span: 1 };
+  // Re-wrapped: the line's tail went to the next quoted line(s), which match nothing alone.
+  let joined = content;
+  for (let j = 1; j <= 2 && k + j < lines.length; j++) {
+    const tail = lines[k + j]!;
+    if (tail.trim() === '' || parseHeader(tail, lines[k + j + 1])) break;
+    if (candidates(ix, alternatives(tail), true).some((g) => ix.entries[g]!.line.text.trim() !== '')) break;
+    joined = `${joined} ${tail.trim()}`;
+    const jalts = alternatives(joined);
+    const c = plausible(st, ix, jalts, candidates(ix, jalts, inRun));
+    if (c.length) return { g: choose(st, ix, c, lines, k + j + 1), span: j + 1 };
+  }
+  return null;
+}
+
+function candidates(ix: DiffIndex, alts: Alt[], inRun: boolean): number[] {
+  const out: number[] = [];
+  for (const a of alts) {
+    // A lost-prefix line must be in a run of diff lines, or long enough not to be prose by chance.
+    if (a.weak && !inRun && a.key.length < 12) continue;
+    if (a.key === '' && a.kind === 'ctx') continue;
+    const list = ix.exact.get(`${a.kind}\0${a.key}`);
+    if (list) for (const g of list) if (!out.includes(g)) out.push(g);
+  }
+  return out;
+}
+
+/**
+ * Keep the candidates a quoted line can credibly be. Short lines ("}", "return 0;") and
+ * lines that lost their prefix occur all over a patch: they are taken only next to the
+ * previous match (or at the start of the quoted hunk). Inside a foreign diff, context
+ * lines are the reviewer's, not the patch's.
+ */
+function plausible(st: State, ix: DiffIndex, alts: Alt[], cands: number[]): number[] {
+  if (!cands.length) return cands;
+  const strongKeys = alts.filter((a) => !a.weak);
+  const matchesStrong = (g: number) =>
+    strongKeys.some((a) => a.kind === ix.entries[g]!.line.kind && a.key === compact(ix.entries[g]!.line.text));
+  let out = cands;
+  if (st.local.foreign) out = out.filter((g) => ix.entries[g]!.line.kind !== 'ctx');
+  const cur = st.cursor >= 0 ? ix.entries[st.cursor]! : null;
+  const near = (g: number, reach: number) => {
+    const e = ix.entries[g]!;
+    if (cur && !st.headerSinceMatch && g > st.cursor && g - st.cursor <= reach && e.fi === cur.fi && e.hi === cur.hi) return true;
+    if (st.headerSinceMatch && st.hunkHint && e.fi === st.hunkHint.fi && e.hi === st.hunkHint.hi) {
+      return g - ix.hunkStart.get(`${e.fi}:${e.hi}`)! < reach;
+    }
+    return false;
+  };
+  return out.filter((g) => {
+    const strong = matchesStrong(g);
+    const key = compact(ix.entries[g]!.line.text);
+    if (strong && key.length >= 6) return true;
+    if (near(g, 4)) return true;
+    // A short '+'/'-' line: somewhere after the last match in the same file will do.
+    if (strong) {
+      const e = ix.entries[g]!;
+      return cur !== null && g > st.cursor && g - st.cursor <= 40 && e.fi === cur.fi;
+    }
+    // A lost-prefix line that is long and distinctive.
+    return key.length >= 12;
+  });
+}
+
+/** How many of the next quoted lines follow candidate g in the patch, in order. */
+function lookahead(ix: DiffIndex, g: number, lines: string[], from: number): number {
+  let score = 0;
+  let p = g;
+  let seen = 0;
+  for (let j = from; j < lines.length && seen < 4; j++) {
+    const l = lines[j]!;
+    if (l.trim() === '') continue;
+    seen++;
+    const cands = candidates(ix, alternatives(l), true);
+    const here = ix.entries[p]!;
+    const next = cands.find((c) => c > p && c <= p + 6 && ix.entries[c]!.fi === here.fi && ix.entries[c]!.hi === here.hi);
+    if (next === undefined) break;
+    score++;
+    p = next;
+  }
+  return score;
+}
+
+/** Pick among equal-looking patch lines: adjacent to the last match, in the quoted hunk/file, followed by the next quoted lines, after the last match. */
+function choose(st: State, ix: DiffIndex, cands: number[], lines: string[], from: number): number {
+  if (cands.length === 1) return cands[0]!;
+  const cur = st.cursor >= 0 ? ix.entries[st.cursor]! : null;
+  let best = cands[0]!;
+  let bestScore = -Infinity;
+  for (const g of cands) {
+    const e = ix.entries[g]!;
+    let s = 0;
+    if (cur && !st.headerSinceMatch && g > st.cursor && g - st.cursor <= 3 && e.fi === cur.fi && e.hi === cur.hi) s += 1000 - (g - st.cursor);
+    if (st.hunkHint && e.fi === st.hunkHint.fi && e.hi === st.hunkHint.hi) s += 500;
+    if (st.fileHint !== null && e.fi === st.fileHint) s += 300;
+    s += 50 * lookahead(ix, g, lines, from);
+    if (g > st.cursor) s += 100;
+    // Nearest after the cursor, else earliest.
+    s -= (g > st.cursor ? g - st.cursor : g + ix.entries.length) / (ix.entries.length * 2 + 1);
+    if (s > bestScore) {
+      bestScore = s;
+      best = g;
+    }
+  }
+  return best;
+}
+
+// ---------------------------------------------------------------- patch pasted without '>'
+
+/**
+ * Some reviewers (Outlook users, mostly) paste the part of the patch they answer without
+ * '>' markers: "[snip]\n\n--- a/x.h\n+++ b/x.h\n@@ ...\n-old\n+new\n\nMy comment". Such a
+ * stretch is quoted material, not new text, when every diff line of it is a line of the
+ * patch with the same +/-/space prefix. A diff the reviewer proposes has lines of its own
+ * and stays new text.
+ */
+function reclaimPastedPatch(blocks: ReplyBlock[], ix: DiffIndex): ReplyBlock[] {
+  const out: ReplyBlock[] = [];
+  for (const b of blocks) {
+    if (b.type !== 'text' || !/^([+\- \t]|@@ |diff --git )/m.test(b.text)) {
+      out.push(b);
+      continue;
+    }
+    const lines = b.text.split('\n');
+    // 'H' header, 'D' a patch line, 'B' blank, 'X' diff-looking but not the patch's, 'T' text.
+    const kinds = lines.map((l, i): string => {
+      if (l.trim() === '') return 'B';
+      const h = parseHeader(l, lines[i + 1]);
+      if (h) return 'H';
+      const c0 = l[0];
+      if (c0 !== '+' && c0 !== '-' && c0 !== ' ' && c0 !== '\t') return 'T';
+      const alts = alternatives(l).filter((a) => !a.weak);
+      const hit = alts.some((a) => (ix.exact.get(`${a.kind}\0${a.key}`)?.length ?? 0) > 0);
+      if (hit) return 'D';
+      return c0 === '+' || c0 === '-' ? 'X' : 'T';
+    });
+    const spans: Array<[number, number]> = [];
+    let i = 0;
+    while (i < lines.length) {
+      if (kinds[i] !== 'H' && kinds[i] !== 'D') {
+        i++;
+        continue;
+      }
+      let j = i;
+      let last = i;
+      while (j < lines.length && (kinds[j] === 'H' || kinds[j] === 'D' || kinds[j] === 'B' || kinds[j] === 'X')) {
+        if (kinds[j] !== 'B') last = j;
+        j++;
+      }
+      const run = kinds.slice(i, last + 1);
+      const d = run.filter((k) => k === 'D').length;
+      const changed = lines.slice(i, last + 1).filter((l, n) => run[n] === 'D' && /^[+-]/.test(l)).length;
+      if (!run.includes('X') && d >= 1 && (run.includes('H') ? d >= 1 : d >= 3 && changed >= 1)) spans.push([i, last + 1]);
+      i = j;
+    }
+    if (!spans.length) {
+      out.push(b);
+      continue;
+    }
+    let at = 0;
+    const pushText = (from: number, to: number) => {
+      const t = lines.slice(from, to);
+      while (t.length && t[0]!.trim() === '') t.shift();
+      while (t.length && t[t.length - 1]!.trim() === '') t.pop();
+      if (t.length) out.push({ type: 'text', text: t.join('\n') });
+    };
+    for (const [from, to] of spans) {
+      pushText(at, from);
+      const q = lines.slice(from, to);
+      out.push({ type: 'quote', lines: q, depths: q.map(() => 1) });
+      at = to;
+    }
+    pushText(at, lines.length);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- comments
+
+type QuoteBlock = Extract<ReplyBlock, { type: 'quote' }>;
+
+const UNANCHORED = { file: null, line: null, side: null, quoted: [] as string[] };
+
+/** The comment's anchor from the quote block before it: its last diff line, else nothing. */
+function anchorFrom(block: QuoteBlock, cls: Classified[], matched: Set<number>, ix: DiffIndex | null): Omit<Comment, 'text'> {
+  let blankAnchor = -1;
+  for (let k = cls.length - 1; k >= 0; k--) {
+    const c = cls[k]!;
+    if (c.t === 'neutral' || c.t === 'cont') continue;
+    if (c.t === 'diff') {
+      // Blank diff lines ("+" alone) give way to the non-blank line just before them.
+      if (c.blank) {
+        if (blankAnchor < 0) blankAnchor = k;
+        continue;
+      }
+      return toComment(block, cls, k, matched, ix);
+    }
+    if (blankAnchor >= 0) return toComment(block, cls, blankAnchor, matched, ix);
+    if (c.t === 'header' && c.path) {
+      const path = ix ? (findFileOrNull(ix, c.path) ?? c.path) : c.path;
+      return { file: path, line: null, side: null, quoted: [], function: null };
+    }
+    return { ...UNANCHORED, quoted: [] };
+  }
+  if (blankAnchor >= 0) return toComment(block, cls, blankAnchor, matched, ix);
+  return { ...UNANCHORED, quoted: [] };
+}
+
+function findFileOrNull(ix: DiffIndex, path: string): string | null {
+  const fi = findFile(ix, path);
+  return fi === null ? null : ix.diff.files[fi]!.path;
+}
+
+function toComment(_block: QuoteBlock, cls: Classified[], k: number, matched: Set<number>, ix: DiffIndex | null): Omit<Comment, 'text'> {
+  const c = cls[k] as Extract<Classified, { t: 'diff' }>;
+  const side = c.kind === 'del' ? 'old' : 'new';
+  let quoted: string[];
+  if (c.entry && ix) {
+    // The run of changed lines ending at the anchor, as far as it was quoted (at most 3).
+    quoted = [c.quoted];
+    if (c.kind !== 'ctx') {
+      const hunk = ix.diff.files[c.entry.fi]!.hunks[c.entry.hi]!;
+      const base = c.entry.g - c.entry.li;
+      for (let li = c.entry.li - 1; li >= 0 && quoted.length < 3; li--) {
+        const l = hunk.lines[li]!;
+        if (l.kind === 'ctx' || !matched.has(base + li)) break;
+        quoted.unshift(PREFIX[l.kind] + l.text);
+      }
+    }
+  } else {
+    quoted = [c.quoted];
+    if (c.kind !== 'ctx') {
+      for (let j = k - 1; j >= 0 && quoted.length < 3; j--) {
+        const p = cls[j]!;
+        if (p.t === 'cont') continue;
+        if (p.t !== 'diff' || p.kind === 'ctx') break;
+        quoted.unshift(p.quoted);
+      }
+    }
+  }
+  if (c.path === null) return { ...UNANCHORED, quoted: [] };
+  return { file: c.path, line: c.line, side: c.line === null ? null : side, quoted, function: c.fn };
+}
+
+/**
+ * Turn a reply's blocks into comments: each 'text' block anchored to the last quoted
+ * diff line before it (file null when it answers prose, the commit message, or nothing).
+ * `diff` is the parent patch's diff, or null when the parent is not available.
+ */
+export function anchorComments(blocks: ReplyBlock[], diff: Diff | null): Comment[] {
+  const ix = diff ? indexDiff(diff) : null;
+  const st: State = {
+    ix,
+    cursor: -1,
+    headerSinceMatch: false,
+    fileHint: null,
+    filePath: null,
+    hunkHint: null,
+    local: { old: null, new: null, fn: null, foreign: false },
+    runOpen: false,
+    runDepth: 0,
+  };
+  const comments: Comment[] = [];
+  let last: { block: QuoteBlock; cls: Classified[]; matched: Set<number> } | null = null;
+  for (const b of ix ? reclaimPastedPatch(blocks, ix) : blocks) {
+    if (b.type === 'quote') {
+      const cls = classifyBlock(st, b.lines, b.depths);
+      const matched = new Set<number>();
+      for (const c of cls) if (c && c.t === 'diff' && c.entry) matched.add(c.entry.g);
+      last = { block: b, cls, matched };
+    } else if (b.type === 'elision' || b.type === 'attribution') {
+      // Quoted material was cut here (or another message's quote starts): counting from
+      // the quote's own headers cannot go on over the gap.
+      st.local = { old: null, new: null, fn: st.local.fn, foreign: st.local.foreign };
+      st.runOpen = false;
+    } else if (b.type === 'text') {
+      const anchor = last ? anchorFrom(last.block, last.cls, last.matched, ix) : { ...UNANCHORED, quoted: [] };
+      comments.push({ ...anchor, text: b.text });
+    }
+  }
+  return comments;
+}
