@@ -1,0 +1,375 @@
+// Series: which patch mails were posted together, and which postings are versions of
+// each other. Pure: works on records plus the threads buildThreads made of them.
+//
+// Members. Patch mails are the non-reply mails of kind 'patch' or 'cover', plus numbered
+// non-reply mails ("[PATCH 3/9]") of other kinds (a patch whose diff the mail stage could
+// not read is still a posted patch: counting it avoids a false "3 is missing"). Cover
+// letters are "0/N" mails and unnumbered mails with a diffstat but no diff ("[GIT PULL]"
+// excepted: a pull request has no patches to group).
+//
+// Grouping. Each member gets an anchor by walking up its thread parents:
+//  - a cover letter anchors itself;
+//  - a patch whose parent is a member posted by the same sender, with the same version,
+//    RESEND flag and total (a cover may have no total) takes that member's anchor: this
+//    covers the cover letter (patches reply to 0/N), git send-email's shallow threading
+//    (2..N reply to 1/N) and deep threading (each patch replies to the previous one);
+//  - ghosts (absent messages) are walked through: above them may be the member that
+//    anchors this one (patch 2 of a deep-threaded series missing); when nothing matching
+//    lies above, the topmost ghost of that run is the anchor, shared by every patch of the
+//    same sender/version/total/RESEND hanging below it (the reference thread: patch 1/9
+//    replies to a cover letter that is not in the input);
+//  - anything else above (a review, a patch of another version or sender) means the patch
+//    starts its own series: a v2 posted in reply to v1 is a series of its own.
+// Members with no thread parent at all (a series sent without threading headers) are then
+// merged into earlier unthreaded groups of the same sender/version/total/RESEND posted
+// within UNTHREADED_WINDOW_MS, when their indexes do not collide and at most one has a cover.
+//
+// Sender, not author: a series is grouped by the address that posted it (`from`), not the
+// in-body author, so that "[PATCH v2 5/9]" written by Wei Liu but sent by Ross Lagerwall
+// stays in Ross's series. Series.author is that sender.
+//
+// Versions. previousVersion is, first, a series that the head of this one (cover, else the
+// lowest-numbered patch) replies into: the nearest series up its thread ancestry with a
+// lower version, from the same sender or with the same subject. Failing that, across
+// threads: same sender and same normalised subject (of the cover, else of patch 1, else of
+// the first patch), lower version, posted no later; the highest such version wins (the
+// latest posting among equals). A RESEND keeps its version and is a series of its own,
+// linked as the next posting of the same version: its previousVersion is the original (or
+// the previous resend), and that one's nextVersion is the resend. "v5.1" partial rerolls
+// link to v5 like any lower version. nextVersion of X is the lowest-versioned (then
+// earliest) series whose previousVersion is X.
+//
+// Ids. Series.id is the cover letter's Message-ID when the cover is in the input, else
+// patch 1's, else the lowest-numbered patch present (stable whatever the arrival order).
+import type { MessageRecord, Series, SeriesMarker } from '../model.js';
+import { normalizeSubjectKey } from './subject.js';
+
+export interface ThreadLike {
+  root: string;
+  messages: ReadonlyArray<{ messageId: string; parent: string | null; ghost: boolean }>;
+}
+
+/** Unthreaded postings of one series are expected to be sent within this time of each other. */
+export const UNTHREADED_WINDOW_MS = 6 * 3600 * 1000;
+
+interface Member {
+  r: MessageRecord;
+  id: string;
+  sender: string;
+  version: number;
+  resend: boolean;
+  rfc: boolean;
+  cover: boolean;
+  /** 0 for a cover; 1 for an unnumbered patch. */
+  index: number;
+  /** null for an unnumbered cover. */
+  total: number | null;
+  date: number | null;
+}
+
+function dateValue(d: string | null): number | null {
+  if (!d) return null;
+  const t = Date.parse(d);
+  return Number.isNaN(t) ? null : t;
+}
+
+function isPull(m: SeriesMarker | null): boolean {
+  return !!m && m.prefixes.some((p) => /^(git pull|pull)$/i.test(p));
+}
+
+function toMember(r: MessageRecord): Member | null {
+  const ps = r.parsedSubject;
+  if (!ps || ps.reply) return null;
+  const m = ps.series;
+  let cover = false;
+  let patch = false;
+  if (m && m.index === 0) cover = true;
+  else if (m && m.index !== null && m.index >= 1) patch = true;
+  else if (!isPull(m) && (r.kind === 'cover' || (r.diffstat && r.diff === null && m !== null))) cover = true;
+  else if (r.kind === 'patch') patch = true;
+  if (!cover && !patch) return null;
+  return {
+    r,
+    id: r.messageId,
+    sender: (r.from?.address || r.author?.address || '').toLowerCase(),
+    version: m?.version ?? 1,
+    resend: m?.resend ?? false,
+    rfc: m?.rfc ?? false,
+    cover,
+    index: cover ? 0 : (m?.index ?? 1),
+    total: m?.total ?? (cover ? null : 1),
+    date: dateValue(r.date),
+  };
+}
+
+/** Can `child` belong to the same series as `above`, the member it hangs below? */
+function sameSeries(above: Member, child: Member): boolean {
+  if (above.sender !== child.sender || above.version !== child.version || above.resend !== child.resend) return false;
+  if (above.cover) return above.total === null || above.total === child.total;
+  return !child.cover && above.total === child.total;
+}
+
+interface Group {
+  key: string;
+  members: Member[];
+  /** The anchor is a message with no thread parent (unthreaded candidate). */
+  rootAnchored: boolean;
+}
+
+function cmpDate(a: number | null, b: number | null): number {
+  if (a === b) return 0;
+  if (a === null) return 1;
+  if (b === null) return -1;
+  return a - b;
+}
+
+function minDate(ms: Member[]): number | null {
+  let d: number | null = null;
+  for (const m of ms) if (m.date !== null && (d === null || m.date < d)) d = m.date;
+  return d;
+}
+
+/** Group patch mails into series and link their versions. */
+export function groupSeries(records: ReadonlyArray<MessageRecord>, threads: ReadonlyArray<ThreadLike>): Series[] {
+  const recById = new Map<string, MessageRecord>();
+  for (const r of records) if (!recById.has(r.messageId)) recById.set(r.messageId, r);
+
+  // Thread parents (ghost-aware); for records the threads do not know, their own headers.
+  const parentOf = new Map<string, string | null>();
+  const ghosts = new Set<string>();
+  for (const t of threads) {
+    for (const m of t.messages) {
+      parentOf.set(m.messageId, m.parent);
+      if (m.ghost) ghosts.add(m.messageId);
+    }
+  }
+  for (const r of recById.values()) {
+    if (!parentOf.has(r.messageId)) parentOf.set(r.messageId, r.inReplyTo ?? r.references.at(-1) ?? null);
+  }
+
+  const members = new Map<string, Member>();
+  for (const r of recById.values()) {
+    const m = toMember(r);
+    if (m) members.set(m.id, m);
+  }
+
+  // ---- anchors
+  const anchorKey = new Map<string, string>();
+  const rootAnchored = new Set<string>();
+  const resolve = (start: Member): string => {
+    // Walk up, collecting same-series members until one whose anchor is known or decided.
+    const path: Member[] = [];
+    let cur = start;
+    let key: string | null = null;
+    const visited = new Set<string>();
+    for (;;) {
+      const known = anchorKey.get(cur.id);
+      if (known) {
+        key = known;
+        break;
+      }
+      path.push(cur);
+      visited.add(cur.id);
+      if (cur.cover) {
+        key = `m:${cur.id}`;
+        if ((parentOf.get(cur.id) ?? null) === null) rootAnchored.add(key);
+        break;
+      }
+      let x = parentOf.get(cur.id) ?? null;
+      let ghostTop: string | null = null;
+      let next: Member | null = null;
+      while (x !== null && !visited.has(x)) {
+        const mem = members.get(x);
+        if (mem && !ghosts.has(x)) {
+          if (sameSeries(mem, cur)) next = mem;
+          break;
+        }
+        if (recById.has(x) && !ghosts.has(x)) break; // a review or other mail: stop
+        ghostTop = x;
+        visited.add(x);
+        x = parentOf.get(x) ?? null;
+      }
+      if (next) {
+        cur = next;
+        continue;
+      }
+      if (ghostTop !== null) {
+        key = `g:${ghostTop}\u0000${cur.sender}\u0000${cur.version}\u0000${cur.total}\u0000${cur.resend}`;
+      } else {
+        key = `m:${cur.id}`;
+        if (x === null) rootAnchored.add(key);
+      }
+      break;
+    }
+    for (const p of path) anchorKey.set(p.id, key);
+    return key;
+  };
+
+  const groups = new Map<string, Group>();
+  for (const m of members.values()) {
+    const key = resolve(m);
+    let g = groups.get(key);
+    if (!g) {
+      g = { key, members: [], rootAnchored: false };
+      groups.set(key, g);
+    }
+    g.members.push(m);
+  }
+  for (const g of groups.values()) g.rootAnchored = rootAnchored.has(g.key);
+
+  // ---- unthreaded postings: merge root-anchored groups of one sender/version/total/resend
+  const buckets = new Map<string, Group[]>();
+  for (const g of groups.values()) {
+    if (!g.rootAnchored) continue;
+    const h = g.members[0];
+    const total = g.members.find((m) => m.total !== null)?.total ?? null;
+    if (total === null || total < 2) continue;
+    const b = `${h.sender}\u0000${h.version}\u0000${total}\u0000${h.resend}`;
+    if (!buckets.has(b)) buckets.set(b, []);
+    buckets.get(b)!.push(g);
+  }
+  for (const list of buckets.values()) {
+    if (list.length < 2) continue;
+    list.sort((a, b) => cmpDate(minDate(a.members), minDate(b.members)) || (a.key < b.key ? -1 : 1));
+    let open: Group | null = null;
+    for (const g of list) {
+      const start = minDate(g.members);
+      if (open) {
+        const openIdx = new Set(open.members.map((m) => m.index));
+        const last = Math.max(...open.members.map((m) => m.date ?? -Infinity));
+        // Index 0 is the cover: two covers collide like two patches 3/9 do.
+        const collide = g.members.some((m) => openIdx.has(m.index));
+        const near = start !== null && last !== -Infinity && start - last <= UNTHREADED_WINDOW_MS;
+        if (!collide && near) {
+          open.members.push(...g.members);
+          groups.delete(g.key);
+          continue;
+        }
+      }
+      open = g;
+    }
+  }
+
+  // ---- build the series
+  interface Built {
+    s: Series;
+    date: number | null;
+    head: Member;
+    sender: string;
+    subjectKey: string;
+    resend: boolean;
+    memberIds: string[];
+  }
+  const built: Built[] = [];
+  for (const g of groups.values()) {
+    const ordered = [...g.members].sort((a, b) => cmpDate(a.date, b.date) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    const cover = ordered.find((m) => m.cover) ?? null;
+    const patchMembers = ordered.filter((m) => m !== cover);
+    const total =
+      cover?.total ?? patchMembers.find((m) => m.total !== null)?.total ?? (patchMembers.length ? 1 : null);
+    const patches: Array<string | null> = total !== null ? new Array<string | null>(total).fill(null) : [];
+    const extra: string[] = [];
+    const byIndex = new Map<number, Member>();
+    for (const m of patchMembers) {
+      if (m.cover || total === null || m.index < 1 || m.index > total || patches[m.index - 1] !== null) {
+        // Beyond the total ("3/2"), or a second mail for an index already filled.
+        extra.push(m.id);
+        continue;
+      }
+      patches[m.index - 1] = m.id;
+      byIndex.set(m.index, m);
+    }
+    const missing: number[] = [];
+    patches.forEach((p, i) => {
+      if (p === null) missing.push(i + 1);
+    });
+    const firstIdx = [...byIndex.keys()].sort((a, b) => a - b)[0];
+    const first = byIndex.get(1) ?? (firstIdx !== undefined ? byIndex.get(firstIdx) : undefined);
+    const head = cover ?? first ?? ordered[0];
+    const subject = head.r.parsedSubject.clean;
+    const s: Series = {
+      id: head.id,
+      version: head.version,
+      total,
+      subject,
+      author: head.r.from ?? head.r.author,
+      cover: cover?.id ?? null,
+      patches,
+      extra,
+      complete: total !== null && total >= 1 && missing.length === 0,
+      missing,
+      rfc: ordered.some((m) => m.rfc),
+      previousVersion: null,
+      nextVersion: null,
+    };
+    built.push({
+      s,
+      date: minDate(ordered),
+      head,
+      sender: head.sender,
+      subjectKey: normalizeSubjectKey(subject),
+      resend: head.resend,
+      memberIds: ordered.map((m) => m.id),
+    });
+  }
+  built.sort((a, b) => cmpDate(a.date, b.date) || (a.s.id < b.s.id ? -1 : a.s.id > b.s.id ? 1 : 0));
+
+  // ---- versions
+  const seriesOf = new Map<string, Built>();
+  for (const b of built) for (const id of b.memberIds) seriesOf.set(id, b);
+  const canPrecede = (t: Built, s: Built): boolean =>
+    t !== s && (t.s.version < s.s.version || (s.resend && t.s.version === s.s.version));
+
+  const prev = new Map<Built, Built>();
+  // In reply to an earlier version.
+  for (const s of built) {
+    const seen = new Set<string>();
+    let x = parentOf.get(s.head.id) ?? null;
+    while (x !== null && !seen.has(x)) {
+      seen.add(x);
+      const t = seriesOf.get(x);
+      if (t && t !== s && canPrecede(t, s) && (t.sender === s.sender || t.subjectKey === s.subjectKey)) {
+        prev.set(s, t);
+        break;
+      }
+      x = parentOf.get(x) ?? null;
+    }
+  }
+  // Across threads: same sender, same subject.
+  const bySubject = new Map<string, Built[]>();
+  for (const b of built) {
+    const k = `${b.sender}\u0000${b.subjectKey}`;
+    if (!bySubject.has(k)) bySubject.set(k, []);
+    bySubject.get(k)!.push(b);
+  }
+  for (const s of built) {
+    if (prev.has(s)) continue;
+    let best: Built | null = null;
+    for (const t of bySubject.get(`${s.sender}\u0000${s.subjectKey}`) ?? []) {
+      if (!canPrecede(t, s)) continue;
+      if (t.date !== null && s.date !== null && t.date > s.date) continue;
+      if (s.resend && t.s.version === s.s.version && (t.date === null || s.date === null)) continue;
+      if (
+        !best ||
+        t.s.version > best.s.version ||
+        (t.s.version === best.s.version && cmpDate(best.date, t.date) < 0)
+      ) {
+        best = t;
+      }
+    }
+    if (best) prev.set(s, best);
+  }
+  const next = new Map<Built, Built>();
+  for (const s of built) {
+    const t = prev.get(s);
+    if (!t) continue;
+    s.s.previousVersion = t.s.id;
+    const cur = next.get(t);
+    if (!cur || s.s.version < cur.s.version || (s.s.version === cur.s.version && cmpDate(s.date, cur.date) < 0)) {
+      next.set(t, s);
+    }
+  }
+  for (const [t, s] of next) t.s.nextVersion = s.s.id;
+
+  return built.map((b) => b.s);
+}
