@@ -48,6 +48,8 @@ export interface RuleSpec {
     /** Near-miss patches the rule must not flag. */
     ok: RuleExample[];
   };
+  /** Optional (set by the loader): path of the YAML file the rule came from, for error reports and `rules test`. */
+  source?: string;
 }
 
 export interface RuleExample {

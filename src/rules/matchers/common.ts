@@ -6,9 +6,14 @@ import type { Match, MatchContext, Matcher } from '../types.js';
 
 // ---------------------------------------------------------------- helpers
 
-/** A Match on the mail itself (subject, commit message, trailers). */
-function mailMatch(code: string | null, key: string, extra: Partial<Match> = {}): Match {
-  return { file: '', line: null, side: null, function: null, code, key, ...extra };
+/**
+ * A Match on the mail itself (subject, commit message, trailers). The fingerprint key is the
+ * problem plus the patch's clean subject: stable when the patch is re-sent or rerolled, distinct
+ * between the patches of one series.
+ */
+function mailMatch(ctx: MatchContext, code: string | null, key: string, extra: Partial<Match> = {}): Match {
+  const subject = (ctx.record.parsedSubject?.clean ?? ctx.record.subject ?? '').replace(/\s+/g, ' ').trim();
+  return { file: '', line: null, side: null, function: null, code, key: `${key}\u0000${subject}`, ...extra };
 }
 
 function commitLines(ctx: MatchContext): string[] {
@@ -54,7 +59,7 @@ export const signedOffBy: Matcher = (ctx) => {
   const author = ctx.record.author;
   if (!sobs.length) {
     return [
-      mailMatch(null, 'missing', {
+      mailMatch(ctx, null, 'missing', {
         message: `No Signed-off-by: the patch needs one from its author${author?.address ? ` (${fmtAddress(author)})` : ''} to certify the DCO.`,
       }),
     ];
@@ -66,7 +71,7 @@ export const signedOffBy: Matcher = (ctx) => {
   // A list that rewrote From: ("Jane Doe via Xen-devel <xen-devel@...>") hides the author: say nothing.
   if (MUNGED.test(author.name) || /@lists?\./i.test(addr)) return [];
   return [
-    mailMatch(fmtAddress(author), `author:${addr || normName(author.name)}`, {
+    mailMatch(ctx, fmtAddress(author), `author:${addr || normName(author.name)}`, {
       vars: { author: fmtAddress(author), signers: sobs.map(fmtAddress).join(', ') },
     }),
   ];
@@ -118,7 +123,7 @@ export const fixesTag: Matcher = (ctx) => {
     if (seen.has(value)) continue;
     seen.add(value);
     const problem = fixesProblem(value);
-    if (problem) out.push(mailMatch(l, `fixes:${value.replace(/\s+/g, ' ')}`, { message: problem }));
+    if (problem) out.push(mailMatch(ctx, l, `fixes:${value.replace(/\s+/g, ' ')}`, { message: problem }));
   }
   return out;
 };
@@ -131,20 +136,19 @@ export const subjectForm: Matcher = (ctx) => {
   const subject = (ctx.record.parsedSubject?.clean ?? ctx.record.subject ?? '').trim();
   if (!subject) return [];
   const out: Match[] = [];
-  const key = subject.replace(/\s+/g, ' ');
   if (!/^[^\s:]+:\s+\S/.test(subject) && !/^Revert\s+"/.test(subject)) {
     out.push(
-      mailMatch(subject, `prefix:${key}`, {
-        message: `The subject has no "area: " prefix: start it with what the patch touches, e.g. "x86/domain: ${subject.replace(/^[^:]*:\s*/, '')}".`,
+      mailMatch(ctx, subject, 'prefix', {
+        message: 'The subject has no "area: " prefix: start it with the part of the tree the patch touches, e.g. "x86/domain: Ensure ..." or "tools/xl: Fix ...".',
       }),
     );
   }
   if (/[^.]\.$/.test(subject)) {
-    out.push(mailMatch(subject, `period:${key}`, { message: 'Drop the full stop at the end of the subject.' }));
+    out.push(mailMatch(ctx, subject, 'period', { message: 'Drop the full stop at the end of the subject.' }));
   }
   if (subject.length > SUBJECT_MAX) {
     out.push(
-      mailMatch(subject, `length:${key}`, {
+      mailMatch(ctx, subject, 'length', {
         message: `The subject is ${subject.length} characters: keep it within ${SUBJECT_MAX} so it reads whole in git log --oneline.`,
       }),
     );
@@ -163,7 +167,7 @@ export const changelogPlacement: Matcher = (ctx) => {
   if (version < 2) return [];
   const line = commitLines(ctx).find((l) => CHANGELOG_LINE.test(l));
   if (!line) return [];
-  return [mailMatch(line.trim(), `changelog:${line.trim()}`, { vars: { changelog: line.trim() } })];
+  return [mailMatch(ctx, line.trim(), 'changelog', { vars: { changelog: line.trim() } })];
 };
 
 // ---------------------------------------------------------------- common/whitespace-damage
@@ -172,7 +176,7 @@ export const whitespaceDamage: Matcher = (ctx) => {
   const details = [...new Set([...(ctx.record.diff?.damage ?? []), ...(ctx.record.damage ?? [])])];
   if (!ctx.record.whitespaceDamaged && !(ctx.record.diff?.damage.length ?? 0)) return [];
   // The first match carries the rule's message; the details become notes of the same finding.
-  return [mailMatch(null, 'damaged'), ...details.slice(0, 5).map((d) => mailMatch(null, 'damaged', { message: `Seen: ${d}` }))];
+  return [mailMatch(ctx, null, 'damaged'), ...details.slice(0, 5).map((d) => mailMatch(ctx, null, 'damaged', { message: `Seen: ${d}` }))];
 };
 
 export const commonMatchers: Record<string, Matcher> = {
