@@ -8,11 +8,14 @@
 // excepted: a pull request has no patches to group).
 //
 // Grouping. Each member gets an anchor by walking up its thread parents:
-//  - a cover letter anchors itself;
+//  - a cover letter anchors itself, and so does an unnumbered patch ("[PATCH] foo" is a
+//    series of one, even when dozens of them hang below one absent mail, as AUTOSEL's do);
 //  - a patch whose parent is a member posted by the same sender, with the same version,
 //    RESEND flag and total (a cover may have no total) takes that member's anchor: this
 //    covers the cover letter (patches reply to 0/N), git send-email's shallow threading
-//    (2..N reply to 1/N) and deep threading (each patch replies to the previous one);
+//    (2..N reply to 1/N) and deep threading (each patch replies to the previous one).
+//    Below a cover, numbered patches with no version join a versioned cover
+//    ("[PATCH v4 00/55]" answered by "[PATCH 01/55]": the version was left out);
 //  - ghosts (absent messages) are walked through: above them may be the member that
 //    anchors this one (patch 2 of a deep-threaded series missing); when nothing matching
 //    lies above, the topmost ghost of that run is the anchor, shared by every patch of the
@@ -62,6 +65,8 @@ interface Member {
   cover: boolean;
   /** 0 for a cover; 1 for an unnumbered patch. */
   index: number;
+  /** An unnumbered patch ("[PATCH] foo"): always a series of its own. */
+  single: boolean;
   /** null for an unnumbered cover. */
   total: number | null;
   date: number | null;
@@ -97,6 +102,7 @@ function toMember(r: MessageRecord): Member | null {
     rfc: m?.rfc ?? false,
     cover,
     index: cover ? 0 : (m?.index ?? 1),
+    single: !cover && (m?.index ?? null) === null,
     total: m?.total ?? (cover ? null : 1),
     date: dateValue(r.date),
   };
@@ -104,9 +110,14 @@ function toMember(r: MessageRecord): Member | null {
 
 /** Can `child` belong to the same series as `above`, the member it hangs below? */
 function sameSeries(above: Member, child: Member): boolean {
-  if (above.sender !== child.sender || above.version !== child.version || above.resend !== child.resend) return false;
-  if (above.cover) return above.total === null || above.total === child.total;
-  return !child.cover && above.total === child.total;
+  if (above.sender !== child.sender || above.resend !== child.resend) return false;
+  if (above.cover) {
+    // "[PATCH v4 00/55]" followed by "[PATCH 01/55]" replies: the version was left out of
+    // the patches, not a v1 posted below a v4 cover.
+    const version = above.version === child.version || (child.version === 1 && child.total !== null && child.total > 1);
+    return version && (above.total === null || above.total === child.total);
+  }
+  return above.version === child.version && !child.cover && above.total === child.total;
 }
 
 interface Group {
@@ -178,6 +189,12 @@ export function groupSeries(records: ReadonlyArray<MessageRecord>, threads: Read
       let x = parentOf.get(cur.id) ?? null;
       let ghostTop: string | null = null;
       let next: Member | null = null;
+      if (cur.single) {
+        // Sasha's AUTOSEL mails: dozens of unnumbered patches below one absent cover.
+        key = `m:${cur.id}`;
+        if (x === null) rootAnchored.add(key);
+        break;
+      }
       while (x !== null && !visited.has(x)) {
         const mem = members.get(x);
         if (mem && !ghosts.has(x)) {

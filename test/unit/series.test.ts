@@ -275,6 +275,39 @@ describe('groupSeries: shapes of series', () => {
     expect(s[0]).toMatchObject({ id: '<p@x>', total: 1, patches: ['<p@x>'], complete: true, cover: null });
   });
 
+  test('linux-hyperv: "[PATCH v4 00/55]" cover answered by "[PATCH 01/55]" patches (version left out)', () => {
+    const c = '<20260319202509.63802-1-eric.curtin@docker.com>';
+    const p = (n: number) => `<20260319202509.63802-${n + 1}-eric.curtin@docker.com>`;
+    const recs = [
+      mk(c, '[PATCH v4 00/55] drivers: hv: dxgkrnl: Driver for Hyper-V virtual compute device'),
+      mk(p(1), '[PATCH 01/55] drivers: hv: dxgkrnl: Driver initialization and loading', { irt: c }),
+      mk(p(2), '[PATCH 02/55] drivers: hv: dxgkrnl: Add VMBus message support', { irt: c }),
+    ];
+    const s = series(recs);
+    expect(s).toHaveLength(1);
+    expect(s[0]).toMatchObject({ id: c, version: 4, total: 55, missing: Array.from({ length: 53 }, (_, i) => i + 3) });
+    // But a v2 patch below a v1 cover is a new version, not a member.
+    const v = series([mk('<c@x>', '[PATCH 0/2] s'), mk('<p1@x>', '[PATCH v2 1/2] a', { irt: '<c@x>' })]);
+    expect(v.map((x) => [x.id, x.version, x.previousVersion])).toEqual([
+      ['<c@x>', 1, null],
+      ['<p1@x>', 2, '<c@x>'],
+    ]);
+  });
+
+  test('linux-hyperv AUTOSEL: unnumbered patches below one absent mail are series of one each', () => {
+    const ghost = '<20260420132314.1023554-1-sashal@kernel.org>';
+    const sasha: Address = { name: 'Sasha Levin', address: 'sashal@kernel.org' };
+    const recs = [
+      mk('<20260420132314.1023554-44-sashal@kernel.org>', '[PATCH AUTOSEL 7.0-6.18] net: mana: hardening: Validate adapter_mtu', { irt: ghost, from: sasha, date: at(17) }),
+      mk('<20260420132314.1023554-307-sashal@kernel.org>', '[PATCH AUTOSEL 6.18] PCI: hv: Set default NUMA node to 0', { irt: ghost, from: sasha, date: at(21) }),
+    ];
+    const s = series(recs);
+    expect(s.map((x) => [x.patches.length, x.extra.length, x.complete])).toEqual([
+      [1, 0, true],
+      [1, 0, true],
+    ]);
+  });
+
   test('another sender posting into the thread is not part of the series', () => {
     const recs = [
       mk('<c@x>', '[PATCH 0/2] s'),
@@ -411,4 +444,20 @@ describe('groupSeries: versions', () => {
     expect(s.find((x) => x.id === '<v1@x>')?.previousVersion).toBeNull();
     expect(s.find((x) => x.id === '<v2@x>')?.previousVersion).toBeNull();
   });
+});
+
+test('scales: 100k patch mails in 20k series', () => {
+  const recs: MessageRecord[] = [];
+  for (let t = 0; t < 20000; t++) {
+    const from: Address = { name: `A${t % 500}`, address: `a${t % 500}@example.org` };
+    const c = `<c${t}@x>`;
+    recs.push(mk(c, `[PATCH v${1 + (t % 3)} 0/4] subsystem ${t % 7000}: change`, { from, date: at(t % 60, 1 + (t % 28)) }));
+    for (let i = 1; i <= 4; i++) recs.push(mk(`<p${t}-${i}@x>`, `[PATCH v${1 + (t % 3)} ${i}/4] part ${i}`, { irt: c, from, date: at(t % 60, 1 + (t % 28)) }));
+  }
+  const threads = buildThreads(recs).threads;
+  const t0 = Date.now();
+  const s = groupSeries(recs, threads);
+  expect(Date.now() - t0).toBeLessThan(5000);
+  expect(s).toHaveLength(20000);
+  expect(s.every((x) => x.complete)).toBe(true);
 });
