@@ -10,8 +10,8 @@
 // "[BUG]", "[ANNOUNCE]", "[tip:irq/core]") is a tag: removed from `clean`, not a marker.
 // Marker brackets that follow each other directly ("[PATCH] [v2] foo") are read as one
 // marker; a target-only bracket next to a marker ("[PATCH] [net-next] foo",
-// "[for-4.21][PATCH]") joins it. A second marker after a reply prefix
-// ("Fwd: [PATCH v1] Re: [PATCH v2] ...") is removed from `clean` but the first one wins.
+// "[for-4.21][PATCH]") joins it. Reply/forward prefixes are only read before the marker:
+// what follows it is the commit title, whatever it starts with.
 //
 // "[GIT PULL]" is a marker with prefixes ["GIT PULL"] and no numbering: pull requests
 // are patch traffic a reviewer wants to see, and `kind` (not the marker) tells them
@@ -21,11 +21,10 @@ import type { ParsedSubject, SeriesMarker } from '../model.js';
 // Reply prefixes in the languages mail clients localise them into. "VS" is Finnish
 // "vastaus" (reply); Danish/Norwegian clients use it for forwards, but a forward of a
 // patch mail threads the same way, so the difference is harmless.
-const REPLY_WORDS = [
-  're', 'aw', 'sv', 'vs', 'antw', 'antwort', 'odp', 'ynt', 'atb', 'rif', 'res', 'vá', 'απ',
-  '回复', '答复', '回覆',
-];
-const FORWARD_WORDS = ['fwd', 'fw', 'wg', 'tr', 'doorst', 'enc', 'pd', 'rv', 'vl', 'πρθ', '转发', '轉寄'];
+// Short words that are also kernel subsystem prefixes ("rv:", runtime verification) are
+// left out.
+const REPLY_WORDS = ['re', 'aw', 'sv', 'vs', 'antw', 'antwort', 'odp', 'ynt', 'atb', 'rif', 'vá', 'απ', '回复', '答复', '回覆'];
+const FORWARD_WORDS = ['fwd', 'fw', 'wg', 'tr', 'doorst', 'πρθ', '转发', '轉寄'];
 
 // "Re:", "RE :", "Re[2]:", "Re(2):", "Re^2:", full-width colon from CJK clients.
 const PREFIX_RE = new RegExp(
@@ -188,8 +187,10 @@ export function parseSubject(subject: string): ParsedSubject {
 
   // Groups of consecutive brackets, split wherever a reply/forward prefix sits between them.
   const groups: Bracket[][] = [[]];
+  let sawMarker = false;
   for (;;) {
-    const p = PREFIX_RE.exec(s);
+    // After the patch marker comes the commit title: "[PATCH] rv: fix ..." keeps its "rv:".
+    const p = sawMarker ? null : PREFIX_RE.exec(s);
     if (p) {
       if (REPLY_SET.has(p[1].toLowerCase())) reply = true;
       else forward = true;
@@ -201,7 +202,9 @@ export function parseSubject(subject: string): ParsedSubject {
       const end = s.indexOf(']');
       // An unclosed "[" is text, not a tag.
       if (end < 0) break;
-      groups[groups.length - 1].push(readBracket(s.slice(1, end)));
+      const b = readBracket(s.slice(1, end));
+      if (b.marker) sawMarker = true;
+      groups[groups.length - 1].push(b);
       s = s.slice(end + 1).trimStart();
       continue;
     }

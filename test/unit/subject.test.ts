@@ -151,10 +151,20 @@ describe('parseSubject: reply and forward prefixes, tags', () => {
     expect(parseSubject('Re: VFIO support on hyperv').reply).toBe(true);
   });
 
-  test('a later marker after a reply prefix does not override the first', () => {
+  test('after the marker comes the title, even when it starts like a prefix', () => {
+    expect(parseSubject('[PATCH] rv: Fix the monitor')).toEqual({
+      clean: 'rv: Fix the monitor',
+      reply: false,
+      forward: false,
+      series: marker({}),
+    });
     const p = parseSubject('Fwd: [PATCH v1 1/2] Re: [PATCH v3 2/2] foo');
     expect(p.series).toEqual(marker({ version: 1, index: 1, total: 2 }));
-    expect(p.clean).toBe('foo');
+    expect(p.forward).toBe(true);
+    expect(p.reply).toBe(false);
+    expect(p.clean).toBe('Re: [PATCH v3 2/2] foo');
+    // Tags after a marker are still removed; a second marker directly after joins the first.
+    expect(parseSubject('[PATCH v2] [Xen-devel] foo').clean).toBe('foo');
   });
 
   test('folded subject: whitespace collapsed', () => {
