@@ -11,7 +11,7 @@
 // preprocessor lines. A brace in column 0 is a top-level definition (function, struct):
 // it resets the stack, which keeps one hunk spanning two functions honest.
 import type { FileDiff, Hunk } from '../model.js';
-import type { LineContext, Match } from './types.js';
+import type { LineContext, Match, TreeView } from './types.js';
 
 // ---------------------------------------------------------------- tokens
 
@@ -56,9 +56,11 @@ export function tokenizeLine(text: string, state: ScanState = { inComment: false
   let i = 0;
   const n = text.length;
   let space = true;
+  // Comment text, when kept, is one token per word: comment edits compare word by word, and
+  // words in comments are never identifiers (a typo fix is not a rename).
   const pushComment = (s: string, col: number): void => {
-    const t = s.replace(/\s+/g, ' ').trim();
-    if (keepComments && t) out.push({ type: 'comment', text: t, col, spaceBefore: true });
+    if (!keepComments) return;
+    for (const w of s.split(/\s+/)) if (w) out.push({ type: 'comment', text: w, col, spaceBefore: true });
   };
   if (!state.inComment && /^\s*#/.test(text)) {
     state.inPreprocessor = /\\\s*$/.test(text);
@@ -116,9 +118,13 @@ export function tokenizeLine(text: string, state: ScanState = { inComment: false
   return out;
 }
 
-/** Tokens of one line on its own (comments kept as tokens), for comparing lines. */
+/**
+ * Tokens of one line on its own (comment words kept as tokens), for comparing lines. A line
+ * that looks like the inside of a block comment (" * text", or the closing star-slash) is read as comment.
+ */
 export function lineTokens(text: string): Token[] {
-  return tokenizeLine(text, { inComment: false, inPreprocessor: false }, true);
+  const inComment = /^\s*\*(?:\s|\/|$)/.test(text);
+  return tokenizeLine(text, { inComment, inPreprocessor: false }, true);
 }
 
 /** Join tokens back into compact text: one space only where the source had one, none inside parens. */
@@ -222,8 +228,16 @@ export function blocksForLines(lines: SideLine[]): string[][] {
     }
   };
 
+  // Lines without tokens (blank, comment-only, preprocessor) take the state where they stand.
+  let seenPos = -1;
+  const fillTo = (pos: number): void => {
+    for (let p = seenPos + 1; p < pos; p++) if (!result[p]) result[p] = snapshot();
+    seenPos = Math.max(seenPos, pos);
+  };
+
   for (let i = 0; i < toks.length; i++) {
     const t = toks[i]!;
+    if (t.first) fillTo(t.pos);
     const lineIndent = indents[t.pos]!;
     // A new line that is not indented past an unfinished brace-less body ends it (a macro
     // statement without ';', or a hunk that cut the statement).
@@ -306,8 +320,10 @@ export function blocksForLines(lines: SideLine[]): string[][] {
       const close = closeParen(toks, i + 1);
       if (close < 0) break;
       const next = toks[close + 1];
-      // A loop macro: "for_each_vcpu ( d, v )" then '{' or a statement on a later line.
-      if (next && (next.text === '{' || (next.first && (next.type === 'ident' || next.text === '(' || next.text === '*')))) {
+      // A loop macro: "for_each_vcpu ( d, v )" then '{', or a statement on a later line
+      // indented deeper (else it is a statement macro without ';').
+      const body = next && next.first && indents[next.pos]! > lineIndent && (next.type === 'ident' || next.text === '(' || next.text === '*');
+      if (next && (next.text === '{' || body)) {
         pending = { cond: joinTokens(toks.slice(i, close + 1)), ifCond: null, indent: lineIndent };
         i = close;
         continue;
@@ -340,7 +356,8 @@ export function blocksForLines(lines: SideLine[]): string[][] {
         stmtStart = false;
     }
   }
-  // Lines without tokens (blank, comment, preprocessor) take the state of the line before.
+  fillTo(lines.length);
+  // A hunk cut inside an unbalanced construct leaves lines unset: use the line before.
   let last: string[] = [];
   return result.map((r) => {
     if (r) last = r;
@@ -364,24 +381,43 @@ function lcs(a: string[], b: string[]): number {
   return prev[b.length]!;
 }
 
-/** Similarity of two lines' tokens: 2*LCS / (|a|+|b|), 1 for two token-less lines with equal text. */
+const dice = (a: string[], b: string[]): number => (a.length + b.length ? (2 * lcs(a, b)) / (a.length + b.length) : 1);
+
+/**
+ * Similarity of two lines (0..1): the mean of the token LCS ratio and the same ratio over the
+ * words only (identifier parts, numbers, strings, comment words), so that punctuation alone
+ * ("clts();" vs "vcpu_restore_fpu_lazy(curr);") does not make two lines look alike.
+ */
 export function tokenSimilarity(a: string, b: string): number {
-  const ta = lineTokens(a).map((t) => t.text);
-  const tb = lineTokens(b).map((t) => t.text);
+  const ta = lineTokens(a);
+  const tb = lineTokens(b);
   if (!ta.length && !tb.length) return a.trim() === b.trim() ? 1 : 0;
-  return (2 * lcs(ta, tb)) / (ta.length + tb.length);
+  const all = dice(
+    ta.map((t) => t.text),
+    tb.map((t) => t.text),
+  );
+  // Words split at '_': "vcpu_restore_fpu_nonlazy" -> "vcpu restore fpu" is mostly "vcpu_restore_fpu".
+  const words = (ts: Token[]): string[] =>
+    ts.filter((t) => t.type !== 'punct').flatMap((t) => (t.type === 'ident' ? t.text.split('_').filter(Boolean) : [t.text]));
+  const wa = words(ta);
+  const wb = words(tb);
+  if (!wa.length && !wb.length) return all;
+  return (all + dice(wa, wb)) / 2;
 }
 
 const isRenameable = (t: Token): boolean => t.type === 'ident' && !C_KEYWORDS.has(t.text);
 
 /**
  * True when `b` is `a` with identifiers consistently renamed (a one-to-one mapping applied to
- * every occurrence), or with whitespace changes only.
+ * every occurrence, to names the other line does not use: "a = b" -> "b = a" is a change, not a
+ * rename), or with whitespace changes only.
  */
 export function isRenameOnly(a: string, b: string): boolean {
   const ta = lineTokens(a);
   const tb = lineTokens(b);
   if (ta.length !== tb.length || !ta.length) return false;
+  const namesA = new Set(ta.filter(isRenameable).map((t) => t.text));
+  const namesB = new Set(tb.filter(isRenameable).map((t) => t.text));
   const fwd = new Map<string, string>();
   const back = new Map<string, string>();
   for (let k = 0; k < ta.length; k++) {
@@ -389,6 +425,7 @@ export function isRenameOnly(a: string, b: string): boolean {
     const y = tb[k]!;
     if (isRenameable(x) && isRenameable(y)) {
       if ((fwd.get(x.text) ?? y.text) !== y.text || (back.get(y.text) ?? x.text) !== x.text) return false;
+      if (x.text !== y.text && (namesA.has(y.text) || namesB.has(x.text))) return false;
       fwd.set(x.text, y.text);
       back.set(y.text, x.text);
     } else if (x.text !== y.text) {
@@ -449,20 +486,51 @@ interface HunkAnalysis {
 }
 
 const cache = new WeakMap<Hunk, HunkAnalysis>();
+const treeCache = new WeakMap<Hunk, WeakMap<TreeView, HunkAnalysis>>();
 
-function analyse(hunk: Hunk): HunkAnalysis {
-  let a = cache.get(hunk);
-  if (a) return a;
+/** How far back from a hunk to look for the start of its function in the tree. */
+const MAX_PREAMBLE = 3000;
+
+/**
+ * The pre-image lines between the start of the hunk's function (its column-0 '{') and the
+ * hunk, from the tree; [] when the tree lacks the file or its text does not line up with the
+ * hunk (another revision).
+ */
+export function treePreamble(file: FileDiff, hunk: Hunk, tree: TreeView | undefined): string[] {
+  if (!tree || !file.oldPath || hunk.oldStart < 2) return [];
+  const text = tree.fileText(file.oldPath);
+  if (text === undefined) return [];
+  const lines = text.split('\n');
+  const start = hunk.oldStart - 1;
+  const old = hunk.lines.filter((l) => l.kind !== 'add').slice(0, 3);
+  if (!old.length || old.some((l, k) => (lines[start + k] ?? '').trimEnd() !== l.text.trimEnd())) return [];
+  let s = start - 1;
+  while (s >= 0 && start - s <= MAX_PREAMBLE && !/^[{}]/.test(lines[s]!)) s--;
+  if (s < 0 || start - s > MAX_PREAMBLE) return [];
+  // After a previous function's '}', only file-scope lines follow: nothing encloses the hunk.
+  return lines[s]!.startsWith('}') ? [] : lines.slice(s, start);
+}
+
+function analyse(file: FileDiff, hunk: Hunk, tree?: TreeView): HunkAnalysis {
+  const byTree = tree ? treeCache.get(hunk)?.get(tree) : cache.get(hunk);
+  if (byTree) return byTree;
+  const pre = treePreamble(file, hunk, tree).map((text) => ({ index: -1, text }));
   const side = (kind: 'add' | 'del'): Map<number, string[]> => {
-    const lines: SideLine[] = [];
+    const lines: SideLine[] = [...pre];
     hunk.lines.forEach((l, index) => {
       if (l.kind === 'ctx' || l.kind === kind) lines.push({ index, text: l.text });
     });
     const blocks = blocksForLines(lines);
     return new Map(lines.map((l, k) => [l.index, blocks[k]!]));
   };
-  a = { newBlocks: side('add'), oldBlocks: side('del'), twins: pairTwins(hunk) };
-  cache.set(hunk, a);
+  const a = { newBlocks: side('add'), oldBlocks: side('del'), twins: pairTwins(hunk) };
+  if (tree) {
+    let m = treeCache.get(hunk);
+    if (!m) treeCache.set(hunk, (m = new WeakMap()));
+    m.set(tree, a);
+  } else {
+    cache.set(hunk, a);
+  }
   return a;
 }
 
@@ -470,11 +538,14 @@ function analyse(hunk: Hunk): HunkAnalysis {
  * Context of hunk.lines[index]: enclosing block conditions on the line's own side (new side for
  * added and context lines, old side for removed lines), and whether it has a twin on the other side.
  * `edited`/`renameOnly` are set for removed lines too (their added twin).
+ * With a tree, the blocks also see the pre-image lines from the start of the function down to
+ * the hunk (so an `if` opened above the hunk's context still counts), when the tree's text
+ * lines up with the hunk.
  */
-export function lineContext(file: FileDiff, hunk: Hunk, index: number): LineContext {
+export function lineContext(file: FileDiff, hunk: Hunk, index: number, tree?: TreeView): LineContext {
   const line = hunk.lines[index];
   if (!line) throw new RangeError(`lineContext: no line ${index} in hunk ${hunk.header} of ${file.path}`);
-  const a = analyse(hunk);
+  const a = analyse(file, hunk, tree);
   const blocks = (line.kind === 'del' ? a.oldBlocks : a.newBlocks).get(index) ?? [];
   const twin = line.kind === 'ctx' ? undefined : a.twins.get(index);
   return {
@@ -489,8 +560,8 @@ export function lineContext(file: FileDiff, hunk: Hunk, index: number): LineCont
 }
 
 /** The removed (or added) line an edited line was paired with, if any. */
-export function twinOf(hunk: Hunk, index: number): number | null {
-  return analyse(hunk).twins.get(index)?.twin ?? null;
+export function twinOf(file: FileDiff, hunk: Hunk, index: number): number | null {
+  return analyse(file, hunk).twins.get(index)?.twin ?? null;
 }
 
 // ---------------------------------------------------------------- helpers for matchers

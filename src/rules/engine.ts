@@ -19,7 +19,8 @@
 //   2. scope.paths / scope.excludePaths (globs, see glob.ts) select files.
 //   3. trigger.added / trigger.removed regexes select added / removed lines (either may match).
 //   4. condition (inFunction, notInFunction with "kb:<list>", insideBlock, notInsideBlock on
-//      LineContext.blocks) filters them.
+//      LineContext.blocks) filters them. With opts.tree, blocks also see the pre-image from the
+//      start of the function down to the hunk (context.ts).
 //   5. The matcher named by `matcher` gets MatchContext.lines = the passing lines and returns
 //      Matches; without a matcher each passing line is a Match on itself.
 //      A rule with a matcher and no trigger runs once per patch even when nothing passed (and
@@ -253,7 +254,7 @@ function runOne(rule: RuleSpec, record: MessageRecord, opts: RunOptions, registr
           const res = line.kind === 'add' ? c.added : c.removed;
           if (!res.some((r) => r.test(line.text))) return;
         }
-        const lc = lineContext(file, hunk, index);
+        const lc = lineContext(file, hunk, index, opts.tree);
         if (conditionHolds(rule, c, lc, opts.kb)) lines.push(lc);
       });
     }
@@ -270,7 +271,7 @@ function runOne(rule: RuleSpec, record: MessageRecord, opts: RunOptions, registr
     kb: opts.kb,
     tree: opts.tree,
     lines,
-    contextOf: lineContext,
+    contextOf: (f, h, i) => lineContext(f, h, i, opts.tree),
   };
   return matcher(ctx);
 }
