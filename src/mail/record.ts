@@ -1,7 +1,7 @@
 // mail stage, second half: ParsedMail -> MessageRecord, the compact description of one
 // mail every later stage works on (kind, series marker, diff, trailers, reply structure).
 import type { MessageKind, MessageRecord, RawMessage, SourceRef, Trailer } from '../model.js';
-import { parseMail, type ParsedMail } from './parse.js';
+import { parseMail, applyInBodyHeaders, type ParsedMail } from './parse.js';
 import { parseSubject } from '../thread/subject.js';
 import { extractDiff } from '../patch/diff.js';
 import { splitReply, newText } from '../patch/quote.js';
@@ -19,13 +19,18 @@ export function buildRecord(m: ParsedMail): MessageRecord {
   // The mail's own diff: inline text first, then attached patches.
   let ex = extractDiff(m.body);
   let commitMessage: string | null = ex.commitMessage;
+  let attachmentAuthor: ParsedMail['bodyFrom'] = null;
   if (!ex.diff || ex.diff.files.length === 0) {
     for (const att of m.patchAttachments) {
-      const a = extractDiff(att);
+      // An attached format-patch file carries its own From:/Subject: (kept as in-body headers).
+      const inner = applyInBodyHeaders(att);
+      const a = extractDiff(inner.body);
       if (a.diff && a.diff.files.length > 0) {
         // The mail text is the commit message when the attachment is a bare diff.
         ex = { ...a, commitMessage: a.commitMessage.trim() ? a.commitMessage : ex.commitMessage };
         commitMessage = ex.commitMessage;
+        attachmentAuthor = inner.from;
+        if (inner.subject) parsedSubject.clean = parseSubject(inner.subject).clean;
         break;
       }
     }
@@ -43,7 +48,7 @@ export function buildRecord(m: ParsedMail): MessageRecord {
 
   const damage = diff ? [...diff.damage] : [];
   if (diff && m.flowed) damage.unshift('sent as format=flowed: the client may have re-wrapped or re-spaced diff lines');
-  const author = m.bodyFrom && m.bodyFrom.address ? m.bodyFrom : m.from;
+  const author = attachmentAuthor?.address ? attachmentAuthor : m.bodyFrom && m.bodyFrom.address ? m.bodyFrom : m.from;
 
   return {
     messageId: m.messageId,
