@@ -204,25 +204,35 @@ interface State {
    * took from elsewhere, whose lines are not the patch's.
    */
   local: { old: number | null; new: number | null; fn: string | null; foreign: boolean };
-  /** The previous quote block ended inside a run of diff lines (at this depth): the next one may go on with it. */
-  runOpen: boolean;
-  runDepth: number;
+  /**
+   * The run of quoted diff lines under way, carried from block to block: a reviewer's
+   * inline comment splits one quoted hunk into several quote blocks. `suspended` is the
+   * depth of a run that quoted text at another depth interrupted (the reviewer's words,
+   * ">", between the patch lines, ">>", in an author's answer): it goes on at that depth.
+   */
+  run: { open: boolean; depth: number; suspended: number | null };
 }
 
 /** Classify every line of a quote block, matching diff lines against the patch. */
 function classifyBlock(st: State, lines: string[], depths: number[]): Classified[] {
   const out: Classified[] = new Array(lines.length);
-  // A reviewer's inline comment splits one quoted hunk into several quote blocks.
-  let inRun = st.runOpen;
-  let runDepth = st.runDepth;
+  let inRun = st.run.open;
+  let runDepth = st.run.depth;
+  let suspended = st.run.suspended;
   for (let k = 0; k < lines.length; k++) {
     const content = lines[k]!;
     const depth = depths[k]!;
+    if (!inRun && suspended === depth && /^([+\- \t]|$)/.test(content)) {
+      inRun = true;
+      runDepth = depth;
+      suspended = null;
+    }
     const header = parseHeader(content, lines[k + 1]);
     if (header) {
       out[k] = { t: 'header', path: header.h === 'file' ? header.path : st.filePath };
       inRun = true;
       runDepth = depth;
+      suspended = null;
       st.headerSinceMatch = true;
       if (header.h === 'file' && header.path) {
         st.filePath = header.path;
@@ -284,11 +294,11 @@ function classifyBlock(st: State, lines: string[], depths: number[]): Classified
         continue;
       }
     }
+    suspended = inRun && depth !== runDepth ? runDepth : depth === suspended ? null : suspended;
     out[k] = { t: 'prose' };
     inRun = false;
   }
-  st.runOpen = inRun;
-  st.runDepth = runDepth;
+  st.run = { open: inRun, depth: runDepth, suspended };
   return out;
 }
 
@@ -537,7 +547,7 @@ function reclaimPastedPatch(blocks: ReplyBlock[], ix: DiffIndex): ReplyBlock[] {
 
 type QuoteBlock = Extract<ReplyBlock, { type: 'quote' }>;
 
-const UNANCHORED = { file: null, line: null, side: null, quoted: [] as string[] };
+const UNANCHORED = { file: null, line: null, side: null, quoted: [] as string[], function: null };
 
 /** The comment's anchor from the quote block before it: its last diff line, else nothing. */
 function anchorFrom(block: QuoteBlock, cls: Classified[], matched: Set<number>, ix: DiffIndex | null): Omit<Comment, 'text'> {
@@ -615,8 +625,7 @@ export function anchorComments(blocks: ReplyBlock[], diff: Diff | null): Comment
     filePath: null,
     hunkHint: null,
     local: { old: null, new: null, fn: null, foreign: false },
-    runOpen: false,
-    runDepth: 0,
+    run: { open: false, depth: 0, suspended: null },
   };
   const comments: Comment[] = [];
   let last: { block: QuoteBlock; cls: Classified[]; matched: Set<number> } | null = null;
@@ -626,11 +635,12 @@ export function anchorComments(blocks: ReplyBlock[], diff: Diff | null): Comment
       const matched = new Set<number>();
       for (const c of cls) if (c && c.t === 'diff' && c.entry) matched.add(c.entry.g);
       last = { block: b, cls, matched };
-    } else if (b.type === 'elision' || b.type === 'attribution') {
-      // Quoted material was cut here (or another message's quote starts): counting from
-      // the quote's own headers cannot go on over the gap.
+    } else if (b.type === 'elision') {
+      // Quoted material was cut here: counting from the quote's own headers cannot go on
+      // over the gap (the file still can).
       st.local = { old: null, new: null, fn: st.local.fn, foreign: st.local.foreign };
-      st.runOpen = false;
+    } else if (b.type === 'attribution') {
+      st.run = { open: false, depth: 0, suspended: null };
     } else if (b.type === 'text') {
       const anchor = last ? anchorFrom(last.block, last.cls, last.matched, ix) : { ...UNANCHORED, quoted: [] };
       comments.push({ ...anchor, text: b.text });

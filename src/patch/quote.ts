@@ -283,7 +283,8 @@ export function splitReply(body: string): ReplyBlock[] {
         continue;
       }
     }
-    items.push({ k: 't', text: line.trimEnd() });
+    // An mbox ">From " escape left in the body reads as what was written: "From ".
+    items.push({ k: 't', text: (/^>+From /.test(line) ? line.slice(1) : line).trimEnd() });
     i++;
   }
   return groupItems(items);

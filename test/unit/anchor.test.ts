@@ -1,0 +1,312 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { simpleParser, type ParsedMail } from 'mailparser';
+import type { Comment, Diff } from '../../src/model.js';
+import { anchorComments } from '../../src/patch/anchor.js';
+import { extractDiff } from '../../src/patch/diff.js';
+import { splitReply } from '../../src/patch/quote.js';
+
+const SHARED = join(process.cwd(), '../shared/fixtures');
+const REPLIES = join(process.cwd(), 'test/fixtures/replies');
+
+async function readMbox(name: string): Promise<Array<{ mail: ParsedMail; rawBody: string }>> {
+  const text = readFileSync(join(SHARED, name), 'latin1');
+  const parts = text.split(/^From mboxrd@z Thu Jan {2}1 00:00:00 1970\n/m).filter((p) => p.trim() !== '');
+  const out: Array<{ mail: ParsedMail; rawBody: string }> = [];
+  for (const p of parts) {
+    const unescaped = p.replace(/^>(>*From )/gm, '$1');
+    const mail = await simpleParser(Buffer.from(unescaped, 'latin1'));
+    out.push({ mail, rawBody: unescaped.slice(unescaped.indexOf('\n\n') + 2) });
+  }
+  return out;
+}
+
+function diffOf(body: string): Diff {
+  const d = extractDiff(body).diff;
+  if (!d) throw new Error('no diff in patch');
+  return d;
+}
+
+const comments = (body: string, diff: Diff | null) => anchorComments(splitReply(body), diff);
+/** file:line:side, the shape most assertions compare. */
+const at = (c: Comment) => `${c.file}:${c.line}:${c.side}`;
+const reply = (name: string) => readFileSync(join(REPLIES, name), 'utf8');
+const PATCH = diffOf(readFileSync(join(REPLIES, 'fpu-two-files.patch'), 'utf8'));
+
+describe('anchorComments on the reference thread (xen-fpu-reset-v2-1of9)', () => {
+  let diff: Diff;
+  let review: string;
+  let answer: string;
+  let answerRaw: string;
+  beforeAll(async () => {
+    const msgs = await readMbox('xen-fpu-reset-v2-1of9.mbox');
+    diff = diffOf(msgs[0]!.mail.text!);
+    review = msgs[1]!.mail.text!;
+    answer = msgs[2]!.mail.text!;
+    answerRaw = msgs[2]!.rawBody;
+  });
+
+  test("the maintainer's review: two answers to prose, one to the added line 525", () => {
+    const cs = comments(review, diff);
+    expect(cs).toHaveLength(3);
+    expect(cs[0]!.text.startsWith('How?\n\nI don\'t think a PV vCPU can.')).toBe(true);
+    expect(cs[0]!.text).toContain('An HVM use of VCPUOP_initialise only passes basic state');
+    expect(cs[0]).toMatchObject({ file: null, line: null, side: null, quoted: [] });
+    expect(cs[1]!.text.startsWith('The phrasing is a bit awkward')).toBe(true);
+    expect(cs[1]).toMatchObject({ file: null, line: null, side: null, quoted: [] });
+    expect(cs[2]!.text.startsWith('... this really should be part of allocating the memory.\n\nFirst, we should never')).toBe(true);
+    expect(cs[2]!.text).toContain('vcpu_reset_fpu() sets v->fpu_initialised = false.');
+    // The blank added line 526 is quoted last, but the comment is about vcpu_reset_fpu(v).
+    expect(cs[2]).toEqual({
+      file: 'xen/arch/x86/domain.c',
+      line: 525,
+      side: 'new',
+      quoted: ['+        vcpu_reset_fpu(v);'],
+      function: 'arch_vcpu_create',
+      text: cs[2]!.text,
+    });
+  });
+
+  test('without the patch, the quoted "+++"/"@@" headers still give line 525 by counting', () => {
+    const cs = comments(review, null);
+    expect(cs.map(at)).toEqual(['null:null:null', 'null:null:null', 'xen/arch/x86/domain.c:525:new']);
+    expect(cs[2]!.quoted).toEqual(['+        vcpu_reset_fpu(v);']);
+    expect(cs[2]!.function).toBe('arch_vcpu_create');
+  });
+
+  test("the author's answer (format=flowed, patch at depth 2) answers prose only", () => {
+    const cs = comments(answer, diff);
+    expect(cs.map(at)).toEqual(['null:null:null', 'null:null:null', 'null:null:null']);
+    expect(cs[1]!.text.startsWith('No, since it means the backing memory has been properly initialised by')).toBe(true);
+    expect(cs[2]!.text.startsWith('... but yes, that does seem like the best way to fix this.')).toBe(true);
+    // The same before mailparser's format=flowed decoding, with and without the patch.
+    for (const c of [comments(answerRaw, diff), comments(answerRaw, null), comments(answer, null)]) {
+      expect(c.map((x) => [at(x), x.text.slice(0, 20)])).toEqual(cs.map((x) => [at(x), x.text.slice(0, 20)]));
+    }
+  });
+});
+
+describe('anchorComments on the other real threads', () => {
+  test("Jan's review of 7/9 (xen-eager-fpu-v2): a trimmed hunk, a context line and a '+' after two '-'", async () => {
+    const msgs = await readMbox('xen-eager-fpu-v2.mbox');
+    const patch = msgs.find((m) => m.mail.subject === '[PATCH v2 7/9] x86: Remove fpu_initialised/fpu_dirty')!;
+    const diff = diffOf(patch.mail.text!);
+    const jan = msgs.find((m) => m.mail.subject?.startsWith('Re: [PATCH v2 7/9]') && m.mail.from?.text.includes('Jan Beulich'))!;
+    const cs = comments(jan.mail.text!, diff);
+    expect(cs).toHaveLength(2);
+    expect(cs[0]).toMatchObject({
+      file: 'xen/arch/x86/domctl.c',
+      line: 1409,
+      side: 'new',
+      quoted: ['         c(flags = v->arch.pv.vgc_flags & ~(VGCF_i387_valid|VGCF_in_kernel));'],
+      function: 'arch_get_info_guest',
+    });
+    expect(cs[0]!.text).toBe('It ends up a little odd to clear VGCF_i387_valid here, just to ...');
+    expect(cs[1]).toMatchObject({
+      file: 'xen/arch/x86/domctl.c',
+      line: 1412,
+      side: 'new',
+      quoted: ['-    if ( v->fpu_initialised )', '-        c(flags |= VGCF_i387_valid);', '+    c(flags |= VGCF_i387_valid);'],
+    });
+    expect(cs[1]!.text.startsWith('... unconditionally set it afterwards.')).toBe(true);
+    // Ross's answer quotes Jan's quote (">>") and answers Jan's words (">"): prose.
+    const ross = msgs.find((m) => m.mail.subject?.startsWith('Re: [PATCH v2 7/9]') && m.mail.from?.text.includes('Ross'))!;
+    expect(comments(ross.mail.text!, diff).map(at)).toEqual(['null:null:null']);
+    // A Reviewed-by after a quoted commit message is not about a line.
+    const andrew = msgs.find((m) => m.mail.subject === 'Re: [PATCH v2 5/9] x86/traps: Remove lazy FPU support')!;
+    const five = msgs.find((m) => m.mail.subject === '[PATCH v2 5/9] x86/traps: Remove lazy FPU support')!;
+    expect(comments(andrew.mail.text!, diffOf(five.mail.text!))).toEqual([
+      { file: null, line: null, side: null, quoted: [], function: null, text: 'Reviewed-by: Andrew Cooper <andrew.cooper3@citrix.com>' },
+    ]);
+  });
+
+  test("Ross's review of the FTW fix (xen-ftw-alloc): flowed joins blank context lines, still line 561", async () => {
+    const msgs = await readMbox('xen-ftw-alloc.mbox');
+    const diff = diffOf(msgs[0]!.mail.text!);
+    const ross = msgs[1]!;
+    expect(ross.mail.from?.text).toContain('Ross Lagerwall');
+    const cs = comments(ross.mail.text!, diff);
+    expect(cs).toHaveLength(1);
+    expect(cs[0]).toMatchObject({
+      file: 'xen/arch/x86/xstate.c',
+      line: 561,
+      side: 'new',
+      quoted: ['     v->arch.xsave_area = save_area;'],
+      function: 'xstate_alloc_save_area',
+    });
+    expect(cs[0]!.text).toMatch(/^Is this comment correct given that it is initializing FCW to FCW_DEFAULT/);
+    // Jan's and Andrew's replies answer quoted prose (the commit message, the review).
+    for (const m of msgs.slice(2, 5)) {
+      expect(comments(m.mail.text!, diff).every((c) => c.file === null)).toBe(true);
+    }
+  });
+});
+
+describe('anchorComments: re-created situations (fpu-two-files.patch)', () => {
+  test('the fixture patch reads as expected', () => {
+    expect(PATCH.damage).toEqual([]);
+    expect(PATCH.files.map((f) => f.path)).toEqual(['xen/arch/x86/i387.c', 'xen/arch/x86/xstate.c']);
+  });
+
+  test("a reply to a '-' line anchors on the old side", () => {
+    const cs = comments(reply('del-line.txt'), PATCH);
+    expect(cs[0]).toMatchObject({
+      file: 'xen/arch/x86/i387.c',
+      line: 303,
+      side: 'old',
+      quoted: ['-        .fpu_sse.fcw = FCW_RESET,'],
+      function: 'vcpu_reset_fpu',
+    });
+    expect(cs[1]).toMatchObject({ file: 'xen/arch/x86/i387.c', line: 309, side: 'new', quoted: ['+        .fpu_sse.fcw = FCW_DEFAULT,'] });
+    expect(cs[1]!.text).toBe('If so, the commit message wants to say why.\n\nJan');
+    // Without the patch and without a quoted "+++ b/..." there is no file to name.
+    expect(comments(reply('del-line.txt'), null).map(at)).toEqual(['null:null:null', 'null:null:null']);
+  });
+
+  test('an author answering inline after a ">>" diff line, between answers to ">" prose', () => {
+    for (const diff of [PATCH, null]) {
+      const cs = comments(reply('nested-answer.txt'), diff);
+      expect(cs.map(at)).toEqual(['null:null:null', 'xen/arch/x86/i387.c:128:new', 'null:null:null']);
+      expect(cs[1]!.quoted).toEqual(['+    if ( !v->arch.xsave_area )']);
+      expect(cs[1]!.text.startsWith('The allocation can fail part way')).toBe(true);
+    }
+  });
+
+  test('a diff line the client broke in two: tail kept its ">"', () => {
+    const cs = comments(reply('rewrapped-kept.txt'), PATCH);
+    expect(cs.map(at)).toEqual(['xen/arch/x86/i387.c:130:new', 'xen/arch/x86/i387.c:132:new']);
+    // "quoted" carries the patch's own line, whole again.
+    expect(cs[0]!.quoted).toEqual([
+      '+    if ( !v->arch.xsave_area )',
+      '+    {',
+      '+        printk(XENLOG_G_WARNING "%pv: FPU state area not initialised, resetting to defaults\\n", v);',
+    ]);
+    expect(cs[1]!.quoted).toEqual(['+        return -ENOMEM;', '+    }']);
+    expect(cs[1]!.text).toBe('~Andrew');
+  });
+
+  test('a diff line the client broke in two: tail lost its ">"', () => {
+    const cs = comments(reply('rewrapped-lost.txt'), PATCH);
+    expect(cs).toHaveLength(1);
+    expect(cs[0]).toMatchObject({ file: 'xen/arch/x86/i387.c', line: 131, side: 'new' });
+    expect(cs[0]!.quoted[1]).toContain('resetting to defaults');
+  });
+
+  test('whitespace damage: tabs for spaces, collapsed indentation, context lines without their space', () => {
+    const body = reply('whitespace-damaged.txt');
+    expect(body).toContain('>\treturn -ENOMEM;');
+    const cs = comments(body, PATCH);
+    expect(cs.map(at)).toEqual(['xen/arch/x86/xstate.c:553:new', 'xen/arch/x86/xstate.c:556:new']);
+    expect(cs[0]!.quoted).toEqual(['-     * Set the memory image to default values.', '+     * Set the memory image to #RESET values.']);
+    expect(cs[1]!.quoted).toEqual(['+    save_area->fpu_sse.ftw = FXSAVE_FTW_RESET;']);
+    // The quote's own headers count the same lines (the damage is in whitespace only).
+    expect(comments(body, null).map(at)).toEqual(['xen/arch/x86/xstate.c:553:new', 'xen/arch/x86/xstate.c:556:new']);
+  });
+
+  test('a reply quoting only prose (commit message, diffstat)', () => {
+    const cs = comments(reply('prose-only.txt'), PATCH);
+    expect(cs).toHaveLength(2);
+    expect(cs.every((c) => c.file === null && c.line === null && c.side === null && c.quoted.length === 0)).toBe(true);
+  });
+
+  test('a quoted diff whose file and hunk headers were cut away', () => {
+    const cs = comments(reply('headers-cut.txt'), PATCH);
+    // "if ( !v->arch.xsave_area )" is added in both files: the quoted context decides.
+    expect(cs).toHaveLength(1);
+    expect(cs[0]).toMatchObject({
+      file: 'xen/arch/x86/xstate.c',
+      line: 560,
+      side: 'new',
+      quoted: ['+    if ( !v->arch.xsave_area )', '+        return -ENOMEM;'],
+      function: 'xstate_alloc_save_area',
+    });
+    expect(comments(reply('headers-cut.txt'), null).map(at)).toEqual(['null:null:null']);
+  });
+
+  test('the same text in two files: the quoted file header decides', () => {
+    const cs = comments(reply('file-header-decides.txt'), PATCH);
+    expect(cs.map(at)).toEqual(['xen/arch/x86/xstate.c:560:new']);
+    // Without the patch: the file is known, the line is not (lines were elided).
+    expect(comments(reply('file-header-decides.txt'), null).map(at)).toEqual(['xen/arch/x86/xstate.c:null:null']);
+    // The header is what decided: without it the first occurrence in the patch is taken.
+    const headless = reply('file-header-decides.txt').replace(/^> (diff|index|---|\+\+\+) .*\n/gm, '');
+    expect(headless).not.toContain('xstate.c');
+    expect(comments(headless, PATCH).map(at)).toEqual(['xen/arch/x86/i387.c:131:new']);
+  });
+
+  test('the same text in two files: the occurrence after the previous anchor wins', () => {
+    const cs = comments(reply('same-text-two-files.txt'), PATCH);
+    expect(cs.map(at)).toEqual(['xen/arch/x86/i387.c:123:new', 'xen/arch/x86/i387.c:128:new', 'xen/arch/x86/xstate.c:560:new']);
+    expect(cs[0]!.quoted).toEqual(['-    v->arch.fully_eager_fpu = !cpu_has_xsaveopt;', '+    v->arch.fully_eager_fpu = true;']);
+  });
+
+  test('"[...]" between two quoted hunks; a trimmed hunk is matched by content, not by its header', () => {
+    const cs = comments(reply('elision-hunks.txt'), PATCH);
+    // The first hunk was quoted from its 10th line on: the header's 120 would be wrong.
+    expect(cs.map(at)).toEqual(['xen/arch/x86/i387.c:129:new', 'xen/arch/x86/i387.c:309:new']);
+    expect(cs[0]!.quoted).toEqual(['+    if ( !v->arch.xsave_area )', '+    {']);
+    expect(cs[1]!.quoted).toEqual(['-        .fpu_sse.fcw = FCW_RESET,', '+        .fpu_sse.fcw = FCW_DEFAULT,']);
+    expect(cs[1]!.function).toBe('vcpu_reset_fpu');
+    // Without the patch the second hunk, quoted whole, still counts right.
+    expect(comments(reply('elision-hunks.txt'), null)[1]).toMatchObject({ file: 'xen/arch/x86/i387.c', line: 309, side: 'new' });
+  });
+
+  test('Outlook top-posting: the text answers no quoted line', () => {
+    const cs = comments(reply('outlook-top-post.txt'), PATCH);
+    expect(cs).toHaveLength(1);
+    expect(cs[0]).toMatchObject({ file: null, line: null, side: null, quoted: [] });
+    expect(cs[0]!.text).toContain('Reviewed-by: Paul Durrant <paul@xen.org>');
+  });
+
+  test("the patch pasted without '>' after [snip] is quoted material; a reviewer's own diff stays text", () => {
+    const cs = comments(reply('pasted-patch.txt'), PATCH);
+    expect(cs.map(at)).toEqual(['null:null:null', 'xen/arch/x86/xstate.c:556:new']);
+    expect(cs[1]!.text).toBe("Should this be FTW's XSAVE init value instead?\n\nMichael");
+    const proposal = [
+      '> +    save_area->fpu_sse.ftw = FXSAVE_FTW_RESET;',
+      '',
+      'Something like this instead:',
+      '',
+      '--- a/xen/arch/x86/xstate.c',
+      '+++ b/xen/arch/x86/xstate.c',
+      '@@ -555,6 +555,7 @@ int xstate_alloc_save_area(struct vcpu *v)',
+      '     save_area->fpu_sse.fcw = FCW_DEFAULT;',
+      '+    save_area->fpu_sse.ftw = 0xffff;',
+    ].join('\n');
+    const pc = comments(proposal, PATCH);
+    expect(pc).toHaveLength(1);
+    expect(pc[0]!.text).toContain('+    save_area->fpu_sse.ftw = 0xffff;');
+    expect(at(pc[0]!)).toBe('xen/arch/x86/xstate.c:556:new');
+  });
+
+  test("a diff the reviewer quotes from elsewhere does not move anchors into the patch", () => {
+    const body = [
+      'On 27.03.2026 11:04, Ross Lagerwall wrote:',
+      '> Can we do this instead?',
+      '>',
+      '> --- a/xen/arch/x86/hvm/vmx/vmcs.c',
+      '> +++ b/xen/arch/x86/hvm/vmx/vmcs.c',
+      '> @@ -1310,6 +1310,7 @@ static int construct_vmcs(struct vcpu *v)',
+      '>      }',
+      '> +    vmx_fpu_enter(v);',
+      '>      return 0;',
+      '>  }',
+      '',
+      'No, that path is not taken for the idle vCPU.',
+    ].join('\n');
+    expect(comments(body, PATCH).map(at)).toEqual(['null:null:null']);
+  });
+
+  test('text before any quote, and a comment right after a hunk header', () => {
+    const body = [
+      'General comment first.',
+      '',
+      '> --- a/xen/arch/x86/xstate.c',
+      '> +++ b/xen/arch/x86/xstate.c',
+      '',
+      'This whole file wants a cleanup.',
+    ].join('\n');
+    const cs = comments(body, PATCH);
+    expect(cs.map(at)).toEqual(['null:null:null', 'xen/arch/x86/xstate.c:null:null']);
+  });
+});
