@@ -120,6 +120,8 @@ export function fileStartAt(lines: SrcLine[], i: number): FileStart | null {
   const t = text(lines, i);
   if (t === undefined) return null;
   if (t.startsWith('diff --git ') || t.startsWith('diff --cc ') || t.startsWith('diff --combined ')) return 'git';
+  // A client wrapped the names onto the next line.
+  if (t.trimEnd() === 'diff --git') return 'git';
   if (t.startsWith('diff -') || t.startsWith('Index: ')) {
     for (let j = i + 1; j <= i + 4 && j < lines.length; j++) {
       if (isMinusPlusAt(lines, j) || BINARY_FILES_RE.test(lines[j].text)) {
@@ -168,8 +170,9 @@ interface BodyResult {
   lines: ScanLine[];
   next: number;
   problems: string[];
-  clean: boolean;
   unprefixed: number;
+  /** Body-like lines right after the counted body (damage): they still belong to the diff. */
+  after: number;
 }
 
 const WRAP_CANDIDATE = 60;
@@ -271,7 +274,7 @@ function readBody(lines: SrcLine[], start: number, h: HunkHeader, strategy: Stra
   if (!clean && blankContext > 0) {
     problems.push(`${blankContext} empty line${blankContext === 1 ? '' : 's'} read as context lines that lost their leading space`);
   }
-  return { lines: out, next: i, problems, clean: clean && unprefixed === 0, unprefixed };
+  return { lines: out, next: i, problems, unprefixed, after };
 }
 
 /** Lines right after a hunk's counted body that still look like body lines (wrapping, bad counts). */
@@ -339,8 +342,9 @@ export function scanDiff(lines: SrcLine[]): Scan {
     const start = fileStartAt(lines, i);
     if (start === 'git') {
       const f = newFile('git');
-      f.gitNames = t.replace(/^diff --(git|cc|combined) /, '');
-      if (!t.startsWith('diff --git ')) f.problems.push('combined (merge) diff: not supported');
+      f.gitNames = t.replace(/^diff --(git|cc|combined) ?/, '');
+      if (t.trimEnd() === 'diff --git') f.problems.push('"diff --git" line without file names (wrapped?)');
+      else if (!t.startsWith('diff --git ')) f.problems.push('combined (merge) diff: not supported');
       open(f);
       end = ++i;
       continue;
@@ -387,7 +391,7 @@ export function scanDiff(lines: SrcLine[]): Scan {
         inHeader = false;
       }
       i = r.next;
-      end = i;
+      end = i + r.after;
       continue;
     }
     const bin = BINARY_FILES_RE.exec(t);
@@ -419,8 +423,18 @@ export function scanDiff(lines: SrcLine[]): Scan {
       }
     }
     // Not part of any file: text between patches, the signature, trailers after the diff.
-    // An unknown line also ends a file's extended header (as in git apply).
-    if (cur !== null && inHeader && (cur as ScanFile).kind === 'git' && t !== '') inHeader = false;
+    if (cur !== null && inHeader && (cur as ScanFile).kind === 'git' && t !== '') {
+      const c = cur as ScanFile;
+      if (t === '-- ' || t === '--' || /^---\s*$/.test(t) || c.hunks.length > 0) {
+        inHeader = false;
+      } else {
+        // git writes nothing else there: a wrapped header line ("index" / its ids, a long
+        // "diff --git" or "+++ " name). Keep reading the header.
+        c.problems.push(`unexpected line in the file header (wrapped?): ${excerpt(t)}`);
+        // The names of a wrapped "diff --git" line.
+        if (c.gitNames === '' && c.ext.length === 0) c.gitNames = t;
+      }
+    }
     i++;
   }
   let crLines = 0;

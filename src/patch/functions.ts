@@ -152,7 +152,7 @@ export function cDefinition(line: string): CDefinition | null {
     }
   }
   if (eq >= 0) {
-    const before = t.slice(0, eq).replace(/(\s*\[[^\]]*\])+\s*$/, '');
+    const before = t.slice(0, eq).replace(/(\s*\[[^\]]*\])+\s*$/, '').trimEnd();
     const ident = IDENT_BEFORE.exec(before)?.[1];
     // "int x = ..." needs a type before the name; a bare "x = 1" is a statement.
     if (ident !== undefined && !NOT_A_NAME.has(ident) && /\S\s+\**\s*$/.test(before.slice(0, before.length - ident.length))) {

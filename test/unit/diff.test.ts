@@ -499,6 +499,68 @@ describe('mail-client damage', () => {
     expect(diff.damage).toEqual(['a.c hunk @@ -1,3 +1,4 @@: 1 line right after the hunk look like diff lines beyond its counts']);
   });
 
+  test('surplus body lines after a hunk stay in diffText, so extractDiff still reports them', () => {
+    // A flowed decoder joined a blank context line with the next hunk's header.
+    const body = [
+      'Fix.',
+      '---',
+      'diff --git a/a.c b/a.c',
+      '--- a/a.c',
+      '+++ b/a.c',
+      '@@ -1,3 +1,3 @@ int f(void)',
+      ' {',
+      '-    a();',
+      '+    b();',
+      ' }',
+      ' @@ -20,3 +20,3 @@ int g(void)',
+      '     x();',
+      '-    y();',
+      '+    z();',
+      '-- ',
+      '2.53.0',
+      '',
+    ].join('\n');
+    const parts = splitPatchBody(body);
+    expect(parts.diffText!.endsWith('+    z();\n')).toBe(true);
+    const { diff } = extractDiff(body);
+    expect(diff!.damage).toEqual(['a.c hunk @@ -1,3 +1,3 @@: 4 lines right after the hunk look like diff lines beyond its counts']);
+  });
+
+  test('a wrapped "index" line is reported and does not open a second file', () => {
+    const text = [
+      'diff --git a/fs/ntfs3/fsntfs.c b/fs/ntfs3/fsntfs.c',
+      'index',
+      '0df2aa81d8845f21bfb571c408bd65b9e1fb8128..3ced4f95c2e95bac1fe5b334f976b8c8a15cf19d 100644',
+      '--- a/fs/ntfs3/fsntfs.c',
+      '+++ b/fs/ntfs3/fsntfs.c',
+      '@@ -1 +1 @@',
+      '-a',
+      '+b',
+      '',
+    ].join('\n');
+    const diff = parseDiff(text);
+    expect(diff.files).toHaveLength(1);
+    expect(diff.files[0].path).toBe('fs/ntfs3/fsntfs.c');
+    expect(diff.damage).toEqual([
+      'fs/ntfs3/fsntfs.c: unexpected line in the file header (wrapped?): "index"',
+      'fs/ntfs3/fsntfs.c: unexpected line in the file header (wrapped?): "0df2aa81d8845f21bfb571c408bd65b9e1fb8128..."',
+    ]);
+  });
+
+  test('a wrapped "diff --git" line: the names on the next line are used, and it is reported', () => {
+    const text = [
+      'diff --git',
+      'a/Documentation/devicetree/bindings/reserved-memory/wakeup-mailbox.yaml b/Documentation/devicetree/bindings/reserved-memory/wakeup-mailbox.yaml',
+      'new file mode 100644',
+      'index 000000000000..111111111111',
+      '',
+    ].join('\n');
+    const diff = parseDiff(text);
+    expect(diff.files.map((f) => [f.status, f.path])).toEqual([['added', 'Documentation/devicetree/bindings/reserved-memory/wakeup-mailbox.yaml']]);
+    expect(diff.damage).toHaveLength(2);
+    expect(diff.damage[0]).toContain('"diff --git" line without file names (wrapped?)');
+  });
+
   test('format=flowed joined two lines: the hunk is short by one line', () => {
     // A context line ending in a space was joined with the next one by a flowed decoder.
     const text = 'diff --git a/a.c b/a.c\n--- a/a.c\n+++ b/a.c\n@@ -1,3 +1,3 @@\n int x; int y;\n-a\n+b\n';
