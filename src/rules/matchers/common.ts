@@ -68,6 +68,13 @@ export const signedOffBy: Matcher = (ctx) => {
   const addr = author.address.toLowerCase();
   if (addr && sobs.some((s) => s.address.toLowerCase() === addr)) return [];
   if (author.name && sobs.some((s) => s.name && normName(s.name) === normName(author.name))) return [];
+  // A "From:" further down the message names the real author when the sender wraps the patch
+  // (stable review mails: "6.19-stable review patch ... ---- From: Ard ..."): their sign-off is enough.
+  const later = commitLines(ctx)
+    .map((l) => /^From:\s*(.+)$/.exec(l.trim()))
+    .filter((m): m is RegExpExecArray => !!m)
+    .map((m) => parseAddress(m[1]!));
+  if (later.some((a) => sobs.some((s) => (a.address && s.address.toLowerCase() === a.address.toLowerCase()) || (a.name && normName(a.name) === normName(s.name))))) return [];
   // A list that rewrote From: ("Jane Doe via Xen-devel <xen-devel@...>") hides the author: say nothing.
   if (MUNGED.test(author.name) || /@lists?\./i.test(addr)) return [];
   return [
@@ -136,7 +143,8 @@ export const subjectForm: Matcher = (ctx) => {
   const subject = (ctx.record.parsedSubject?.clean ?? ctx.record.subject ?? '').trim();
   if (!subject) return [];
   const out: Match[] = [];
-  if (!/^[^\s:]+:\s+\S/.test(subject) && !/^Revert\s+"/.test(subject)) {
+  // An area is one word ("x86/domain", "tools/xl"), or two when the second is lower case ("driver core").
+  if (!/^[^\s:]+(?: [a-z][^\s:]*)?:\s+\S/.test(subject) && !/^Revert\s+"/.test(subject)) {
     out.push(
       mailMatch(ctx, subject, 'prefix', {
         message: 'The subject has no "area: " prefix: start it with the part of the tree the patch touches, e.g. "x86/domain: Ensure ..." or "tools/xl: Fix ...".',
