@@ -13,7 +13,7 @@ import { basename, dirname, join, relative, resolve, isAbsolute } from 'node:pat
 import { fileURLToPath } from 'node:url';
 import { parseDocument } from 'yaml';
 import type { Matcher, KnowledgeBase, FunctionFacts, RuleSpec } from './types.js';
-import { validateKbData, validateRuleData } from './schema.js';
+import { didYouMean, validateKbData, validateRuleData } from './schema.js';
 import { MATCHERS } from './matchers/index.js';
 
 export interface LoadError {
@@ -86,11 +86,12 @@ export function packDirs(dir: string): string[] {
 }
 
 function parseYaml(file: string, text: string, errors: LoadError[]): unknown {
-  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length) {
     for (const e of doc.errors) {
       const pos = e.linePos?.[0];
-      errors.push(err(file, null, `YAML error${pos ? ` at line ${pos.line}, column ${pos.col}` : ''}: ${e.message.split('\n')[0]}`));
+      const what = e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
+      errors.push(err(file, null, `YAML error${pos ? ` at line ${pos.line}, column ${pos.col}` : ''}: ${what} (check the indentation and quoting there)`));
     }
     return undefined;
   }
@@ -107,8 +108,10 @@ function compiles(source: string): string | null {
 }
 
 /**
- * Check a parsed rule beyond the schema: id against pack and file name, regexes, matcher name,
- * examples. Returns the rule (defaults filled in) or null, and the problems.
+ * Check a parsed rule: the schema, then id against pack and file name, regexes, matcher name,
+ * examples. The checks that make sense on a half-valid file (id, regexes, matcher) run even when
+ * the schema fails, so one run reports every problem. Returns the rule (defaults filled in) or
+ * null, and the problems.
  */
 export function checkRule(
   data: unknown,
@@ -117,32 +120,46 @@ export function checkRule(
   matchers: Record<string, Matcher> = MATCHERS,
 ): { rule: RuleSpec | null; errors: LoadError[] } {
   const errors: LoadError[] = validateRuleData(data).map((p) => err(file, p.field, p.problem));
-  if (errors.length) return { rule: null, errors };
-  const rule = data as RuleSpec;
-  rule.scope ??= {};
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) return { rule: null, errors };
+  const schemaOk = errors.length === 0;
+  // Read defensively: the schema may have failed.
+  const d = data as Record<string, unknown>;
+  const obj = (v: unknown): Record<string, unknown> => (v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : {});
+  const strings = (v: unknown): [number, string][] =>
+    Array.isArray(v) ? v.map((x, k): [number, unknown] => [k, x]).filter((e): e is [number, string] => typeof e[1] === 'string') : [];
   const name = basename(file).replace(/\.ya?ml$/, '');
-  if (!rule.id.startsWith(`${pack}/`)) {
-    errors.push(err(file, 'id', `"${rule.id}" must start with the pack name "${pack}/" (the file is in the ${pack} pack): write "${pack}/${name}"`));
-  } else if (rule.id.slice(pack.length + 1) !== name) {
-    errors.push(err(file, 'id', `"${rule.id}" does not match the file name ${basename(file)}: one rule per file, named after the rule (rename the file to ${rule.id.slice(pack.length + 1)}.yml or fix the id)`));
+  const id = typeof d.id === 'string' ? d.id : null;
+  if (id !== null && /^[a-z0-9-]+\/[a-z0-9-]+$/.test(id)) {
+    if (!id.startsWith(`${pack}/`)) {
+      errors.push(err(file, 'id', `"${id}" must start with the pack name "${pack}/" (the file is in the ${pack} pack): write "${pack}/${name}"`));
+    } else if (id.slice(pack.length + 1) !== name) {
+      errors.push(err(file, 'id', `"${id}" does not match the file name ${basename(file)}: one rule per file, named after the rule (rename the file to ${id.slice(pack.length + 1)}.yml or fix the id)`));
+    }
   }
-  const regexFields: [string, string | undefined][] = [
-    ...(rule.trigger?.added ?? []).map((s, k): [string, string] => [`trigger.added[${k}]`, s]),
-    ...(rule.trigger?.removed ?? []).map((s, k): [string, string] => [`trigger.removed[${k}]`, s]),
-    ['condition.insideBlock', rule.condition?.insideBlock],
-    ['condition.notInsideBlock', rule.condition?.notInsideBlock],
+  const trigger = obj(d.trigger);
+  const condition = obj(d.condition);
+  const regexFields: [string, unknown][] = [
+    ...strings(trigger.added).map(([k, v]): [string, string] => [`trigger.added[${k}]`, v]),
+    ...strings(trigger.removed).map(([k, v]): [string, string] => [`trigger.removed[${k}]`, v]),
+    ['condition.insideBlock', condition.insideBlock],
+    ['condition.notInsideBlock', condition.notInsideBlock],
   ];
   for (const [field, source] of regexFields) {
-    if (source === undefined) continue;
+    if (typeof source !== 'string') continue;
     const bad = compiles(source);
     if (bad) {
       errors.push(err(file, field, `invalid regular expression ${JSON.stringify(source)}: ${bad}: fix the pattern (JavaScript RegExp syntax; in YAML prefer single quotes so backslashes stay as written)`));
     }
   }
-  if (rule.matcher !== undefined && !matchers[rule.matcher]) {
+  if (typeof d.matcher === 'string' && !matchers[d.matcher]) {
     const known = Object.keys(matchers).filter((k) => k.startsWith(`${pack}.`));
-    errors.push(err(file, 'matcher', `no matcher "${rule.matcher}" is registered: ${known.length ? `the ${pack} pack has ${known.join(', ')}` : `the ${pack} pack has none yet`}; add it to src/rules/matchers/${pack}.ts and its table in src/rules/matchers/index.ts`));
+    const guess = didYouMean(d.matcher, Object.keys(matchers));
+    errors.push(err(file, 'matcher', `no matcher "${d.matcher}" is registered${guess ? `: did you mean "${guess}"?` : ''} (${known.length ? `the ${pack} pack has ${known.join(', ')}` : `the ${pack} pack has none yet`}); a new one goes in src/rules/matchers/${pack}.ts and its table in src/rules/matchers/index.ts`));
   }
+  if (!schemaOk) return { rule: null, errors };
+
+  const rule = data as RuleSpec;
+  rule.scope ??= {};
   const hasTrigger = !!(rule.trigger?.added?.length || rule.trigger?.removed?.length);
   if (!hasTrigger && !rule.matcher && !rule.condition) {
     errors.push(err(file, 'trigger', 'the rule has no trigger, condition or matcher, so it would flag every changed line: add trigger.added/removed regexes or a matcher'));

@@ -105,7 +105,7 @@ export interface SchemaProblem {
   problem: string;
 }
 
-const ajv = new Ajv({ allErrors: true, strict: true });
+const ajv = new Ajv({ allErrors: true, strict: true, verbose: true });
 const validateRuleSchema: ValidateFunction = ajv.compile(RULE_SCHEMA);
 const validateKbSchema: ValidateFunction = ajv.compile(KB_SCHEMA);
 
@@ -157,6 +157,17 @@ function distance(a: string, b: string): number {
 
 /** The closest allowed name, if it is close enough to be a typo. */
 export function didYouMean(word: string, allowed: string[]): string | undefined {
+  // An abbreviation ("funcs", "cond") is a typo too.
+  const lw = word.toLowerCase();
+  const abbreviates = (a: string): boolean => {
+    const la = a.toLowerCase();
+    if (lw.length < 3 || la[0] !== lw[0]) return false;
+    let k = 0;
+    for (const ch of la) if (ch === lw[k]) k++;
+    return k === lw.length;
+  };
+  const abbr = allowed.find(abbreviates);
+  if (abbr) return abbr;
   let best: string | undefined;
   let bestD = Infinity;
   for (const a of allowed) {
@@ -212,12 +223,12 @@ function describe(kind: 'rule' | 'kb', e: ErrorObject): SchemaProblem {
     }
     case 'type': {
       const field = fieldPath(e.instancePath);
-      return { field, problem: `must be ${typeHint(field, String(p.type))}` };
+      return { field, problem: `must be ${typeHint(field, String(p.type))}, not ${Array.isArray(e.data) ? 'a list' : e.data === null ? 'empty' : typeof e.data === 'object' ? 'a mapping' : JSON.stringify(e.data)}` };
     }
     case 'enum':
       return {
         field: fieldPath(e.instancePath),
-        problem: `must be one of ${(p.allowedValues as unknown[]).join(', ')}`,
+        problem: `must be one of ${(p.allowedValues as unknown[]).join(', ')} (not ${JSON.stringify(e.data)})`,
       };
     case 'pattern': {
       const field = fieldPath(e.instancePath);
