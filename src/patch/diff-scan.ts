@@ -175,7 +175,15 @@ interface BodyResult {
   after: number;
 }
 
+/** A line this wide (in columns) may have been wrapped by a client that wraps at 72-78. */
 const WRAP_CANDIDATE = 60;
+
+/** Display width with tabs to 8 columns: clients wrap by what they show, and kernel code is tab-indented. */
+function displayWidth(s: string): number {
+  let w = 0;
+  for (const c of s) w = c === '\t' ? w + 8 - (w % 8) : w + 1;
+  return w;
+}
 
 function excerpt(s: string): string {
   const t = s.length > 40 ? `${s.slice(0, 40)}...` : s;
@@ -189,7 +197,7 @@ function readBody(lines: SrcLine[], start: number, h: HunkHeader, strategy: Stra
   const problems: string[] = [];
   let blankContext = 0;
   let unprefixed = 0;
-  let lastRawLength = 0;
+  let lastWidth = 0;
   let i = start;
   let cut: string | null = null;
   while ((oldLeft > 0 || newLeft > 0) && i < lines.length) {
@@ -233,7 +241,7 @@ function readBody(lines: SrcLine[], start: number, h: HunkHeader, strategy: Stra
       const prev = out[out.length - 1];
       const join =
         prev !== undefined &&
-        (strategy === 'join' || (strategy === 'auto' && lastRawLength >= WRAP_CANDIDATE && !/^\s/.test(t)));
+        (strategy === 'join' || (strategy === 'auto' && lastWidth >= WRAP_CANDIDATE && !/^\s/.test(t)));
       if (join) {
         prev.text += prev.text.endsWith(' ') || prev.text.endsWith('\t') ? t : ` ${t}`;
         problems.push(`line without diff prefix inside a hunk, read as the wrapped end of the line before: ${excerpt(t)}`);
@@ -244,7 +252,7 @@ function readBody(lines: SrcLine[], start: number, h: HunkHeader, strategy: Stra
         problems.push(`line without diff prefix inside a hunk, read as a context line: ${excerpt(t)}`);
       }
     }
-    lastRawLength = t.length;
+    lastWidth = displayWidth(t);
     i++;
   }
   // The last line's "\ No newline at end of file" comes after the counts are used up.
@@ -266,7 +274,7 @@ function readBody(lines: SrcLine[], start: number, h: HunkHeader, strategy: Stra
       `more lines than the header says (old side ${h.oldLines - oldLeft} for ${h.oldLines}, new side ${h.newLines - newLeft} for ${h.newLines})`,
     );
   }
-  const after = trailingBodyLikeLines(lines, i);
+  const after = trailingBodyLikeLines(lines, i, lastWidth >= WRAP_CANDIDATE);
   if (clean && after > 0) {
     clean = false;
     problems.push(`${after} line${after === 1 ? '' : 's'} right after the hunk look like diff lines beyond its counts`);
@@ -277,14 +285,22 @@ function readBody(lines: SrcLine[], start: number, h: HunkHeader, strategy: Stra
   return { lines: out, next: i, problems, unprefixed, after };
 }
 
-/** Lines right after a hunk's counted body that still look like body lines (wrapping, bad counts). */
-function trailingBodyLikeLines(lines: SrcLine[], i: number): number {
+/**
+ * Lines right after a hunk's counted body that still look like body lines (bad counts, a
+ * flowed decoder's joins). Unprefixed text counts only right after a long last line (its
+ * wrapped end) or right before the next header: otherwise it is prose written after a pasted
+ * diff ("Thanks,").
+ */
+function trailingBodyLikeLines(lines: SrcLine[], i: number, lastLineLong: boolean): number {
   let n = 0;
   for (let j = i; j < lines.length; j++) {
     const t = lines[j].text;
     if (t === '' || t === '-- ' || t === '--' || /^---\s*$/.test(t)) break;
     if (endsHunkBody(lines, j) || fileStartAt(lines, j) !== null) break;
-    if (/^Only in |^Binary files /.test(t)) break;
+    // Unprefixed text: the wrapped end of a long line, or any text wedged between a hunk
+    // and the next hunk/file header (prose does not sit there).
+    const beforeHeader = j + 1 < lines.length && (endsHunkBody(lines, j + 1) || fileStartAt(lines, j + 1) !== null);
+    if (!/^[-+ ]/.test(t) && !(j === i && lastLineLong) && !beforeHeader) break;
     n++;
   }
   return n;

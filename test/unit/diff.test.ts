@@ -561,6 +561,28 @@ describe('mail-client damage', () => {
     expect(diff.damage[0]).toContain('"diff --git" line without file names (wrapped?)');
   });
 
+  test('prose right after a pasted diff is not damage; the wrapped end of a long last line is', () => {
+    const head = 'Fix.\n--- a/a.c\n+++ b/a.c\n@@ -1,2 +1,2 @@\n {\n-    a();\n';
+    const prose = extractDiff(`${head}+    b();\nThanks,\nJane\n`);
+    expect(prose.diff!.damage).toEqual([]);
+    const wrapped = extractDiff(`${head}+    printk("a message long enough to be wrapped by the client at 72,\nsomewhere");\n`);
+    expect(wrapped.diff!.damage).toEqual(['a.c hunk @@ -1,2 +1,2 @@: 1 line right after the hunk look like diff lines beyond its counts']);
+  });
+
+  test('wrapping is judged by display width (tabs), and text between hunks is never prose', () => {
+    // Kernel code: two tabs + 50 characters is 66 columns wide though only 52 characters long.
+    const tabbed = parseDiff(
+      '--- a/a.c\n+++ b/a.c\n@@ -1,2 +1,3 @@ void f(void)\n {\n+\t\tsint.as_uint64 = hv_get_non_nested_msr(HV_MSR_SINT0 +\nHV_SYNIC_SINT_INDEX);\n }\n',
+    );
+    expect(tabbed.damage).toEqual([
+      'a.c hunk @@ -1,2 +1,3 @@: line without diff prefix inside a hunk, read as the wrapped end of the line before: "HV_SYNIC_SINT_INDEX);"',
+    ]);
+    expect(tabbed.files[0].hunks[0].lines[1].text).toBe('\t\tsint.as_uint64 = hv_get_non_nested_msr(HV_MSR_SINT0 + HV_SYNIC_SINT_INDEX);');
+    // A short last line wrapped early (a long word followed): caught because a header follows.
+    const early = parseDiff('--- a/a.c\n+++ b/a.c\n@@ -1,1 +1,2 @@\n x\n+static DECLARE_WORK(kvp_work,\nkvp_host_handshake_func);\n@@ -9 +10 @@\n-a\n+b\n');
+    expect(early.damage).toEqual(['a.c hunk @@ -1,1 +1,2 @@: 1 line right after the hunk look like diff lines beyond its counts']);
+  });
+
   test('format=flowed joined two lines: the hunk is short by one line', () => {
     // A context line ending in a space was joined with the next one by a flowed decoder.
     const text = 'diff --git a/a.c b/a.c\n--- a/a.c\n+++ b/a.c\n@@ -1,3 +1,3 @@\n int x; int y;\n-a\n+b\n';
