@@ -277,7 +277,7 @@ function readBody(lines: SrcLine[], start: number, h: HunkHeader, strategy: Stra
   const after = trailingBodyLikeLines(lines, i, lastWidth >= WRAP_CANDIDATE);
   if (clean && after > 0) {
     clean = false;
-    problems.push(`${after} line${after === 1 ? '' : 's'} right after the hunk look like diff lines beyond its counts`);
+    problems.push(`${after === 1 ? '1 line' : `${after} lines`} right after the hunk beyond its counts (${after === 1 ? 'looks' : 'look'} like diff lines)`);
   }
   if (!clean && blankContext > 0) {
     problems.push(`${blankContext} empty line${blankContext === 1 ? '' : 's'} read as context lines that lost their leading space`);

@@ -496,7 +496,7 @@ describe('mail-client damage', () => {
       '',
     ].join('\n');
     const diff = parseDiff(text);
-    expect(diff.damage).toEqual(['a.c hunk @@ -1,3 +1,4 @@: 1 line right after the hunk look like diff lines beyond its counts']);
+    expect(diff.damage).toEqual(['a.c hunk @@ -1,3 +1,4 @@: 1 line right after the hunk beyond its counts (looks like diff lines)']);
   });
 
   test('surplus body lines after a hunk stay in diffText, so extractDiff still reports them', () => {
@@ -523,7 +523,7 @@ describe('mail-client damage', () => {
     const parts = splitPatchBody(body);
     expect(parts.diffText!.endsWith('+    z();\n')).toBe(true);
     const { diff } = extractDiff(body);
-    expect(diff!.damage).toEqual(['a.c hunk @@ -1,3 +1,3 @@: 4 lines right after the hunk look like diff lines beyond its counts']);
+    expect(diff!.damage).toEqual(['a.c hunk @@ -1,3 +1,3 @@: 4 lines right after the hunk beyond its counts (look like diff lines)']);
   });
 
   test('a wrapped "index" line is reported and does not open a second file', () => {
@@ -566,7 +566,7 @@ describe('mail-client damage', () => {
     const prose = extractDiff(`${head}+    b();\nThanks,\nJane\n`);
     expect(prose.diff!.damage).toEqual([]);
     const wrapped = extractDiff(`${head}+    printk("a message long enough to be wrapped by the client at 72,\nsomewhere");\n`);
-    expect(wrapped.diff!.damage).toEqual(['a.c hunk @@ -1,2 +1,2 @@: 1 line right after the hunk look like diff lines beyond its counts']);
+    expect(wrapped.diff!.damage).toEqual(['a.c hunk @@ -1,2 +1,2 @@: 1 line right after the hunk beyond its counts (looks like diff lines)']);
   });
 
   test('wrapping is judged by display width (tabs), and text between hunks is never prose', () => {
@@ -580,7 +580,7 @@ describe('mail-client damage', () => {
     expect(tabbed.files[0].hunks[0].lines[1].text).toBe('\t\tsint.as_uint64 = hv_get_non_nested_msr(HV_MSR_SINT0 + HV_SYNIC_SINT_INDEX);');
     // A short last line wrapped early (a long word followed): caught because a header follows.
     const early = parseDiff('--- a/a.c\n+++ b/a.c\n@@ -1,1 +1,2 @@\n x\n+static DECLARE_WORK(kvp_work,\nkvp_host_handshake_func);\n@@ -9 +10 @@\n-a\n+b\n');
-    expect(early.damage).toEqual(['a.c hunk @@ -1,1 +1,2 @@: 1 line right after the hunk look like diff lines beyond its counts']);
+    expect(early.damage).toEqual(['a.c hunk @@ -1,1 +1,2 @@: 1 line right after the hunk beyond its counts (looks like diff lines)']);
   });
 
   test('format=flowed joined two lines: the hunk is short by one line', () => {
