@@ -536,19 +536,6 @@ export function conditionOf(text: string): Condition | null {
   return { keyword: kw, cond: complete ? cond : cond + ' ...' };
 }
 
-/** True for "else", "} else", "} else {", "else {" (not "else if"). */
-export function isElse(text: string): boolean {
-  return /^(?:\}\s*)?else\s*(?:\{\s*)?$/.test(stripComments(text).trim());
-}
-
-/** Negate a condition the way LineContext.blocks does: "!(cond)". Double negations are simplified. */
-export function negate(cond: string): string {
-  const c = cond.trim();
-  const m = /^!\s*\((.*)\)$/.exec(c);
-  if (m && balancedInside('(' + m[1] + ')')) return m[1];
-  return `!(${c})`;
-}
-
 export interface ViewLine {
   text: string;
   /** Index in hunk.lines. */
@@ -577,68 +564,6 @@ export function oldSide(hunk: Hunk): ViewLine[] {
 /** Position of hunk index `index` within a side view, or -1. */
 export function positionIn(view: ViewLine[], index: number): number {
   return view.findIndex((v) => v.index === index);
-}
-
-/**
- * Conditions of the blocks enclosing view[pos], innermost last, judged by
- * indentation (Xen code is consistently indented): each less-indented
- * "if/while/for/switch (...)" above it opens a block it sits in; an "else"
- * contributes the negation of its "if". Stops at the function's opening line
- * (indent 0). Braceless bodies ("if ( x )\n    stmt;") are handled the same way.
- */
-export function enclosingConditions(view: ViewLine[], pos: number): string[] {
-  const out: string[] = [];
-  if (pos < 0 || pos >= view.length) return out;
-  let indent = indentWidth(view[pos].text);
-  for (let i = pos - 1; i >= 0 && indent > 0; i--) {
-    const t = view[i].text;
-    if (!isCode(t) || labelOf(t)) continue;
-    const w = indentWidth(t);
-    if (w >= indent) continue;
-    const s = stripComments(t).trim();
-    if (s === '{') continue; // brace on its own line: the statement above it opens the block
-    indent = w;
-    const c = conditionOf(t);
-    if (c) {
-      if (c.keyword === 'else if') {
-        out.unshift(c.cond);
-        // the preceding if/else-if branches were not taken
-        for (const prev of previousBranches(view, i, w)) out.unshift(negate(prev));
-      } else if (c.keyword !== 'switch' && c.keyword !== 'for') out.unshift(c.cond);
-      else if (c.keyword === 'for') out.unshift(`for (${c.cond})`);
-      continue;
-    }
-    if (isElse(t)) {
-      const branches = previousBranches(view, i, w);
-      for (const prev of branches) out.unshift(negate(prev));
-      continue;
-    }
-    if (/^\s*[A-Za-z_].*\)\s*$/.test(t) && w === 0) break; // function signature
-  }
-  return out;
-}
-
-/** Conditions of the if / else-if chain that precedes the else at view[pos] (same indentation). */
-function previousBranches(view: ViewLine[], pos: number, indent: number): string[] {
-  const out: string[] = [];
-  for (let i = pos - 1; i >= 0; i--) {
-    const t = view[i].text;
-    if (!isCode(t)) continue;
-    const w = indentWidth(t);
-    if (w > indent) continue;
-    if (w < indent) break;
-    const c = conditionOf(t);
-    if (c && (c.keyword === 'if' || c.keyword === 'else if')) {
-      out.unshift(c.cond);
-      if (c.keyword === 'if') break;
-      continue;
-    }
-    if (/^\}?\s*$/.test(stripComments(t).trim()) || stripComments(t).trim() === '}') continue;
-    if (isElse(t)) continue;
-    // an ordinary statement at the same indentation: the chain started earlier than we can see
-    break;
-  }
-  return out;
 }
 
 /**

@@ -440,9 +440,11 @@ export const fpuInitOrder: Matcher = (ctx) => {
       }
     }
 
-    // (D) ABI-visible "FPU state valid" handling changed.
+    // (D) ABI-visible "FPU state valid" reporting changed (get/save side: what the toolstack
+    // sees; refactors of the set/load side don't change what is reported).
     if (
       inKbList(kb, 'fpuAbiFunctions', fn) &&
+      /(get_info|save)/.test(fn!) &&
       !abiReported.has(fn!) &&
       (isNewCode(lc, idx) || isGoneCode(lc, idx)) &&
       kbList(kb, 'fpuAbiSymbols').some((s) => mentions(text, s)) &&
@@ -450,7 +452,7 @@ export const fpuInitOrder: Matcher = (ctx) => {
     ) {
       abiReported.add(fn!);
       const flag = /^hvm_/.test(fn!) ? 'XEN_X86_FPU_INITIALISED in the HVM CPU record' : 'VGCF_i387_valid';
-      const dir = /(get_info|save)/.test(fn!) ? 'what the toolstack sees' : 'what a restored vCPU starts with';
+      const dir = 'what the toolstack sees';
       out.push(
         matchLc(
           lc,
@@ -463,7 +465,17 @@ export const fpuInitOrder: Matcher = (ctx) => {
     // (E) Default FPU values set in one writer and not the other.
     if (isNewCode(lc, idx) && inKbList(kb, 'fpuDefaultWriters', fn)) {
       const dv = defaultWrite(text, kb);
-      if (dv) {
+      // A change of this function's own default: not what it already wrote (kb, tree or the
+      // removed lines: moving an initialiser into assignments changes nothing).
+      const own = dv ? (ctx.tree?.functionBody(fn!) !== undefined ? partnerDefault(ctx, fn!, dv.field) : resetValues(facts(kb, fn)).get(dv.field)) : undefined;
+      const unchanged =
+        dv !== null &&
+        ((own !== undefined && own !== null && normalizeExpr(own) === normalizeExpr(dv.value)) ||
+          idx.removed.some((r) => {
+            const old = defaultWrite(r, kb);
+            return old !== null && old.field === dv.field && normalizeExpr(old.value) === normalizeExpr(dv.value);
+          }));
+      if (dv && !unchanged) {
         for (const partner of kbList(kb, 'fpuDefaultWriters')) {
           if (partner === fn || idx.changedFns.has(partner)) continue;
           const theirs = partnerDefault(ctx, partner, dv.field);
@@ -489,7 +501,12 @@ export const fpuInitOrder: Matcher = (ctx) => {
       const restoreOf = fn ? pairs.get(fn) : undefined;
       const saveOf = fn ? [...pairs].find(([, r]) => r === fn)?.[0] : undefined;
       const field = recordField(text, restoreOf !== undefined);
-      if (field && (restoreOf || saveOf)) {
+      // Only a field the function did not handle before (not a changed right-hand side).
+      const known =
+        field !== null &&
+        (idx.removed.some((r) => r.includes(field)) ||
+          (idx.byFn.get(fn!) ?? []).some((l) => l.line.kind === 'ctx' && l.line.text.includes(field)));
+      if (field && !known && (restoreOf || saveOf)) {
         const partner = (restoreOf ?? saveOf)!;
         if (!partnerMentions(ctx, idx, partner, field)) {
           const msg = restoreOf
@@ -644,7 +661,10 @@ export const idleVcpuPath: Matcher = (ctx) => {
       const start = statementStart(view, pos);
       const stmt = view.slice(start, pos + 1).map((v) => v.text).join(' ');
       const guarded = IDLE_PRED.test(stmt) || /\bis_hvm_(vcpu|domain)\s*\(/.test(stmt);
-      if (poisoned && !blocksOf(lc).some(excludesIdle) && !idleEarlyReturnBefore(view, pos) && !guarded) {
+      // Every nesting level must be visible: an opener above the hunk may be the idle check.
+      const levels = Math.max(0, Math.round((indentWidth(view[start].text) - 4) / 4));
+      const visible = blocksOf(lc).length >= levels;
+      if (poisoned && visible && !blocksOf(lc).some(excludesIdle) && !idleEarlyReturnBefore(view, pos) && !guarded) {
         out.push(
           matchLc(
             lc,
@@ -788,7 +808,7 @@ export const allocTimeInit: Matcher = (ctx) => {
           const al = allocation(statementAt(view, i));
           if (!al || !al.target || al.zeroed || normalizeExpr(al.target) !== dest) continue;
           const twin = zeroingTwin(al.allocator);
-          if (twin) {
+          if (twin && coversAllocation(al, ms.size, dest)) {
             out.push(
               matchLc(lc, `${al.allocator}() followed by memset(, 0, ): use ${twin}() and drop the memset().`, 'info', {
                 allocator: twin,
@@ -803,7 +823,7 @@ export const allocTimeInit: Matcher = (ctx) => {
     // (D) Zeroing removed from a buffer that is copied to the guest.
     if (lc.line.kind === 'del' && isGoneCode(lc, idx)) {
       const dropped = droppedZeroing(text, lc, idx);
-      if (dropped) {
+      if (dropped && !zeroingReplaced(dropped, idx)) {
         const copy = copiedOutBy(ctx, lc, dropped, kb);
         if (copy) {
           out.push(
@@ -819,6 +839,20 @@ export const allocTimeInit: Matcher = (ctx) => {
   }
   return dedupe(out);
 };
+
+/** The memset() size is the whole allocation (so the zeroing allocator is a drop-in). */
+function coversAllocation(al: NonNullable<ReturnType<typeof allocation>>, size: string, dest: string): boolean {
+  const sz = size.replace(/\s+/g, '');
+  const whole = [`sizeof(*${dest})`, `sizeof*${dest}`];
+  const [a0, a1] = al.call.args.map((a) => a.replace(/\s+/g, ''));
+  if (/^_?xv?malloc$/.test(al.allocator)) return whole.includes(sz) || sz === `sizeof(${a0})`;
+  if (/_array$/.test(al.allocator)) {
+    const elem = [...whole.map((w) => w.replace(`*${dest}`, `*${dest}`)), `sizeof(${a0})`, `sizeof(${dest}[0])`, `sizeof(*${dest})`];
+    return a1 !== undefined && sz.includes(a1) && elem.some((e) => sz.includes(e));
+  }
+  if (/bytes$|^_x/.test(al.allocator)) return a0 !== undefined && sz === a0;
+  return false;
+}
 
 /** Is `name` a pointer, as far as the visible code says (declaration, parameter, or assigned from an allocator)? */
 function isPointer(name: string, lc: LineContext, view: ViewLine[], pos: number): boolean {
@@ -867,6 +901,17 @@ function droppedZeroing(text: string, lc: LineContext, idx: DiffIndex): string |
   return null;
 }
 
+/** The patch zeroes `name` some other way: "= {}", memset(), an xzalloc()-family allocator. */
+function zeroingReplaced(name: string, idx: DiffIndex): boolean {
+  return idx.added.some((a) => {
+    if (declarations(a).some((d) => d.name === name && d.init !== null)) return true;
+    const ms = memsetCall(a);
+    if (ms && normalizeExpr(ms.dest) === name && normalizeExpr(ms.value) === '0') return true;
+    const al = allocation(a);
+    return al !== null && al.zeroed && al.target !== null && normalizeExpr(al.target) === name;
+  });
+}
+
 /** The copy-to-guest call that takes `name` as its source, if visible (or in the tree's function body). */
 function copiedOutBy(ctx: MatchContext, lc: LineContext, name: string, kb: KnowledgeBase): string | null {
   const fn = functionOfLine(lc.line, lc.hunk);
@@ -892,7 +937,7 @@ function copySource(name: string, args: string[]): string | null {
 
 // ================================================================ xen/create-error-unwind
 
-const UNWIND_LABEL = /^(fail|err|error|undo|unwind|cleanup|free|destroy|bad|out_\w+|fail_\w+|err_\w+|undo_\w+|\w+_fail|\w+_err|\w+_free)$/i;
+const UNWIND_LABEL = /^(fail\d*|err\d*|error\d*|undo\d*|unwind|cleanup|free|destroy|bad|out_\w+|fail_\w+|err_\w+|undo_\w+|\w+_fail|\w+_err|\w+_free)$/i;
 
 export const createErrorUnwind: Matcher = (ctx) => {
   const { kb, diff } = ctx;
@@ -950,7 +995,8 @@ function isErrorValue(expr: string): boolean {
 function gotoBefore(view: ViewLine[], pos: number): string | null {
   for (let i = pos - 1; i >= 0; i--) {
     const t = stripComments(view[i].text);
-    if (indentWidth(view[i].text) === 0 && /^[A-Za-z_{}]/.test(t.trim()) && !labelOf(t)) return null;
+    if (labelOf(t)) return null; // we are past a label: in the unwinding itself
+    if (indentWidth(view[i].text) === 0 && /^[A-Za-z_{}]/.test(t.trim())) return null;
     const m = /\bgoto\s+(\w+)\s*;/.exec(t);
     if (m) return m[1];
   }
@@ -990,7 +1036,7 @@ function allocatedBefore(idx: DiffIndex, field: string): boolean {
 
 // ================================================================ xen/bug-on-guest-state
 
-const INTERNAL_INVARIANT = /\b(spin_is_locked|rw_is_locked|rw_is_write_locked|local_irq_is_enabled|in_irq|in_atomic|paging_locked_by_me|p2m_locked_by_me|system_state|smp_processor_id|cpu_online|sizeof|offsetof|current)\b/;
+const INTERNAL_INVARIANT = /\b(is_dying|spin_is_locked|rw_is_locked|rw_is_write_locked|local_irq_is_enabled|in_irq|in_atomic|paging_locked_by_me|p2m_locked_by_me|system_state|smp_processor_id|cpu_online|sizeof|offsetof|current)\b/;
 
 export const bugOnGuestState: Matcher = (ctx) => {
   const { kb, diff } = ctx;
@@ -1012,7 +1058,9 @@ export const bugOnGuestState: Matcher = (ctx) => {
     if (bug && !/\bBUILD_BUG_ON\b/.test(text) && !isPreprocessor(text)) {
       const call = callTo(text, bug[1]);
       const cond = call?.args[0] ?? '';
-      if (bug[1] === 'BUG_ON' && (cond === '' || INTERNAL_INVARIANT.test(cond) || !/[A-Za-z_]/.test(cond))) continue;
+      const bare = cond.replace(/"(?:[^"\\]|\\.)*"/g, '');
+      // Stubs (BUG_ON("unimplemented")), constants and Xen-internal invariants are not guest state.
+      if (bug[1] === 'BUG_ON' && (cond === '' || INTERNAL_INVARIANT.test(cond) || !/[A-Za-z_]/.test(bare))) continue;
       out.push(
         matchLc(
           lc,
@@ -1113,9 +1161,11 @@ function initialisedBetween(view: ViewLine[], from: number, to: number, name: st
       if (c.name === 'memset' || c.name === 'memcpy' || inKbList(kb, 'guestCopyIn', c.name)) {
         if (c.args[0] !== undefined && normalizeExpr(c.args[0]) === name) return true;
       }
-      // passed by address to anything else: assume it fills it
-      if (c.args.some((x) => x.replace(/\s+/g, '') === `&${name}`)) return true;
+      // passed by address (or, for an array, at all) to anything else: assume it fills it
+      if (c.args.some((x) => x.replace(/\s+/g, '') === `&${name}` || x.replace(/\s+/g, '') === name)) return true;
     }
+    // element-wise fill ("buf[i] = ..." in a loop) of an array
+    if (a && new RegExp(`^${name}\\s*\\[`).test(a.target) && /\bfor\b|\bwhile\b/.test(view.slice(from, i).map((v) => v.text).join(' '))) return true;
   }
   return false;
 }
@@ -1140,6 +1190,7 @@ export const hypercallPreemption: Matcher = (ctx) => {
     const bound = guestCount(clause);
     if (!bound) continue;
     const { view, pos } = viewOf(lc);
+    if (!fromGuest(view, pos, baseVar(bound) ?? '')) continue;
     const body = loopBody(view, pos);
     if (!body.complete) continue;
     const preempt = new Set(kbList(kb, 'preemptChecks'));
@@ -1193,6 +1244,20 @@ function guestCount(cond: string): string | null {
     if (COUNT_FIELD.test(field) && !/^(d|v|curr|current|p2m|cpu|info|s|this)$/.test(base)) return expr;
   }
   return null;
+}
+
+/** Names hypercall handlers give the argument structure they copied in from the guest. */
+const GUEST_ARG_NAMES = /^(op|arg|args|a|domctl|sysctl|u|xrsp|exch|xatp|xatpb|reservation|xmml|xmr|info|req|cmd|map|unmap|setup|query|batch|nat|cmp)$/;
+
+/** `base` holds guest data: copied in where we can see it, or named as hypercall handlers name it. */
+function fromGuest(view: ViewLine[], pos: number, base: string): boolean {
+  if (GUEST_ARG_NAMES.test(base)) return true;
+  for (let i = pos - 1; i >= 0; i--) {
+    for (const c of findCalls(view[i].text)) {
+      if (/copy_from_guest|copy_from_user/.test(c.name) && c.args[0] !== undefined && normalizeExpr(c.args[0]) === base) return true;
+    }
+  }
+  return false;
 }
 
 /** The loop body's lines (new side), and whether its end is visible. */
