@@ -383,26 +383,44 @@ function lcs(a: string[], b: string[]): number {
 
 const dice = (a: string[], b: string[]): number => (a.length + b.length ? (2 * lcs(a, b)) / (a.length + b.length) : 1);
 
+/** A line's tokens and words, computed once per line when pairing a hunk. */
+interface LineShape {
+  raw: string;
+  all: string[];
+  words: string[];
+}
+
+function shapeOf(text: string): LineShape {
+  const ts = lineTokens(text);
+  return {
+    raw: text.trim(),
+    all: ts.map((t) => t.text),
+    // Words split at '_': "vcpu_restore_fpu_nonlazy" -> "vcpu restore fpu" is mostly "vcpu_restore_fpu".
+    words: ts.filter((t) => t.type !== 'punct').flatMap((t) => (t.type === 'ident' ? t.text.split('_').filter(Boolean) : [t.text])),
+  };
+}
+
+/** Upper bound of dice() from the lengths alone. */
+const diceBound = (m: number, n: number): number => (m + n ? (2 * Math.min(m, n)) / (m + n) : 1);
+
+function shapeSimilarity(a: LineShape, b: LineShape, threshold = 0): number {
+  if (!a.all.length && !b.all.length) return a.raw === b.raw ? 1 : 0;
+  const noWords = !a.words.length && !b.words.length;
+  // Cheap reject: even a perfect LCS could not reach the threshold.
+  const bound = noWords ? diceBound(a.all.length, b.all.length) : (diceBound(a.all.length, b.all.length) + diceBound(a.words.length, b.words.length)) / 2;
+  if (bound < threshold) return 0;
+  const all = dice(a.all, b.all);
+  if (noWords) return all;
+  return (all + dice(a.words, b.words)) / 2;
+}
+
 /**
  * Similarity of two lines (0..1): the mean of the token LCS ratio and the same ratio over the
  * words only (identifier parts, numbers, strings, comment words), so that punctuation alone
  * ("clts();" vs "vcpu_restore_fpu_lazy(curr);") does not make two lines look alike.
  */
 export function tokenSimilarity(a: string, b: string): number {
-  const ta = lineTokens(a);
-  const tb = lineTokens(b);
-  if (!ta.length && !tb.length) return a.trim() === b.trim() ? 1 : 0;
-  const all = dice(
-    ta.map((t) => t.text),
-    tb.map((t) => t.text),
-  );
-  // Words split at '_': "vcpu_restore_fpu_nonlazy" -> "vcpu restore fpu" is mostly "vcpu_restore_fpu".
-  const words = (ts: Token[]): string[] =>
-    ts.filter((t) => t.type !== 'punct').flatMap((t) => (t.type === 'ident' ? t.text.split('_').filter(Boolean) : [t.text]));
-  const wa = words(ta);
-  const wb = words(tb);
-  if (!wa.length && !wb.length) return all;
-  return (all + dice(wa, wb)) / 2;
+  return shapeSimilarity(shapeOf(a), shapeOf(b));
 }
 
 const isRenameable = (t: Token): boolean => t.type === 'ident' && !C_KEYWORDS.has(t.text);
@@ -459,9 +477,11 @@ export function pairTwins(hunk: Hunk): Map<number, Twin> {
   const pairs: { a: number; d: number; score: number }[] = [];
   // Hunks are small; bound the work anyway for generated files.
   if (adds.length * dels.length <= 40000) {
+    const shapes = new Map<number, LineShape>();
+    for (const k of [...adds, ...dels]) shapes.set(k, shapeOf(hunk.lines[k]!.text));
     for (const a of adds) {
       for (const d of dels) {
-        const s = tokenSimilarity(hunk.lines[d]!.text, hunk.lines[a]!.text);
+        const s = shapeSimilarity(shapes.get(d)!, shapes.get(a)!, EDIT_SIMILARITY);
         if (s >= EDIT_SIMILARITY) pairs.push({ a, d, score: s + (run[a] === run[d] ? 1 : 0) });
       }
     }

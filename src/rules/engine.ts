@@ -24,7 +24,8 @@
 //   5. The matcher named by `matcher` gets MatchContext.lines = the passing lines and returns
 //      Matches; without a matcher each passing line is a Match on itself.
 //      A rule with a matcher and no trigger runs once per patch even when nothing passed (and
-//      even without a diff, unless it has scope.paths): that is how commit-message rules work.
+//      even without a diff, unless it has scope.paths): that is how commit-message rules work;
+//      its MatchContext.lines (every changed line in scope) is computed only when read.
 //      Such matchers return Matches with `file: ''` for the mail itself (subject, commit
 //      message, trailers): the Finding then has file/line/side null.
 //   6. Matches become Findings: message template {function} {file} {line} {symbol} and
@@ -245,34 +246,42 @@ function runOne(rule: RuleSpec, record: MessageRecord, opts: RunOptions, registr
   if (hasTrigger && !files.length) return [];
   if (!hasTrigger && hasPaths && !files.length) return [];
 
-  const lines: LineContext[] = [];
-  for (const file of files) {
-    for (const hunk of file.hunks) {
-      hunk.lines.forEach((line, index) => {
-        if (line.kind === 'ctx') return;
-        if (hasTrigger) {
-          const res = line.kind === 'add' ? c.added : c.removed;
-          if (!res.some((r) => r.test(line.text))) return;
-        }
-        const lc = lineContext(file, hunk, index, opts.tree);
-        if (conditionHolds(rule, c, lc, opts.kb)) lines.push(lc);
-      });
+  const collect = (): LineContext[] => {
+    const out: LineContext[] = [];
+    for (const file of files) {
+      for (const hunk of file.hunks) {
+        hunk.lines.forEach((line, index) => {
+          if (line.kind === 'ctx') return;
+          if (hasTrigger) {
+            const res = line.kind === 'add' ? c.added : c.removed;
+            if (!res.some((r) => r.test(line.text))) return;
+          }
+          const lc = lineContext(file, hunk, index, opts.tree);
+          if (conditionHolds(rule, c, lc, opts.kb)) out.push(lc);
+        });
+      }
     }
-  }
+    return out;
+  };
 
-  if (!rule.matcher) return lines.map((lc) => matchAt(lc));
-  if (hasTrigger && !lines.length) return [];
+  if (!rule.matcher) return collect().map((lc) => matchAt(lc));
   const matcher = registry[rule.matcher];
   if (!matcher) throw new Error(`rule ${rule.id}: unknown matcher "${rule.matcher}"`);
-  const ctx: MatchContext = {
+  // Triggered rules need their lines up front (no line, no call). For the others (commit
+  // message checks, mostly) the lines are computed only if the matcher reads them.
+  let lines: LineContext[] | undefined = hasTrigger ? collect() : undefined;
+  if (lines && !lines.length) return [];
+  const ctx = {
     rule,
     record,
     diff,
     kb: opts.kb,
     tree: opts.tree,
-    lines,
+    get lines(): LineContext[] {
+      return (lines ??= collect());
+    },
     contextOf: (f, h, i) => lineContext(f, h, i, opts.tree),
-  };
+  } satisfies MatchContext;
   return matcher(ctx);
 }
 
