@@ -262,7 +262,7 @@ describe('with a tree', () => {
     expect(idle?.message).toMatch(/idle vCPU never runs arch_vcpu_create\(\)'s non-idle path/);
   });
 
-  test('defaults are compared with the tree, not the kb: an MXCSR default that departs from the allocator's is a question', async () => {
+  test("defaults are compared with the tree, not the kb: an MXCSR default departing from the allocator's is a question", async () => {
     const diff = [
       'diff --git a/xen/arch/x86/i387.c b/xen/arch/x86/i387.c',
       '--- a/xen/arch/x86/i387.c',

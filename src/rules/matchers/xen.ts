@@ -495,6 +495,26 @@ export const fpuInitOrder: Matcher = (ctx) => {
       }
     }
 
+    // (E') A default dropped from one writer while the other keeps it.
+    if (isGoneCode(lc, idx) && inKbList(kb, 'fpuDefaultWriters', fn)) {
+      const dv = defaultWrite(text, kb);
+      const rewritten = dv !== null && idx.added.some((a) => defaultWrite(a, kb)?.field === dv.field);
+      if (dv && !rewritten) {
+        for (const partner of kbList(kb, 'fpuDefaultWriters')) {
+          if (partner === fn || idx.changedFns.has(partner)) continue;
+          const theirs = partnerDefault(ctx, partner, dv.field);
+          if (!theirs) continue;
+          out.push(
+            matchLc(
+              lc,
+              `${fn}() stops setting ${dv.field}, which ${partner}() still sets (${theirs}): the FPU image is then no longer in its reset state from the start. Intended?`,
+              'warning',
+            ),
+          );
+        }
+      }
+    }
+
     // (F) Save/restore record changed on one side only.
     if (isNewCode(lc, idx)) {
       const pairs = kbPairs(kb, 'saveRestorePairs');
@@ -631,7 +651,14 @@ export const idleVcpuPath: Matcher = (ctx) => {
     }
 
     // (B2) An idle assertion or guard dropped from a function that stays.
-    if (isGoneCode(lc, idx) && IDLE_PRED.test(text) && !functionDeleted(lc) && !idx.added.some((a) => IDLE_PRED.test(a))) {
+    // (A commit message that talks about the idle vCPU has considered it: no question then.)
+    if (
+      isGoneCode(lc, idx) &&
+      IDLE_PRED.test(text) &&
+      !functionDeleted(lc) &&
+      !idx.added.some((a) => IDLE_PRED.test(a)) &&
+      !/\bidle\b/i.test(ctx.record.commitMessage ?? '')
+    ) {
       const isAssert = /\b(ASSERT|BUG_ON)\s*\(/.test(text);
       const c = conditionOf(text);
       if (isAssert) {
@@ -1119,6 +1146,28 @@ export const uninitCopyToGuest: Matcher = (ctx) => {
     if (lc.line.kind !== 'add') continue;
     const text = lc.line.text;
     const { view, pos } = viewOf(lc);
+
+    // A declaration that lost (or never had) its initialiser, copied out further down.
+    for (const d of declarations(text)) {
+      if (d.init !== null || d.pointer || !/^(struct|union)\b/.test(d.type) && !d.array) continue;
+      if (lc.renameOnly) continue;
+      for (let i = pos + 1; i < view.length; i++) {
+        if (indentWidth(view[i].text) === 0 && /^\S/.test(view[i].text)) break;
+        const copy = findCalls(view[i].text).find((c) => inKbList(kb, 'guestCopyOut', c.name) && normalizeExpr(copySource(c.name, c.args) ?? '') === d.name);
+        if (!copy) continue;
+        if (view[i].line.kind !== 'add' && !initialisedBetween(view, pos, i, d.name, kb)) {
+          out.push(
+            matchLc(
+              lc,
+              `${d.name} is copied to the guest by ${copy.name}() below but is declared without an initialiser: any field or padding not written leaks Xen stack contents. ${d.type} ${d.name}${d.array ? '[...]' : ''} = {};?`,
+              'warning',
+            ),
+          );
+        }
+        break;
+      }
+    }
+
     for (const call of findCalls(text)) {
       if (!inKbList(kb, 'guestCopyOut', call.name)) continue;
       const src = copySource(call.name, call.args);
@@ -1179,7 +1228,25 @@ export const hypercallPreemption: Matcher = (ctx) => {
   const idx = indexDiff(diff);
   const out: Match[] = [];
 
+  const preempt = new Set(kbList(kb, 'preemptChecks'));
+  const addsPreempt = idx.added.some((a) => calledNames(a).some((n) => preempt.has(n)));
   for (const lc of ctx.lines) {
+    // A preemption check dropped from a loop (and none added anywhere in the patch).
+    if (lc.line.kind === 'del' && isGoneCode(lc, idx) && !addsPreempt && calledNames(lc.line.text).some((n) => preempt.has(n))) {
+      const fn = fnOf(lc);
+      const { view, pos } = viewOf(lc);
+      const inLoop = blocksOf(lc).some((b) => /^(for|while)\b|for_each/.test(b)) || enclosingLoop(view, pos);
+      if (inLoop && inKbList(kb, 'guestReachable', fn)) {
+        out.push(
+          matchLc(
+            lc,
+            `This drops the preemption check from a loop in ${fn}(): what bounds the time spent in it now? Without hypercall_preempt_check() a guest can keep this CPU in Xen.`,
+            'warning',
+          ),
+        );
+      }
+      continue;
+    }
     if (!isNewCode(lc, idx)) continue;
     const fn = fnOf(lc);
     if (!inKbList(kb, 'guestReachable', fn)) continue;
@@ -1193,7 +1260,6 @@ export const hypercallPreemption: Matcher = (ctx) => {
     if (!fromGuest(view, pos, baseVar(bound) ?? '')) continue;
     const body = loopBody(view, pos);
     if (!body.complete) continue;
-    const preempt = new Set(kbList(kb, 'preemptChecks'));
     if (body.lines.some((t) => calledNames(t).some((n) => preempt.has(n)))) continue;
     if (boundedBefore(view, pos, bound)) continue;
     if (body.lines.length <= 1 && !body.lines.some((t) => findCalls(t).length > 0)) continue; // trivially cheap loop
@@ -1244,6 +1310,22 @@ function guestCount(cond: string): string | null {
     if (COUNT_FIELD.test(field) && !/^(d|v|curr|current|p2m|cpu|info|s|this)$/.test(base)) return expr;
   }
   return null;
+}
+
+/** A less-indented for/while header above view[pos] (the loop the line sits in), as far as the hunk shows. */
+function enclosingLoop(view: ViewLine[], pos: number): boolean {
+  let indent = indentWidth(view[pos].text);
+  for (let i = pos - 1; i >= 0 && indent > 4; i--) {
+    const t = view[i].text;
+    if (!isCode(t)) continue;
+    const w = indentWidth(t);
+    if (w >= indent || stripComments(t).trim() === '{') continue;
+    indent = w;
+    const c = conditionOf(t);
+    if (c && (c.keyword === 'for' || c.keyword === 'while')) return true;
+    if (/^\s*\w*for_each\w*\s*\(/.test(t) || /^\s*do\s*$/.test(stripComments(t))) return true;
+  }
+  return false;
 }
 
 /** Names hypercall handlers give the argument structure they copied in from the guest. */
