@@ -204,6 +204,8 @@ export function blocksForLines(lines: SideLine[]): string[][] {
   const state: ScanState = { inComment: false, inPreprocessor: false };
   const toks: FlatToken[] = [];
   lines.forEach((l, pos) => {
+    // A hunk may start inside a block comment: " * for (...) {" there is prose, not code.
+    if (!state.inComment && !state.inPreprocessor && /^\s*\*(?:\s|\/|$)/.test(l.text)) state.inComment = true;
     tokenizeLine(l.text, state).forEach((t, k) => toks.push({ ...t, pos, first: k === 0 }));
   });
   const indents = lines.map((l) => indentOf(l.text));

@@ -171,6 +171,17 @@ describe('blocks on re-created Xen hunks', () => {
     expect(b[9]).toEqual([]);
   });
 
+  test('a hunk that starts inside a block comment does not read the comment as code', () => {
+    const b = blocks(`     * for ( i = 0; i < n; i++ ) {
+     * if ( x )
+     */
+    foo();
+    if ( y )
+        bar();`);
+    expect(b[3]).toEqual([]);
+    expect(b[5]).toEqual(['y']);
+  });
+
   test('a brace in column 0 starts a new function: nothing leaks from the one before', () => {
     const b = blocks(`    if ( a )
     {
