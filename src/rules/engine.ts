@@ -33,6 +33,11 @@
 //      Match or the rule, one Finding per (rule, file, function): the lowest line wins, the
 //      other matches' distinct messages go to `notes`. Fingerprint: see fingerprint.ts.
 //   Findings are sorted by file (mail-level first), line, rule.
+//
+//   For matchers (context.ts): lineContext(file, hunk, index, tree?) -> LineContext,
+//   matchAt(lineContext, overrides) -> Match, functionName(DiffLine.fn) -> bare name.
+//   Also exported here: listsAllow, pathInScope, renderMessage, mergeFindings, compareFindings,
+//   compileRule, EMPTY_KB.
 import type { Diff, Finding, MessageRecord, Severity } from '../model.js';
 import type { KnowledgeBase, LineContext, Match, MatchContext, Matcher, RuleSpec, TreeView } from './types.js';
 import { functionName, lineContext, matchAt } from './context.js';
