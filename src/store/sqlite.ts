@@ -4,9 +4,16 @@
 // The Store API is async, and a transaction callback awaits between statements, so the one
 // connection is guarded by an in-process queue: a transaction holds it from BEGIN to COMMIT and
 // other calls on the same Store wait their turn (calls made from inside the callback join the
-// transaction instead, see sql.ts). Between processes (or two Stores on one file), BEGIN
-// IMMEDIATE takes SQLite's write lock up front; while it is busy we retry asynchronously instead
-// of letting busy_timeout block the event loop, which would deadlock two Stores in one process.
+// transaction instead, see sql.ts).
+//
+// Waiting for another connection's write lock: SQLite's busy_timeout sleeps inside the call and
+// so blocks Node's event loop. If the lock holder is another Store in the same process (two
+// connections on one file), it can then never finish, and the waiter fails after the whole
+// timeout. So busy_timeout stays short (it only smooths brief contention with other processes)
+// and the real wait is an async retry, up to busyTimeoutMs, around everything that can meet a
+// busy database: BEGIN IMMEDIATE, COMMIT, statements outside a transaction, and opening
+// (WAL switch and migrations). BEGIN IMMEDIATE takes the write lock up front, so statements
+// inside a transaction never meet it.
 import Database from 'better-sqlite3';
 import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -16,6 +23,8 @@ import type { Store } from './store.js';
 
 /** How long a writer waits for another connection's write transaction (ms). */
 export const SQLITE_BUSY_TIMEOUT_MS = 10_000;
+/** SQLite's own (thread-blocking) busy_timeout: short, see above. */
+const BLOCKING_BUSY_MS = 20;
 
 const NOW_MS = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";
 
@@ -40,6 +49,19 @@ function isBusy(e: unknown): boolean {
   return code === 'SQLITE_BUSY' || code.startsWith('SQLITE_BUSY_') || code === 'SQLITE_LOCKED';
 }
 
+/** Run a step that may meet SQLITE_BUSY (it then did nothing) again until it passes or time is up. */
+async function retryBusy<T>(step: () => T, waitMs: number): Promise<T> {
+  const deadline = Date.now() + waitMs;
+  for (let delay = 2; ; delay = Math.min(delay * 2, 100)) {
+    try {
+      return step();
+    } catch (e) {
+      if (!isBusy(e) || Date.now() >= deadline) throw e;
+      await sleep(delay * (0.5 + Math.random()));
+    }
+  }
+}
+
 type Param = string | number | bigint | Buffer | null;
 
 function param(v: unknown): Param {
@@ -59,15 +81,22 @@ class SqliteBackend implements Backend {
     private readonly busyMs: number,
   ) {
     this.conn = {
-      all: async <R>(sql: string, params: readonly unknown[] = []) => {
-        const st = this.prepare(sql);
-        const args = params.map(param);
-        if (st.reader) return st.all(...args) as R[];
-        st.run(...args);
-        return [] as R[];
-      },
-      run: async (sql: string, params: readonly unknown[] = []) => this.prepare(sql).run(...params.map(param)).changes,
+      all: <R>(sql: string, params: readonly unknown[] = []) =>
+        this.step(() => {
+          const st = this.prepare(sql);
+          const args = params.map(param);
+          if (st.reader) return st.all(...args) as R[];
+          st.run(...args);
+          return [] as R[];
+        }),
+      run: (sql: string, params: readonly unknown[] = []) =>
+        this.step(() => this.prepare(sql).run(...params.map(param)).changes),
     };
+  }
+
+  /** Inside our transaction the lock is ours; outside, a statement may have to wait for it. */
+  private async step<T>(fn: () => T): Promise<T> {
+    return this.db.inTransaction ? fn() : retryBusy(fn, this.busyMs);
   }
 
   private prepare(sql: string): Database.Statement {
@@ -88,11 +117,12 @@ class SqliteBackend implements Backend {
 
   withTransaction<T>(fn: (c: Conn) => Promise<T>): Promise<T> {
     return this.queue.run(async () => {
-      await this.begin();
+      await retryBusy(() => this.db.exec('BEGIN IMMEDIATE'), this.busyMs);
       let result: T;
       try {
         result = await fn(this.conn);
-        this.db.exec('COMMIT');
+        // A busy COMMIT leaves the transaction open and may be retried.
+        await retryBusy(() => this.db.exec('COMMIT'), this.busyMs);
       } catch (e) {
         // SQLite may already have rolled back by itself (e.g. disk full).
         if (this.db.inTransaction) this.db.exec('ROLLBACK');
@@ -100,24 +130,6 @@ class SqliteBackend implements Backend {
       }
       return result;
     });
-  }
-
-  private async begin(): Promise<void> {
-    const deadline = Date.now() + this.busyMs;
-    this.db.pragma('busy_timeout = 0');
-    try {
-      for (let delay = 2; ; delay = Math.min(delay * 2, 100)) {
-        try {
-          this.db.exec('BEGIN IMMEDIATE');
-          return;
-        } catch (e) {
-          if (!isBusy(e) || Date.now() >= deadline) throw e;
-          await sleep(delay * (0.5 + Math.random()));
-        }
-      }
-    } finally {
-      this.db.pragma(`busy_timeout = ${this.busyMs}`);
-    }
   }
 
   close(): Promise<void> {
@@ -140,15 +152,15 @@ export async function openSqliteStore(spec: string, opts: { busyTimeoutMs?: numb
   const busyMs = opts.busyTimeoutMs ?? SQLITE_BUSY_TIMEOUT_MS;
   let db: Database.Database;
   try {
-    db = new Database(file, { timeout: busyMs });
+    db = new Database(file, { timeout: BLOCKING_BUSY_MS });
   } catch (e) {
     throw new Error(`store: cannot open SQLite database ${file}: ${(e as Error).message}`, { cause: e });
   }
   try {
-    db.pragma('journal_mode = WAL');
+    await retryBusy(() => db.pragma('journal_mode = WAL'), busyMs);
     db.pragma('synchronous = FULL');
     db.pragma('foreign_keys = ON');
-    migrateSqlite(db);
+    await retryBusy(() => migrateSqlite(db), busyMs);
   } catch (e) {
     db.close();
     throw new Error(`store: cannot prepare SQLite database ${file}: ${(e as Error).message}`, { cause: e });

@@ -580,16 +580,52 @@ describe.each(harnesses)('store on %s', (_name, h) => {
     expect(await t.outboxStats()).toMatchObject({ queued: 0, sending: 0, sent: 60 });
   });
 
+  test('writers on another connection wait for a transaction without blocking it (same process)', async () => {
+    const { url, s } = await fresh();
+    const t = await openS(url);
+    const [m] = await mbox('xen-ftw-alloc.mbox');
+    const id = m!.rec.messageId;
+    await s.putMessage(m!.rec, m!.raw, { key: 'k', position: '1' });
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    let holding!: () => void;
+    const started = new Promise<void>((r) => (holding = r));
+    const a = s.transaction(async (tx) => {
+      const won = await tx.markProcessed(id);
+      await tx.enqueueReply(reply('reply:a', id));
+      holding();
+      await held; // the transaction stays open while the others try to write
+      return won;
+    });
+    await started;
+    const t0 = Date.now();
+    const others = Promise.all([
+      t.markProcessed(id), // same row: waits, then finds it done
+      t.enqueueReply(reply('reply:b', id)), // single statement, no explicit transaction
+      t.setPosition('k', '2'),
+      openS(url).then((u) => u.getPosition('k')), // opening (and migrating) a third connection
+    ]);
+    await sleep(300);
+    release();
+    const [won, [lost, enqueued, , pos]] = await Promise.all([a, others]);
+    expect(Date.now() - t0).toBeLessThan(3000);
+    expect(won).toBe(true);
+    expect(lost).toBe(false);
+    expect(enqueued).toBe(true);
+    expect(pos === null || pos === '2').toBe(true);
+    expect(await s.outboxStats()).toMatchObject({ queued: 2 });
+  });
+
   test('an expired lease is re-claimable and listed as possibly sent', async () => {
     const { s } = await fresh();
     const r = reply('reply:<lease@example.org>', '<lease@example.org>');
     await s.enqueueReply(r);
-    const [first] = await s.claimReplies(1, 0.4, 'crashed-worker');
+    const [first] = await s.claimReplies(1, 1, 'crashed-worker');
     expect(first!.key).toBe(r.key);
     expect(await s.possiblySent()).toEqual([]);
     expect(await s.claimReplies(1, 60, 'w2')).toEqual([]); // lease still running
 
-    await sleep(600);
+    await sleep(1300);
     const ps = await s.possiblySent();
     expect(ps.map((p) => p.key)).toEqual([r.key]);
     expect(ps[0]!.state).toBe('sending');
@@ -614,12 +650,12 @@ describe.each(harnesses)('store on %s', (_name, h) => {
     await s.enqueueReply(reply('r2', '<b@example.org>'));
     const items = await s.claimReplies(2, 60, 'w');
     expect(items.map((i) => i.key)).toEqual(['r1', 'r2']);
-    expect(await s.markFailed('r1', '451 4.3.0 try later', new Date(Date.now() + 500), 'w')).toBe(true);
+    expect(await s.markFailed('r1', '451 4.3.0 try later', new Date(Date.now() + 1000), 'w')).toBe(true);
     expect(await s.markFailed('r2', '550 5.1.1 no such user', null)).toBe(true);
     expect(await s.markFailed('r2', 'again', null)).toBe(false); // not 'sending' any more
     expect(await s.outboxStats()).toMatchObject({ queued: 1, failed: 1, sending: 0 });
     expect(await s.claimReplies(5, 60, 'w')).toEqual([]);
-    await sleep(700);
+    await sleep(1300);
     const retry = await s.claimReplies(5, 60, 'w');
     expect(retry.map((i) => i.key)).toEqual(['r1']);
     expect(retry[0]).toMatchObject({ attempts: 2, lastError: '451 4.3.0 try later', possiblySent: false });
@@ -678,9 +714,9 @@ describe.each(harnesses)('store on %s', (_name, h) => {
     expect(await s.cacheGet('llm:abc')).toBe('a plain string');
     await s.cachePut('num', 42);
     expect(await s.cacheGet('num')).toBe(42);
-    await s.cachePut('short', [1, 2], 0.3);
+    await s.cachePut('short', [1, 2], 1);
     expect(await s.cacheGet('short')).toEqual([1, 2]);
-    await sleep(500);
+    await sleep(1300);
     expect(await s.cacheGet('short')).toBeUndefined();
   });
 
