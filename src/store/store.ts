@@ -244,7 +244,8 @@ export interface Store {
   /**
    * Run fn in one transaction and commit when it resolves; roll back and rethrow when it rejects.
    * Use the `tx` handle inside (calls on the root store join the transaction too). Nested calls
-   * join the outer transaction.
+   * join the outer transaction. Keep it short and do no network I/O inside (SMTP, LLM): on
+   * SQLite it holds the database's write lock, on PostgreSQL row locks and a pooled connection.
    */
   transaction<T>(fn: (tx: Store) => Promise<T>): Promise<T>;
   /** Wait for running work, then close connections. The store is unusable afterwards. */
