@@ -34,6 +34,8 @@ interface Entry {
   li: number;
   path: string;
   line: DiffLine;
+  /** compact(line.text) */
+  key: string;
 }
 
 interface DiffIndex {
@@ -54,8 +56,9 @@ function indexDiff(diff: Diff): DiffIndex {
       hunkStart.set(`${fi}:${hi}`, entries.length);
       h.lines.forEach((line, li) => {
         const g = entries.length;
-        entries.push({ g, fi, hi, li, path: f.path, line });
-        const key = `${line.kind}\0${compact(line.text)}`;
+        const text = compact(line.text);
+        entries.push({ g, fi, hi, li, path: f.path, line, key: text });
+        const key = `${line.kind}\0${text}`;
         const list = exact.get(key);
         if (list) list.push(g);
         else exact.set(key, [g]);
@@ -381,16 +384,30 @@ function matchPatchLine(st: State, ix: DiffIndex, lines: string[], k: number, in
   return null;
 }
 
+/** Patch positions whose line reads as one of `alts`, ascending (never the index's own array). */
 function candidates(ix: DiffIndex, alts: Alt[], inRun: boolean): number[] {
-  const out: number[] = [];
+  let out: number[] = [];
   for (const a of alts) {
     // A lost-prefix line must be in a run of diff lines, or long enough not to be prose by chance.
     if (a.weak && !inRun && a.key.length < 12) continue;
     if (a.key === '' && a.kind === 'ctx') continue;
     const list = ix.exact.get(`${a.kind}\0${a.key}`);
-    if (list) for (const g of list) if (!out.includes(g)) out.push(g);
+    if (!list) continue;
+    out = out.length ? [...new Set([...out, ...list])].sort((x, y) => x - y) : list.slice();
   }
   return out;
+}
+
+/** Index of the first element of ascending `list` greater than `p`. */
+function firstAfter(list: number[], p: number): number {
+  let lo = 0;
+  let hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (list[mid]! > p) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo;
 }
 
 /**
@@ -403,7 +420,7 @@ function plausible(st: State, ix: DiffIndex, alts: Alt[], cands: number[]): numb
   if (!cands.length) return cands;
   const strongKeys = alts.filter((a) => !a.weak);
   const matchesStrong = (g: number) =>
-    strongKeys.some((a) => a.kind === ix.entries[g]!.line.kind && a.key === compact(ix.entries[g]!.line.text));
+    strongKeys.some((a) => a.kind === ix.entries[g]!.line.kind && a.key === ix.entries[g]!.key);
   let out = cands;
   if (st.local.foreign) out = out.filter((g) => ix.entries[g]!.line.kind !== 'ctx');
   const cur = st.cursor >= 0 ? ix.entries[st.cursor]! : null;
@@ -417,7 +434,7 @@ function plausible(st: State, ix: DiffIndex, alts: Alt[], cands: number[]): numb
   };
   return out.filter((g) => {
     const strong = matchesStrong(g);
-    const key = compact(ix.entries[g]!.line.text);
+    const key = ix.entries[g]!.key;
     if (strong && key.length >= 6) return true;
     if (near(g, 4)) return true;
     // A short '+'/'-' line: somewhere after the last match in the same file will do.
@@ -430,38 +447,65 @@ function plausible(st: State, ix: DiffIndex, alts: Alt[], cands: number[]): numb
   });
 }
 
-/** How many of the next quoted lines follow candidate g in the patch, in order. */
-function lookahead(ix: DiffIndex, g: number, lines: string[], from: number): number {
-  let score = 0;
-  let p = g;
-  let seen = 0;
-  for (let j = from; j < lines.length && seen < 4; j++) {
+/** Candidates of the next few non-blank quoted lines, for lookahead. */
+function nextLists(ix: DiffIndex, lines: string[], from: number): number[][] {
+  const out: number[][] = [];
+  for (let j = from; j < lines.length && out.length < 4; j++) {
     const l = lines[j]!;
     if (l.trim() === '') continue;
-    seen++;
-    const cands = candidates(ix, alternatives(l), true);
+    out.push(candidates(ix, alternatives(l), true));
+  }
+  return out;
+}
+
+/** How many of the next quoted lines follow candidate g in the patch, in order (a few lines apart at most). */
+function lookahead(ix: DiffIndex, g: number, next: number[][]): number {
+  let score = 0;
+  let p = g;
+  for (const list of next) {
+    const c = list[firstAfter(list, p)];
+    if (c === undefined || c > p + 6) break;
+    const e = ix.entries[c]!;
     const here = ix.entries[p]!;
-    const next = cands.find((c) => c > p && c <= p + 6 && ix.entries[c]!.fi === here.fi && ix.entries[c]!.hi === here.hi);
-    if (next === undefined) break;
+    if (e.fi !== here.fi || e.hi !== here.hi) break;
     score++;
-    p = next;
+    p = c;
   }
   return score;
 }
 
-/** Pick among equal-looking patch lines: adjacent to the last match, in the quoted hunk/file, followed by the next quoted lines, after the last match. */
+/**
+ * Pick among equal-looking patch lines: adjacent to the last match, in the quoted hunk/file,
+ * followed by the next quoted lines, after the last match. A line repeated all over a big
+ * patch ("+}") is only weighed at the places that can win: near the cursor and in the hints.
+ */
 function choose(st: State, ix: DiffIndex, cands: number[], lines: string[], from: number): number {
   if (cands.length === 1) return cands[0]!;
+  let pool = cands;
+  if (cands.length > 48) {
+    const i = firstAfter(cands, st.cursor);
+    const keep = new Set<number>([...cands.slice(i, i + 24), ...cands.slice(0, 8)]);
+    let inHunk = 0;
+    let inFile = 0;
+    for (let j = i; j < cands.length && (inHunk < 16 || inFile < 16); j++) {
+      const e = ix.entries[cands[j]!]!;
+      if (st.hunkHint && e.fi === st.hunkHint.fi && e.hi === st.hunkHint.hi && inHunk++ < 16) keep.add(e.g);
+      if (st.fileHint !== null && e.fi === st.fileHint && inFile++ < 16) keep.add(e.g);
+      if (st.fileHint === null && !st.hunkHint) break;
+    }
+    pool = [...keep].sort((x, y) => x - y);
+  }
+  const next = nextLists(ix, lines, from);
   const cur = st.cursor >= 0 ? ix.entries[st.cursor]! : null;
-  let best = cands[0]!;
+  let best = pool[0]!;
   let bestScore = -Infinity;
-  for (const g of cands) {
+  for (const g of pool) {
     const e = ix.entries[g]!;
     let s = 0;
     if (cur && !st.headerSinceMatch && g > st.cursor && g - st.cursor <= 3 && e.fi === cur.fi && e.hi === cur.hi) s += 1000 - (g - st.cursor);
     if (st.hunkHint && e.fi === st.hunkHint.fi && e.hi === st.hunkHint.hi) s += 500;
     if (st.fileHint !== null && e.fi === st.fileHint) s += 300;
-    s += 50 * lookahead(ix, g, lines, from);
+    s += 50 * lookahead(ix, g, next);
     if (g > st.cursor) s += 100;
     // Nearest after the cursor, else earliest.
     s -= (g > st.cursor ? g - st.cursor : g + ix.entries.length) / (ix.entries.length * 2 + 1);

@@ -309,4 +309,23 @@ describe('anchorComments: re-created situations (fpu-two-files.patch)', () => {
     const cs = comments(body, PATCH);
     expect(cs.map(at)).toEqual(['null:null:null', 'xen/arch/x86/xstate.c:null:null']);
   });
+
+  test('a big patch quoted whole, full of repeated short lines, anchors in bounded time', () => {
+    // 10 files x 100 small functions: "+{", "+}", "+" occur 1,000 times each.
+    const lines: string[] = [];
+    for (let f = 0; f < 10; f++) {
+      lines.push(`diff --git a/f${f}.c b/f${f}.c`, `--- a/f${f}.c`, `+++ b/f${f}.c`, '@@ -0,0 +1,500 @@');
+      for (let i = 0; i < 100; i++) lines.push(`+static int fn_${f}_${i}(void)`, '+{', '+\treturn 0;', '+}', '+');
+    }
+    const big = diffOf(`${lines.join('\n')}\n`);
+    const body = lines.map((l, i) => (i % 50 === 49 ? `> ${l}\n\nComment ${i}.\n` : `> ${l}`)).join('\n');
+    const t0 = Date.now();
+    const cs = comments(body, big);
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(cs).toHaveLength(100);
+    // Line 49 of the quote is fn_0_9's header line, new line 46 of f0.c.
+    expect(cs[0]).toMatchObject({ file: 'f0.c', line: 46, quoted: ['+}', '+', '+static int fn_0_9(void)'] });
+    // Line 4999 is the blank "+" after fn_9_91's "+}" (new line 459): the "+}" is the anchor.
+    expect(cs[99]).toMatchObject({ file: 'f9.c', line: 459, quoted: ['+{', '+\treturn 0;', '+}'] });
+  });
 });
