@@ -583,27 +583,7 @@ export function sameBlockBefore(view: ViewLine[], pos: number): number[] {
       if (w < indent && indent - w <= 4) return out; // "fail:" labels sit one step out
       continue;
     }
-    if (w < indent) {
-      // A closing brace of a nested block at our level is fine; anything else ends our block.
-      if (stripComments(t).trim().startsWith('}') && w >= indent) continue;
-      return out;
-    }
-    if (w === indent) out.push(i);
-  }
-  return out;
-}
-
-/** Statements after view[pos] in the same block, nearest first. */
-export function sameBlockAfter(view: ViewLine[], pos: number): number[] {
-  const out: number[] = [];
-  if (pos < 0) return out;
-  const indent = indentWidth(view[pos].text);
-  for (let i = pos + 1; i < view.length; i++) {
-    const t = view[i].text;
-    if (!isCode(t)) continue;
-    const w = indentWidth(t);
-    if (labelOf(t)) return out;
-    if (w < indent) return out;
+    if (w < indent) return out; // the line that opened our block
     if (w === indent) out.push(i);
   }
   return out;
@@ -650,18 +630,11 @@ export function functionNameOf(text: string | null | undefined): string | null {
   return id ? id[1] : null;
 }
 
-/** The function a diff line sits in: its own `fn`, else the hunk header's. */
-export function functionOfLine(line: DiffLine, hunk: Hunk): string | null {
-  return functionNameOf(line.fn) ?? functionNameOf(hunk.headerFunction) ?? functionNameOf(/@@[^@]*@@\s*(.*)$/.exec(hunk.header)?.[1]);
-}
-
 /**
- * A removed/added twin: a line on the other side of the same diff whose tokens
- * are identical (moved or re-indented code, not a change in behaviour).
+ * The function a diff line sits in, as the diff stage worked it out (DiffLine.fn; null at
+ * file scope). The hunk header's function is not a fallback: it names the definition
+ * *before* the hunk, which is wrong for lines after a new definition.
  */
-export function hasTwin(text: string, others: Iterable<string>): boolean {
-  const n = normalizeCode(text);
-  if (n === '') return false;
-  for (const o of others) if (normalizeCode(o) === n) return true;
-  return false;
+export function functionOfLine(line: DiffLine, _hunk?: Hunk): string | null {
+  return functionNameOf(line.fn);
 }

@@ -16,7 +16,6 @@ import {
   conditionOf,
   declarations,
   findCalls,
-  functionNameOf,
   functionOfLine,
   identifiers,
   indentWidth,
@@ -34,7 +33,6 @@ import {
   oldSide,
   parameters,
   positionIn,
-  sameBlockAfter,
   sameBlockBefore,
   sizeofOperand,
   statementAt,
@@ -600,7 +598,6 @@ export const idleVcpuPath: Matcher = (ctx) => {
   const { kb, diff } = ctx;
   const idx = indexDiff(diff);
   const out: Match[] = [];
-  const fpuState = new Set(['xsave_area', 'fpu_sse', 'fpu_ctxt', 'fcw', 'ftw', 'mxcsr', 'xstate_bv', 'xcr0', 'xcr0_accum']);
 
   for (const lc of ctx.lines) {
     const fn = fnOf(lc);
@@ -771,7 +768,6 @@ export const allocTimeInit: Matcher = (ctx) => {
   const out: Match[] = [];
 
   for (const lc of ctx.lines) {
-    const fn = fnOf(lc);
     const text = lc.line.text;
     const newCode = isNewCode(lc, idx);
     const { view, pos } = viewOf(lc);
