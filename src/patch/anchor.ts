@@ -589,12 +589,10 @@ function reclaimPastedPatch(blocks: ReplyBlock[], ix: DiffIndex): ReplyBlock[] {
 
 // ---------------------------------------------------------------- comments
 
-type QuoteBlock = Extract<ReplyBlock, { type: 'quote' }>;
-
 const UNANCHORED = { file: null, line: null, side: null, quoted: [] as string[], function: null };
 
 /** The comment's anchor from the quote block before it: its last diff line, else nothing. */
-function anchorFrom(block: QuoteBlock, cls: Classified[], matched: Set<number>, ix: DiffIndex | null): Omit<Comment, 'text'> {
+function anchorFrom(cls: Classified[], matched: Set<number>, ix: DiffIndex | null): Omit<Comment, 'text'> {
   let blankAnchor = -1;
   for (let k = cls.length - 1; k >= 0; k--) {
     const c = cls[k]!;
@@ -605,16 +603,17 @@ function anchorFrom(block: QuoteBlock, cls: Classified[], matched: Set<number>, 
         if (blankAnchor < 0) blankAnchor = k;
         continue;
       }
-      return toComment(block, cls, k, matched, ix);
+      return toComment(cls, k, matched, ix);
     }
-    if (blankAnchor >= 0) return toComment(block, cls, blankAnchor, matched, ix);
+    if (blankAnchor >= 0) return toComment(cls, blankAnchor, matched, ix);
     if (c.t === 'header' && c.path) {
-      const path = ix ? (findFileOrNull(ix, c.path) ?? c.path) : c.path;
-      return { file: path, line: null, side: null, quoted: [], function: null };
+      // Right after a file/hunk header: about the file as a whole (if it is the patch's).
+      const path = ix ? findFileOrNull(ix, c.path) : c.path;
+      if (path) return { file: path, line: null, side: null, quoted: [], function: null };
     }
     return { ...UNANCHORED, quoted: [] };
   }
-  if (blankAnchor >= 0) return toComment(block, cls, blankAnchor, matched, ix);
+  if (blankAnchor >= 0) return toComment(cls, blankAnchor, matched, ix);
   return { ...UNANCHORED, quoted: [] };
 }
 
@@ -623,7 +622,7 @@ function findFileOrNull(ix: DiffIndex, path: string): string | null {
   return fi === null ? null : ix.diff.files[fi]!.path;
 }
 
-function toComment(_block: QuoteBlock, cls: Classified[], k: number, matched: Set<number>, ix: DiffIndex | null): Omit<Comment, 'text'> {
+function toComment(cls: Classified[], k: number, matched: Set<number>, ix: DiffIndex | null): Omit<Comment, 'text'> {
   const c = cls[k] as Extract<Classified, { t: 'diff' }>;
   const side = c.kind === 'del' ? 'old' : 'new';
   let quoted: string[];
@@ -672,13 +671,13 @@ export function anchorComments(blocks: ReplyBlock[], diff: Diff | null): Comment
     run: { open: false, depth: 0, suspended: null },
   };
   const comments: Comment[] = [];
-  let last: { block: QuoteBlock; cls: Classified[]; matched: Set<number> } | null = null;
+  let last: { cls: Classified[]; matched: Set<number> } | null = null;
   for (const b of ix ? reclaimPastedPatch(blocks, ix) : blocks) {
     if (b.type === 'quote') {
       const cls = classifyBlock(st, b.lines, b.depths);
       const matched = new Set<number>();
       for (const c of cls) if (c && c.t === 'diff' && c.entry) matched.add(c.entry.g);
-      last = { block: b, cls, matched };
+      last = { cls, matched };
     } else if (b.type === 'elision') {
       // Quoted material was cut here: counting from the quote's own headers cannot go on
       // over the gap (the file still can).
@@ -686,7 +685,7 @@ export function anchorComments(blocks: ReplyBlock[], diff: Diff | null): Comment
     } else if (b.type === 'attribution') {
       st.run = { open: false, depth: 0, suspended: null };
     } else if (b.type === 'text') {
-      const anchor = last ? anchorFrom(last.block, last.cls, last.matched, ix) : { ...UNANCHORED, quoted: [] };
+      const anchor = last ? anchorFrom(last.cls, last.matched, ix) : { ...UNANCHORED, quoted: [] };
       comments.push({ ...anchor, text: b.text });
     }
   }
