@@ -411,7 +411,7 @@ export const fpuInitOrder: Matcher = (ctx) => {
             out.push(
               matchLc(
                 lc,
-                `${eff.via} leaves v->${flag} = ${eff.value}, undoing the v->${flag} = ${prev.value} that ${prev.via} just made. Which one is meant?`,
+                `${/\(\)$/.test(eff.via) ? `${eff.via} sets` : 'This sets'} v->${flag} = ${eff.value} right after ${prev.via} set it to ${prev.value}. Which one is meant?`,
                 'warning',
               ),
             );
@@ -450,11 +450,11 @@ export const fpuInitOrder: Matcher = (ctx) => {
     ) {
       abiReported.add(fn!);
       const flag = /^hvm_/.test(fn!) ? 'XEN_X86_FPU_INITIALISED in the HVM CPU record' : 'VGCF_i387_valid';
-      const dir = 'what the toolstack sees';
+      const dir = 'the toolstack';
       out.push(
         matchLc(
           lc,
-          `${fn}() decides ${dir}: this changes when the FPU state counts as valid (${flag}), e.g. for a vCPU queried before it first runs. That is an API/ABI change; please call it out in the commit message.`,
+          `This changes when ${fn}() reports the FPU state as valid (${flag}) to ${dir}, e.g. for a vCPU queried before it first runs: an API/ABI change. Please call it out in the commit message.`,
           'info',
         ),
       );
@@ -639,7 +639,7 @@ export const idleVcpuPath: Matcher = (ctx) => {
         out.push(
           matchLc(
             lc,
-            `The idle vCPU does reach ${fn}()${fnFacts.note ? '' : ''}, so this assertion can fire for it. Guard the idle case instead, or is it excluded by the callers?`,
+            `The idle vCPU does reach ${fn}(), so this assertion will fire for it. Handle the idle case instead, or what keeps it away?`,
             'warning',
           ),
         );
@@ -833,7 +833,7 @@ export const allocTimeInit: Matcher = (ctx) => {
           const twin = zeroingTwin(al.allocator);
           if (twin && coversAllocation(al, ms.size, dest)) {
             out.push(
-              matchLc(lc, `${al.allocator}() followed by memset(, 0, ): use ${twin}() and drop the memset().`, 'info', {
+              matchLc(lc, `${al.allocator}() then memset() to zero is ${twin}(): use that and drop the memset().`, 'info', {
                 allocator: twin,
               }),
             );
@@ -1155,7 +1155,7 @@ export const uninitCopyToGuest: Matcher = (ctx) => {
           out.push(
             matchLc(
               lc,
-              `${d.name} is copied to the guest by ${copy.name}() below but is declared without an initialiser: any field or padding not written leaks Xen stack contents. ${d.type} ${d.name}${d.array ? '[...]' : ''} = {};?`,
+              `${d.name} is copied to the guest by ${copy.name}() below but is declared without an initialiser: any field or padding not written leaks Xen stack contents. Declare it \`${d.type} ${d.name}${d.array ? '[...]' : ''} = {};\`?`,
               'warning',
             ),
           );
@@ -1179,7 +1179,7 @@ export const uninitCopyToGuest: Matcher = (ctx) => {
       out.push(
         matchLc(
           lc,
-          `${name} is copied to the guest by ${call.name}() but was declared without an initialiser: any field or padding not written leaks Xen stack contents. ${decl.decl.type} ${name}${decl.decl.array ? '[...]' : ''} = {};?`,
+          `${name} is copied to the guest by ${call.name}() but was declared without an initialiser: any field or padding not written leaks Xen stack contents. Declare it \`${decl.decl.type} ${name}${decl.decl.array ? '[...]' : ''} = {};\`?`,
           'warning',
         ),
       );
@@ -1366,7 +1366,8 @@ function boundedBefore(view: ViewLine[], pos: number, bound: string): boolean {
     const t = stripComments(view[i].text);
     if (indentWidth(view[i].text) === 0 && /^[A-Za-z_]/.test(t) && /\(/.test(t)) break;
     if (!t.includes(field)) continue;
-    if (/[<>]=?|\bmin\s*\(|\bmin_t\s*\(|ARRAY_SIZE|array_access_nospec|array_index_nospec/.test(t.replace(/->/g, ''))) return true;
+    // any comparison of the count (against a limit, or against a Xen-owned size), or a clamp
+    if (/[<>!=]=|[<>]|\bmin\s*\(|\bmin_t\s*\(|ARRAY_SIZE|array_access_nospec|array_index_nospec/.test(t.replace(/->/g, ''))) return true;
   }
   return false;
 }
