@@ -54,7 +54,7 @@ export async function parseMail(msg: RawMessage): Promise<ParsedMail> {
   }
   let mp: MpMail;
   try {
-    mp = await simpleParser(msg.raw, PARSER_OPTIONS);
+    mp = await simpleParser(headerEnd > 0 ? trimHeaders(msg.raw, headerEnd) : msg.raw, PARSER_OPTIONS);
   } catch (e) {
     throw new MailParseError(`MIME structure could not be parsed: ${(e as Error).message}`);
   }
@@ -138,6 +138,32 @@ export async function parseMail(msg: RawMessage): Promise<ParsedMail> {
 }
 
 // ---------------------------------------------------------------- headers
+
+/** Top-level headers patchvet reads; list mail carries dozens more (Received, ARC, DKIM, X-...). */
+const KEEP_HEADER = /^(from|to|cc|subject|date|message-id|in-reply-to|references|mime-version|content-[a-z-]+|sender|reply-to)$/i;
+
+/**
+ * The message with only the top-level headers patchvet uses, for mailparser: decoding every
+ * Received/ARC/DKIM line costs more than the rest of the parse. The raw bytes stay untouched
+ * in RawMessage; headers read directly (List-Id, Auto-Submitted, ...) come from the raw block.
+ */
+export function trimHeaders(raw: Buffer, headerEnd: number): Buffer {
+  const head = raw.subarray(0, headerEnd).toString('latin1');
+  const kept: string[] = [];
+  let keep = false;
+  for (const line of head.split(/(?<=\n)/)) {
+    if (line === '\n' || line === '\r\n') continue;
+    if (/^[ \t]/.test(line)) {
+      if (keep) kept.push(line);
+      continue;
+    }
+    const colon = line.indexOf(':');
+    keep = colon > 0 && KEEP_HEADER.test(line.slice(0, colon).trim());
+    if (keep) kept.push(line);
+  }
+  const eol = head.endsWith('\r\n\r\n') ? '\r\n' : '\n';
+  return Buffer.concat([Buffer.from(kept.join('') + eol, 'latin1'), raw.subarray(headerEnd)]);
+}
 
 /** Offset of the empty line that ends the header block (index of the body's first byte), or -1. */
 export function findHeaderEnd(raw: Buffer): number {

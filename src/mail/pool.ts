@@ -42,7 +42,7 @@ export async function* parseStream(src: AsyncIterable<RawMessage>, opts: PoolOpt
 }
 
 async function* parallel(src: AsyncIterable<RawMessage>, url: URL, n: number): AsyncGenerator<ParseResult> {
-  const workers = Array.from({ length: n }, () => new Worker(url));
+  const workers = Array.from({ length: n }, () => new Worker(url, { resourceLimits: { maxYoungGenerationSizeMb: 16 } }));
   const inflight = new Map<number, { resolve: (r: ParseResult[]) => void; reject: (e: Error) => void }>();
   const results = new Map<number, Promise<ParseResult[]>>();
   const load = new Array<number>(n).fill(0);
