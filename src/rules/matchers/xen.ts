@@ -777,7 +777,7 @@ export const allocTimeInit: Matcher = (ctx) => {
       for (const call of findCalls(text)) {
         const resets = resetStates(facts(kb, call.name));
         if (resets.length === 0) continue;
-        const before = sameBlockBefore(view, pos).slice(0, 4);
+        const before = precedingStatements(view, pos, 4);
         let found: string | null = null;
         let state: string | null = null;
         for (const i of before) {
@@ -875,6 +875,34 @@ function coversAllocation(al: NonNullable<ReturnType<typeof allocation>>, size: 
   }
   if (/bytes$|^_x/.test(al.allocator)) return a0 !== undefined && sz === a0;
   return false;
+}
+
+/**
+ * Up to `n` statements that run just before view[pos], nearest first: earlier statements of
+ * its block, then (when the block is the body of an if/else, e.g. "if ( !rc ) reset();") the
+ * opener and the statements before it.
+ */
+function precedingStatements(view: ViewLine[], pos: number, n: number): number[] {
+  const out: number[] = [];
+  let at = pos;
+  for (let hops = 0; hops < 3 && out.length < n; hops++) {
+    out.push(...sameBlockBefore(view, at).slice(0, n - out.length));
+    // find the opener of at's block
+    const indent = indentWidth(view[at].text);
+    let opener = -1;
+    for (let i = at - 1; i >= 0; i--) {
+      const t = view[i].text;
+      if (!isCode(t) || stripComments(t).trim() === '{') continue;
+      if (indentWidth(t) < indent) {
+        opener = i;
+        break;
+      }
+    }
+    if (opener < 0 || !conditionOf(view[opener].text) || out.includes(opener)) break;
+    out.push(opener);
+    at = opener;
+  }
+  return out.slice(0, n);
 }
 
 /** Is `name` a pointer, as far as the visible code says (declaration, parameter, or assigned from an allocator)? */
