@@ -31,10 +31,31 @@ export function headerSafe(s: string): string {
   return s.replace(/[\r\n\t\x00-\x1f\x7f]+/g, ' ').replace(/\s+/g, ' ').trim();
 }
 
+/** RFC 2047 encoded-word (Q) for a header text with non-ASCII characters; ASCII stays as it is. */
+export function encodeWord(text: string): string {
+  if (/^[\x20-\x7e]*$/.test(text)) return text;
+  const bytes = Buffer.from(text, 'utf8');
+  let q = '';
+  for (const b of bytes) {
+    const c = String.fromCharCode(b);
+    q += /[A-Za-z0-9!*+\-/]/.test(c) ? c : b === 0x20 ? '_' : `=${b.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  // Encoded words are limited to 75 characters: split into several.
+  const words: string[] = [];
+  for (let i = 0; i < q.length; ) {
+    let end = Math.min(q.length, i + 60);
+    while (end < q.length && q[end - 1] !== undefined && /=[0-9A-F]?$/.test(q.slice(Math.max(i, end - 2), end))) end--;
+    words.push(`=?UTF-8?Q?${q.slice(i, end)}?=`);
+    i = end;
+  }
+  return words.join(' ');
+}
+
 function formatAddress(a: Address): string {
   const addr = headerSafe(a.address).replace(/[<>,;\s]/g, '');
   if (!a.name) return addr;
   const name = headerSafe(a.name);
+  if (/[^\x20-\x7e]/.test(name)) return `${encodeWord(name)} <${addr}>`;
   return /^[\w .'-]+$/.test(name) ? `${name} <${addr}>` : `"${name.replace(/["\\]/g, '\\$&')}" <${addr}>`;
 }
 
@@ -103,6 +124,13 @@ export function composeReply(record: MessageRecord, findings: Finding[], opts: R
         body.push('', wrap(`[${f.rule}] ${f.message}`), '');
         continue;
       }
+      if (loc.hunk === lastHunk && loc.index === lastIndex) {
+        // Another finding on the line just quoted: no second quote.
+        body.push(wrap(f.message));
+        for (const n of f.notes ?? []) body.push('', wrap(n));
+        body.push(wrap(`(${f.rule}, ${f.severity})`), '');
+        continue;
+      }
       const from = Math.max(0, loc.index - context);
       if (loc.hunk !== lastHunk) {
         if (lastHunk) body.push('> [...]');
@@ -116,7 +144,7 @@ export function composeReply(record: MessageRecord, findings: Finding[], opts: R
       }
       lastHunk = loc.hunk;
       lastIndex = loc.index;
-      body.push('');
+      if (body[body.length - 1] !== '') body.push('');
       body.push(wrap(f.message));
       for (const n of f.notes ?? []) body.push('', wrap(n));
       body.push(wrap(`(${f.rule}, ${f.severity})`), '');
@@ -153,7 +181,7 @@ export function composeReply(record: MessageRecord, findings: Finding[], opts: R
     ['From', headerSafe(opts.from)],
     ['To', to.join(', ')],
     ...(cc.length ? ([['Cc', cc.join(', ')]] as Array<[string, string]>) : []),
-    ['Subject', reSubject],
+    ['Subject', encodeWord(reSubject)],
     ['Message-ID', messageId],
     ['In-Reply-To', headerSafe(record.messageId)],
     ['References', refs.join(' ')],
