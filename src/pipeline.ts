@@ -6,7 +6,7 @@ import type { InputError, MessageRecord, Series, Thread } from './model.js';
 import { readInputs } from './sources/index.js';
 import { parseStream } from './mail/pool.js';
 import { Spool, type SpoolHandle } from './store/spool.js';
-import { buildThreads } from './thread/jwz.js';
+import { Threader } from './thread/jwz.js';
 import { groupSeries } from './thread/series.js';
 import { assembleThread, type ThreadSkeleton } from './thread/assemble.js';
 import { log } from './log.js';
@@ -38,17 +38,39 @@ export interface LoadOptions {
   onProgress?: (messages: number) => void;
 }
 
-/** A record without its heavy parts: what threading and series grouping need. */
-function lighten(r: MessageRecord): MessageRecord {
+const NO_DIFF = { files: [], damage: [] };
+
+/**
+ * What series grouping needs of a patch or cover letter, nothing more; other mail keeps no
+ * record in memory at all (threading keeps its own minimal containers).
+ */
+function seriesCandidate(r: MessageRecord): MessageRecord | null {
+  const ps = r.parsedSubject;
+  if (ps.reply || !(ps.series || r.kind === 'patch' || r.kind === 'cover')) return null;
   return {
-    ...r,
-    commitMessage: null,
-    diff: r.diff ? { files: [], damage: [] } : null,
-    blocks: [],
-    trailers: [],
-    warnings: [],
+    messageId: r.messageId,
+    ref: r.ref,
+    inReplyTo: r.inReplyTo,
+    references: [],
+    from: r.from,
+    author: r.author,
+    date: r.date,
+    subject: r.subject,
+    parsedSubject: ps,
+    kind: r.kind,
+    listIds: [],
     to: [],
     cc: [],
+    commitMessage: null,
+    diff: r.diff ? NO_DIFF : null,
+    files: [],
+    diffstat: r.diffstat,
+    trailers: [],
+    blocks: [],
+    whitespaceDamaged: false,
+    damage: [],
+    automated: r.automated,
+    warnings: [],
   };
 }
 
@@ -59,7 +81,11 @@ export async function loadCorpus(inputs: string[], opts: LoadOptions = {}): Prom
     log.warn({ source: e.source }, e.message);
   };
   const spool = new Spool<MessageRecord>();
-  const index = new Map<string, { light: MessageRecord; h: SpoolHandle }>();
+  // messageId -> where its full record is in the spool. Threading is incremental, and only
+  // patch/cover candidates keep a (slim) record for series grouping.
+  const index = new Map<string, SpoolHandle>();
+  const threader = new Threader();
+  const candidates: MessageRecord[] = [];
   const stats: CorpusStats = { messages: 0, duplicates: 0, threads: 0, series: 0, patches: 0, errors: 0 };
   try {
     const raw = readInputs(inputs, { onError, stdin: opts.stdin });
@@ -77,16 +103,19 @@ export async function loadCorpus(inputs: string[], opts: LoadOptions = {}): Prom
         continue;
       }
       if (r.kind === 'patch') stats.patches++;
-      index.set(r.messageId, { light: lighten(r), h: spool.append(r) });
+      index.set(r.messageId, spool.append(r));
+      threader.add(r);
+      const c = seriesCandidate(r);
+      if (c) candidates.push(c);
     }
   } catch (e) {
     spool.close();
     throw e;
   }
 
-  const lights = [...index.values()].map((v) => v.light);
-  const { threads } = buildThreads(lights);
-  const series = groupSeries(lights, threads);
+  const threads = threader.threads();
+  const series = groupSeries(candidates, threads);
+  candidates.length = 0;
   stats.threads = threads.length;
   stats.series = series.length;
   stats.errors = errors.length;
@@ -95,9 +124,9 @@ export async function loadCorpus(inputs: string[], opts: LoadOptions = {}): Prom
   const load = (id: string): MessageRecord | undefined => {
     const hit = cache.get(id);
     if (hit) return hit;
-    const e = index.get(id);
-    if (!e) return undefined;
-    const r = spool.read(e.h);
+    const h = index.get(id);
+    if (!h) return undefined;
+    const r = spool.read(h);
     if (cache.size > 256) cache.delete(cache.keys().next().value as string);
     cache.set(id, r);
     return r;

@@ -44,9 +44,15 @@ export interface ThreadSkeletonOut {
   messages: ThreadedMessage[];
 }
 
+/** What a container keeps of its message after `add`: only what ordering and output need. */
+interface Kept {
+  date: string | null;
+  subject: string;
+}
+
 interface Container {
   id: string;
-  rec: ThreadInput | null;
+  rec: Kept | null;
   parent: Container | null;
   /** Insertion-ordered; a Set so that re-parenting is O(1). */
   children: Set<Container>;
@@ -113,7 +119,8 @@ export class Threader {
       this.duplicates++;
       return false;
     }
-    c.rec = r;
+    // Keep only date and subject: References arrays would make memory grow with the archive.
+    c.rec = { date: r.date, subject: r.subject };
 
     // The chain of ancestors this message claims, oldest first, without repeats or itself.
     const chain: string[] = [];
