@@ -119,6 +119,7 @@ export async function loadCorpus(inputs: string[], opts: LoadOptions = {}): Prom
   stats.threads = threads.length;
   stats.series = series.length;
   stats.errors = errors.length;
+  log.debug({ stats, memory: process.memoryUsage() }, 'corpus loaded');
 
   const cache = new Map<string, MessageRecord>();
   const load = (id: string): MessageRecord | undefined => {

@@ -1,11 +1,15 @@
 // Parse a stream of raw messages into records, in order, on a pool of worker threads
 // (in-process when workers are off or the compiled worker is not available, e.g. under jest).
+// A worker that dies (out of memory on a monstrous mail, a crash in a parser) costs only the
+// message that killed it: its batch is retried one message at a time in a fresh worker, and
+// the culprit is reported as a skipped message.
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { InputError, MessageRecord, RawMessage } from '../model.js';
 import { recordFromRaw } from './record.js';
+import { log } from '../log.js';
 
 export type ParseResult = { ok: true; record: MessageRecord } | { ok: false; error: InputError };
 
@@ -24,6 +28,8 @@ export interface PoolOptions {
 
 const BATCH_MESSAGES = 32;
 const BATCH_BYTES = 512 * 1024;
+/** Heap limits per worker: RSS stays bounded whatever the archive; a mail too big for it is skipped. */
+const WORKER_LIMITS = { maxYoungGenerationSizeMb: 8, maxOldGenerationSizeMb: 128 };
 
 function workerUrl(): URL | null {
   const url = new URL('./worker.js', import.meta.url);
@@ -38,73 +44,116 @@ export async function* parseStream(src: AsyncIterable<RawMessage>, opts: PoolOpt
     for await (const m of src) yield await parseOne(m);
     return;
   }
-  yield* parallel(src, url, n);
+  const pool = new Pool(url, n);
+  try {
+    yield* pool.run(src);
+  } finally {
+    await pool.close();
+  }
 }
 
-async function* parallel(src: AsyncIterable<RawMessage>, url: URL, n: number): AsyncGenerator<ParseResult> {
-  const workers = Array.from({ length: n }, () => new Worker(url, { resourceLimits: { maxYoungGenerationSizeMb: 16 } }));
-  const inflight = new Map<number, { resolve: (r: ParseResult[]) => void; reject: (e: Error) => void }>();
-  const results = new Map<number, Promise<ParseResult[]>>();
-  const load = new Array<number>(n).fill(0);
-  let failure: Error | null = null;
-  workers.forEach((w, i) => {
-    w.on('message', (msg: { id: number; results: ParseResult[] }) => {
-      load[i]--;
-      inflight.get(msg.id)?.resolve(msg.results);
-      inflight.delete(msg.id);
+interface Slot {
+  worker: Worker;
+  /** Jobs sent to this worker and not answered yet, oldest first. */
+  queue: Job[];
+}
+
+interface Job {
+  items: RawMessage[];
+  resolve: (r: ParseResult[]) => void;
+}
+
+class Pool {
+  private slots: Slot[] = [];
+
+  constructor(
+    private url: URL,
+    n: number,
+  ) {
+    for (let i = 0; i < n; i++) this.slots.push(this.spawn());
+  }
+
+  private spawn(): Slot {
+    const slot: Slot = { worker: new Worker(this.url, { resourceLimits: WORKER_LIMITS }), queue: [] };
+    slot.worker.on('message', (msg: { results: ParseResult[] }) => slot.queue.shift()?.resolve(msg.results));
+    slot.worker.on('error', (e) => this.died(slot, e));
+    return slot;
+  }
+
+  /** A worker died: replace it, and re-run its unanswered jobs one message at a time. */
+  private died(slot: Slot, e: Error): void {
+    const lost = slot.queue.splice(0);
+    if (slot === this.quarantine) {
+      // Only one message is ever in flight here: it is the one that kills the parser.
+      this.quarantine = null;
+      for (const job of lost) {
+        const m = job.items[0];
+        job.resolve([{ ok: false, error: { source: m.ref.source, message: `skipped: the parser crashed or ran out of memory on this message (${e.message})` } }]);
+      }
+      return;
+    }
+    const i = this.slots.indexOf(slot);
+    if (i < 0) return;
+    log.warn({ err: e.message }, 'parser worker died; retrying its messages one by one');
+    this.slots[i] = this.spawn();
+    for (const job of lost) {
+      Promise.all(job.items.map((m) => this.retry(m))).then((rs) => job.resolve(rs.flat()));
+    }
+  }
+
+  private quarantine: Slot | null = null;
+  private retries: Promise<unknown> = Promise.resolve();
+
+  /** Re-parse one message alone in a dedicated worker, one at a time, so a crash names its culprit. */
+  private retry(m: RawMessage): Promise<ParseResult[]> {
+    const run = this.retries.then(() => {
+      if (!this.quarantine) this.quarantine = this.spawn();
+      return this.send(this.quarantine, [m]);
     });
-    w.on('error', (e) => {
-      failure = e;
-      for (const p of inflight.values()) p.reject(e);
-      inflight.clear();
+    this.retries = run.catch(() => undefined);
+    return run;
+  }
+
+  submit(items: RawMessage[]): Promise<ParseResult[]> {
+    let slot = this.slots[0];
+    for (const s of this.slots) if (s.queue.length < slot.queue.length) slot = s;
+    return this.send(slot, items);
+  }
+
+  private send(slot: Slot, items: RawMessage[]): Promise<ParseResult[]> {
+    return new Promise((resolve) => {
+      slot.queue.push({ items, resolve });
+      const transfer: ArrayBuffer[] = [];
+      const payload = items.map((m) => {
+        const u = new Uint8Array(m.raw.length);
+        u.set(m.raw);
+        transfer.push(u.buffer);
+        return { raw: u, ref: m.ref };
+      });
+      slot.worker.postMessage({ items: payload }, transfer);
     });
-  });
-  let nextId = 0;
-  let nextOut = 0;
-  const send = (items: RawMessage[]) => {
-    const id = nextId++;
-    let wi = 0;
-    for (let i = 1; i < n; i++) if (load[i] < load[wi]) wi = i;
-    load[wi]++;
-    const transfer: ArrayBuffer[] = [];
-    const payload = items.map((m) => {
-      const u = new Uint8Array(m.raw.length);
-      u.set(m.raw);
-      transfer.push(u.buffer);
-      return { raw: u, ref: m.ref };
-    });
-    results.set(
-      id,
-      new Promise<ParseResult[]>((resolve, reject) => {
-        inflight.set(id, { resolve, reject });
-      }),
-    );
-    workers[wi].postMessage({ id, items: payload }, transfer);
-  };
-  try {
+  }
+
+  async *run(src: AsyncIterable<RawMessage>): AsyncGenerator<ParseResult> {
+    const pending: Array<Promise<ParseResult[]>> = [];
+    const limit = this.slots.length * 2; // two jobs per worker in flight: busy cores, bounded memory
     let batch: RawMessage[] = [];
     let bytes = 0;
     for await (const m of src) {
-      if (failure) throw failure;
       batch.push(m);
       bytes += m.raw.length;
       if (batch.length >= BATCH_MESSAGES || bytes >= BATCH_BYTES) {
-        send(batch);
+        pending.push(this.submit(batch));
         batch = [];
         bytes = 0;
-        // Keep at most two jobs per worker in flight: bounded memory, busy cores.
-        while (nextId - nextOut >= n * 2) {
-          for (const r of await results.get(nextOut)!) yield r;
-          results.delete(nextOut++);
-        }
+        while (pending.length >= limit) for (const r of await pending.shift()!) yield r;
       }
     }
-    if (batch.length) send(batch);
-    while (nextOut < nextId) {
-      for (const r of await results.get(nextOut)!) yield r;
-      results.delete(nextOut++);
-    }
-  } finally {
-    await Promise.all(workers.map((w) => w.terminate()));
+    if (batch.length) pending.push(this.submit(batch));
+    while (pending.length) for (const r of await pending.shift()!) yield r;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.slots, ...(this.quarantine ? [this.quarantine] : [])].map((s) => s.worker.terminate()));
   }
 }

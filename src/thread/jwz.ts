@@ -44,6 +44,9 @@ export interface ThreadSkeletonOut {
   messages: ThreadedMessage[];
 }
 
+/** Never added to: containers swap it for their own Set on their first child. */
+const NO_CHILDREN: Set<Container> = new Set();
+
 /** What a container keeps of its message after `add`: only what ordering and output need. */
 interface Kept {
   date: string | null;
@@ -54,7 +57,7 @@ interface Container {
   id: string;
   rec: Kept | null;
   parent: Container | null;
-  /** Insertion-ordered; a Set so that re-parenting is O(1). */
+  /** Insertion-ordered; a Set so that re-parenting is O(1). Shared empty set until the first child (most containers are leaves). */
   children: Set<Container>;
 }
 
@@ -88,7 +91,7 @@ export class Threader {
   private get(id: string): Container {
     let c = this.byId.get(id);
     if (!c) {
-      c = { id, rec: null, parent: null, children: new Set() };
+      c = { id, rec: null, parent: null, children: NO_CHILDREN };
       this.byId.set(id, c);
     }
     return c;
@@ -103,7 +106,10 @@ export class Threader {
   private static link(child: Container, parent: Container | null): void {
     if (child.parent) child.parent.children.delete(child);
     child.parent = parent;
-    if (parent) parent.children.add(child);
+    if (parent) {
+      if (parent.children === NO_CHILDREN) parent.children = new Set();
+      parent.children.add(child);
+    }
   }
 
   /** Number of records ignored because their Message-ID was already seen. */

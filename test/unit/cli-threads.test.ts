@@ -1,6 +1,6 @@
 // `patchvet threads` end to end on the real reference thread, in-process (the parse pool
 // falls back to in-process parsing under jest) and through bin/patchvet (worker threads).
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { readFileSync } from 'node:fs';
@@ -117,4 +117,22 @@ test('bin/patchvet (compiled, worker threads) gives the same JSON as in-process'
   const viaBin = execFileSync(join(process.cwd(), 'bin/patchvet'), ['threads', REF, '--format', 'json'], { encoding: 'utf8' });
   const inProc = await run(['threads', REF, '--format', 'json']);
   expect(JSON.parse(viaBin)).toEqual(JSON.parse(inProc.out));
+});
+
+test('a parser worker that dies costs only the message that killed it', () => {
+  // The marker sits in the maintainer's review (the 2nd mail): the worker crashes on it, the pool
+  // retries the batch one message at a time in fresh workers, and reports just that one mail.
+  const res = spawnSync(join(process.cwd(), 'bin/patchvet'), ['threads', REF, '--format', 'json'], {
+    encoding: 'utf8',
+    env: { ...process.env, PATCHVET_TEST_WORKER_CRASH_MARKER: 'X-Rspamd-Queue-Id: 4024D31D9C6' },
+  });
+  expect(res.status).toBe(0);
+  const doc = JSON.parse(res.stdout);
+  expect(doc.errors).toHaveLength(1);
+  expect(doc.errors[0].source).toMatch(/xen-fpu-reset-v2-1of9\.mbox:\d+$/);
+  expect(doc.errors[0].message).toMatch(/crashed/);
+  const ids = doc.threads.flatMap((t: any) => t.messages.filter((m: any) => !m.ghost).map((m: any) => m.messageId));
+  expect(ids).toContain('<20260324181937.2465574-2-ross.lagerwall@citrix.com>');
+  expect(ids).not.toContain('<0471e754-9ea7-4fb5-b573-b770713b2f53@citrix.com>');
+  expect(ids).toHaveLength(2);
 });
