@@ -593,6 +593,9 @@ export function functionName(fn: string | null | undefined): string | null {
   if (!fn) return null;
   const m = /([A-Za-z_][A-Za-z0-9_]*)\s*\(/.exec(fn);
   if (m) return m[1]!;
+  // "struct vcpu" (a struct/union/enum body) keeps its keyword: "vcpu" alone would read as a function.
+  const tagged = /^(struct|union|enum)\s+([A-Za-z_]\w*)/.exec(fn.trim());
+  if (tagged) return `${tagged[1]} ${tagged[2]}`;
   const w = fn.trim().split(/\s+/).pop();
   return w ? w.replace(/[^A-Za-z0-9_]/g, '') || null : null;
 }

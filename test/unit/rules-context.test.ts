@@ -357,3 +357,12 @@ describe('blocks with the tree', () => {
     expect(ctxOf(r, 'vcpu_reset_fpu', 'add', shifted).blocks).toEqual([]);
   });
 });
+
+describe('functionName', () => {
+  test('a function keeps its identifier, a struct body keeps its tag', async () => {
+    const { functionName } = await import('../../src/rules/context.js');
+    expect(functionName('int arch_vcpu_create(struct vcpu *v)')).toBe('arch_vcpu_create');
+    expect(functionName('struct vcpu')).toBe('struct vcpu');
+    expect(functionName(null)).toBeNull();
+  });
+});
