@@ -149,20 +149,23 @@ const KEEP_HEADER = /^(from|to|cc|subject|date|message-id|in-reply-to|references
  */
 export function trimHeaders(raw: Buffer, headerEnd: number): Buffer {
   const head = raw.subarray(0, headerEnd).toString('latin1');
-  const kept: string[] = [];
+  let kept = '';
   let keep = false;
-  for (const line of head.split(/(?<=\n)/)) {
-    if (line === '\n' || line === '\r\n') continue;
-    if (/^[ \t]/.test(line)) {
-      if (keep) kept.push(line);
-      continue;
+  for (let i = 0; i < head.length; ) {
+    let j = head.indexOf('\n', i);
+    j = j < 0 ? head.length : j + 1;
+    const c = head.charCodeAt(i);
+    if (c === 0x20 || c === 0x09) {
+      if (keep) kept += head.slice(i, j);
+    } else if (c !== 0x0a && c !== 0x0d) {
+      const colon = head.indexOf(':', i);
+      keep = colon > i && colon < j && KEEP_HEADER.test(head.slice(i, colon).trim());
+      if (keep) kept += head.slice(i, j);
     }
-    const colon = line.indexOf(':');
-    keep = colon > 0 && KEEP_HEADER.test(line.slice(0, colon).trim());
-    if (keep) kept.push(line);
+    i = j;
   }
   const eol = head.endsWith('\r\n\r\n') ? '\r\n' : '\n';
-  return Buffer.concat([Buffer.from(kept.join('') + eol, 'latin1'), raw.subarray(headerEnd)]);
+  return Buffer.concat([Buffer.from(kept + eol, 'latin1'), raw.subarray(headerEnd)]);
 }
 
 /** Offset of the empty line that ends the header block (index of the body's first byte), or -1. */

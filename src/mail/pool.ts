@@ -29,7 +29,7 @@ export interface PoolOptions {
 const BATCH_MESSAGES = 32;
 const BATCH_BYTES = 512 * 1024;
 /** Heap limits per worker: RSS stays bounded whatever the archive; a mail too big for it is skipped. */
-const WORKER_LIMITS = { maxYoungGenerationSizeMb: 8, maxOldGenerationSizeMb: 128 };
+const WORKER_LIMITS = { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 64 };
 
 function workerUrl(): URL | null {
   const url = new URL('./worker.js', import.meta.url);
