@@ -1,0 +1,22 @@
+// Poll intervals as users write them in patchvet.yml: "60s", "5m", "1h", "500ms", or a number of seconds.
+
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/**
+ * Milliseconds for an interval setting. A bare number (or numeric string) counts seconds, as in
+ * `every: 60`. Throws on anything else, and on zero or negative values (a source polling in a busy
+ * loop would hammer the archive).
+ */
+export function parseInterval(value: string | number | undefined, fallbackMs: number): number {
+  if (value === undefined) return fallbackMs;
+  let ms: number;
+  if (typeof value === 'number') {
+    ms = value * 1000;
+  } else {
+    const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/i.exec(value);
+    if (!m) throw new Error(`bad interval "${value}": write e.g. "60s", "5m", "1h", "500ms" or a number of seconds`);
+    ms = Number(m[1]) * UNIT_MS[(m[2] ?? 's').toLowerCase()];
+  }
+  if (!Number.isFinite(ms) || ms <= 0) throw new Error(`bad interval "${value}": it must be greater than zero`);
+  return Math.round(ms) || 1;
+}
