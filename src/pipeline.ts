@@ -38,42 +38,6 @@ export interface LoadOptions {
   onProgress?: (messages: number) => void;
 }
 
-const NO_DIFF = { files: [], damage: [] };
-
-/**
- * What series grouping needs of a patch or cover letter, nothing more; other mail keeps no
- * record in memory at all (threading keeps its own minimal containers).
- */
-function seriesCandidate(r: MessageRecord): MessageRecord | null {
-  const ps = r.parsedSubject;
-  if (ps.reply || !(ps.series || r.kind === 'patch' || r.kind === 'cover')) return null;
-  return {
-    messageId: r.messageId,
-    ref: r.ref,
-    inReplyTo: r.inReplyTo,
-    references: [],
-    from: r.from,
-    author: r.author,
-    date: r.date,
-    subject: r.subject,
-    parsedSubject: ps,
-    kind: r.kind,
-    listIds: [],
-    to: [],
-    cc: [],
-    commitMessage: null,
-    diff: r.diff ? NO_DIFF : null,
-    files: [],
-    diffstat: r.diffstat,
-    trailers: [],
-    blocks: [],
-    whitespaceDamaged: false,
-    damage: [],
-    automated: r.automated,
-    warnings: [],
-  };
-}
-
 export async function loadCorpus(inputs: string[], opts: LoadOptions = {}): Promise<Corpus> {
   const errors: InputError[] = [];
   const onError = (e: InputError) => {
@@ -94,7 +58,7 @@ export async function loadCorpus(inputs: string[], opts: LoadOptions = {}): Prom
         onError(res.error);
         continue;
       }
-      const r = res.record;
+      const r = res.light;
       stats.messages++;
       opts.onProgress?.(stats.messages);
       if (index.has(r.messageId)) {
@@ -103,10 +67,9 @@ export async function loadCorpus(inputs: string[], opts: LoadOptions = {}): Prom
         continue;
       }
       if (r.kind === 'patch') stats.patches++;
-      index.set(r.messageId, spool.append(r));
+      index.set(r.messageId, spool.appendJson(res.json));
       threader.add(r);
-      const c = seriesCandidate(r);
-      if (c) candidates.push(c);
+      if (r.candidate) candidates.push(r.candidate);
     }
   } catch (e) {
     spool.close();

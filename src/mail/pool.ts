@@ -11,11 +11,76 @@ import type { InputError, MessageRecord, RawMessage } from '../model.js';
 import { recordFromRaw } from './record.js';
 import { log } from '../log.js';
 
-export type ParseResult = { ok: true; record: MessageRecord } | { ok: false; error: InputError };
+/** What the main thread keeps of a record while reading: threading keys and, for patch/cover candidates, a slim record for series grouping. */
+export interface LightRecord {
+  messageId: string;
+  inReplyTo: string | null;
+  references: string[];
+  date: string | null;
+  subject: string;
+  kind: MessageRecord['kind'];
+  /** Slim record for series grouping, or null for mail that can't be part of a series. */
+  candidate: MessageRecord | null;
+}
+
+/**
+ * A parsed message: the full record as JSON text (made where it was parsed, so the main thread
+ * only appends it to the spool) and its light part.
+ */
+export type ParseResult = { ok: true; json: string; light: LightRecord } | { ok: false; error: InputError };
+
+const NO_DIFF = { files: [], damage: [] };
+
+/** What series grouping needs of a patch or cover letter; null for other mail. */
+export function seriesCandidate(r: MessageRecord): MessageRecord | null {
+  const ps = r.parsedSubject;
+  if (ps.reply || !(ps.series || r.kind === 'patch' || r.kind === 'cover')) return null;
+  return {
+    messageId: r.messageId,
+    ref: r.ref,
+    inReplyTo: r.inReplyTo,
+    references: [],
+    from: r.from,
+    author: r.author,
+    date: r.date,
+    subject: '',
+    parsedSubject: ps,
+    kind: r.kind,
+    listIds: [],
+    to: [],
+    cc: [],
+    commitMessage: null,
+    diff: r.diff ? NO_DIFF : null,
+    files: [],
+    diffstat: r.diffstat,
+    trailers: [],
+    blocks: [],
+    whitespaceDamaged: false,
+    damage: [],
+    automated: r.automated,
+    warnings: [],
+  };
+}
+
+export function toResult(r: MessageRecord): ParseResult {
+  return {
+    ok: true,
+    json: JSON.stringify(r),
+    light: {
+      messageId: r.messageId,
+      inReplyTo: r.inReplyTo,
+      references: r.references,
+      date: r.date,
+      subject: r.subject,
+      kind: r.kind,
+      candidate: seriesCandidate(r),
+    },
+  };
+}
 
 export async function parseOne(msg: RawMessage): Promise<ParseResult> {
   try {
-    return { ok: true, record: await recordFromRaw(msg) };
+    return toResult(await recordFromRaw(msg));
   } catch (e) {
     return { ok: false, error: { source: msg.ref.source, message: `skipped: ${(e as Error).message}` } };
   }
@@ -29,7 +94,7 @@ export interface PoolOptions {
 const BATCH_MESSAGES = 32;
 const BATCH_BYTES = 512 * 1024;
 /** Heap limits per worker: RSS stays bounded whatever the archive; a mail too big for it is skipped. */
-const WORKER_LIMITS = { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 64 };
+const WORKER_LIMITS = { maxOldGenerationSizeMb: 96 };
 
 function workerUrl(): URL | null {
   const url = new URL('./worker.js', import.meta.url);

@@ -23,7 +23,12 @@ export class Spool<T> {
   }
 
   append(value: T): SpoolHandle {
-    const buf = Buffer.from(JSON.stringify(value) + '\n', 'utf8');
+    return this.appendJson(JSON.stringify(value));
+  }
+
+  /** Append a value already serialised (e.g. by the worker that made it). */
+  appendJson(json: string): SpoolHandle {
+    const buf = Buffer.from(json + '\n', 'utf8');
     const h = { offset: this.size, length: buf.length - 1 };
     this.size += buf.length;
     this.pending.push(buf);

@@ -26,7 +26,8 @@
 // the loop check, which walks up the ancestors of a candidate parent (thread depth).
 import type { MessageRecord } from '../model.js';
 
-export type ThreadInput = Pick<MessageRecord, 'messageId' | 'inReplyTo' | 'references' | 'date' | 'subject' | 'parsedSubject'>;
+/** What threading reads of a message (parsedSubject is accepted for callers' convenience, never used: no subject merging). */
+export type ThreadInput = Pick<MessageRecord, 'messageId' | 'inReplyTo' | 'references' | 'date' | 'subject'> & Partial<Pick<MessageRecord, 'parsedSubject'>>;
 
 export interface ThreadedMessage {
   messageId: string;
