@@ -3,13 +3,13 @@
 // public-inbox-init / public-inbox-mda.
 import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { homedir, tmpdir } from 'node:os';
 import { delimiter, join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import type { RawMessage } from '../../src/model.js';
 import { readInputs } from '../../src/sources/index.js';
-import { parseInterval } from '../../src/serve/sources/interval.js';
+import { expandHome, parseInterval } from '../../src/serve/sources/options.js';
 import { PublicInboxSource, type PublicInboxSourceOptions } from '../../src/serve/sources/public-inbox.js';
 import type { SourceBatch } from '../../src/serve/types.js';
 import { TestInboxV1, TestInboxV2, createRealInbox, mailMeta, requirePublicInboxTools, v1Path } from '../helpers/public-inbox.js';
@@ -116,7 +116,7 @@ async function waitFor(cond: () => boolean, what: string, ms = 10_000): Promise<
   }
 }
 
-describe('parseInterval', () => {
+describe('source options', () => {
   test('units, bare numbers as seconds, and rejects', () => {
     expect(parseInterval('60s', 1)).toBe(60_000);
     expect(parseInterval('5m', 1)).toBe(300_000);
@@ -129,6 +129,12 @@ describe('parseInterval', () => {
     expect(() => parseInterval('soon', 1)).toThrow(/bad interval "soon"/);
     expect(() => parseInterval('0s', 1)).toThrow(/greater than zero/);
     expect(() => parseInterval(-1, 1)).toThrow(/greater than zero/);
+  });
+
+  test('expandHome', () => {
+    expect(expandHome('~/Maildir/xen-devel')).toBe(join(homedir(), 'Maildir/xen-devel'));
+    expect(expandHome('/srv/inbox/xen-devel')).toBe('/srv/inbox/xen-devel');
+    expect(expandHome('a/~/b')).toBe('a/~/b');
   });
 });
 

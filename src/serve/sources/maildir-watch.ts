@@ -23,9 +23,8 @@ import { log as rootLog } from '../../log.js';
 import type { RawMessage } from '../../model.js';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../../sources/mbox.js';
 import type { LiveSource, SourceHealth } from '../types.js';
-import { parseInterval } from './interval.js';
+import { expandHome, parseInterval, type StartAt } from './options.js';
 import { PollLoop } from './poll-loop.js';
-import { expandHome, type StartAt } from './public-inbox.js';
 
 export interface MaildirWatchOptions {
   /** The maildir (holding new/, cur/, tmp/). "~/" is expanded. */

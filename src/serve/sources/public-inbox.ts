@@ -22,7 +22,6 @@
 // already has (keyed by Message-ID), so nothing is processed twice; only rewrites of the epoch the
 // position is in are noticed (finished epochs are not watched: a purge there only removes mail).
 import { readdir, stat } from 'node:fs/promises';
-import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { log as rootLog } from '../../log.js';
@@ -30,10 +29,10 @@ import type { RawMessage } from '../../model.js';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../../sources/mbox.js';
 import type { LiveSource, SourceBatch, SourceHealth } from '../types.js';
 import { AbortedError, CatFile, git, gitLines } from './git.js';
-import { parseInterval } from './interval.js';
+import { expandHome, parseInterval, type StartAt } from './options.js';
 import { PollLoop } from './poll-loop.js';
 
-export type StartAt = 'beginning' | 'now';
+export type { StartAt } from './options.js';
 
 export interface PublicInboxSourceOptions {
   /** The inbox directory (v2: the one holding git/; v1: the bare repository). "~/" is expanded. */
@@ -64,12 +63,6 @@ const REF = 'refs/heads/master';
 const SHA = /^[0-9a-f]{40}([0-9a-f]{24})?$/;
 /** v1 message paths: SHA-1 of the Message-ID split 2/38. */
 const V1_PATH = /^[0-9a-f]{2}\/[0-9a-f]{38}$/;
-
-export function expandHome(path: string): string {
-  if (path === '~') return homedir();
-  if (path.startsWith('~/')) return join(homedir(), path.slice(2));
-  return path;
-}
 
 async function isDir(path: string): Promise<boolean> {
   try {

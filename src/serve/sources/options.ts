@@ -1,4 +1,18 @@
-// Poll intervals as users write them in patchvet.yml: "60s", "5m", "1h", "500ms", or a number of seconds.
+// Option values shared by the live sources, as users write them in patchvet.yml.
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+
+/** Where a source starts when no position is stored: the whole archive/folder, or only mail arriving from now on. */
+export type StartAt = 'beginning' | 'now';
+
+/** "~" and "~/..." as the user's home folder (patchvet.yml says `path: ~/Maildir/xen-devel`). */
+export function expandHome(path: string): string {
+  if (path === '~') return homedir();
+  if (path.startsWith('~/')) return join(homedir(), path.slice(2));
+  return path;
+}
+
+// Poll intervals: "60s", "5m", "1h", "500ms", or a number of seconds.
 
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
