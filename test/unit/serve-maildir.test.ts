@@ -124,6 +124,13 @@ describe('maildir names', () => {
 });
 
 describe('MaildirWatchSource', () => {
+  test('bad option values from patchvet.yml are refused at construction', () => {
+    expect(() => new MaildirWatchSource({ path: '/x', markSeen: 'false' as never })).toThrow(/bad markSeen "false": write true or false/);
+    expect(() => new MaildirWatchSource({ path: '/x', start: 'all' as never })).toThrow(/bad start "all"/);
+    expect(() => new MaildirWatchSource({ path: '/x', batchSize: 2.5 })).toThrow(/bad batchSize/);
+    expect(() => new MaildirWatchSource({ path: '/x', mtimeSlackMs: -1 })).toThrow(/mtimeSlackMs/);
+  });
+
   test('delivers new/ and cur/ mail, ignores tmp/ and dotfiles, and sees mail dropped later (fs.watch)', async () => {
     const dir = makeMaildir();
     const a = drop(dir, THREAD[0], { mtime: 1774000000 });

@@ -131,6 +131,14 @@ describe('source options', () => {
     expect(() => parseInterval(-1, 1)).toThrow(/greater than zero/);
   });
 
+  test('bad option values from patchvet.yml are refused at construction', () => {
+    expect(() => new PublicInboxSource({ path: '/x', start: 'end' as never })).toThrow(/bad start "end": write start: now/);
+    expect(() => new PublicInboxSource({ path: '/x', batchSize: 0 })).toThrow(/bad batchSize 0/);
+    expect(() => new PublicInboxSource({ path: '/x', every: 'often' })).toThrow(/bad interval "often"/);
+    expect(() => new PublicInboxSource({ path: '' })).toThrow(/path/);
+    expect(new PublicInboxSource({ path: '~/inbox', start: 'now' }).key).toBe(`public-inbox:${join(homedir(), 'inbox')}`);
+  });
+
   test('expandHome', () => {
     expect(expandHome('~/Maildir/xen-devel')).toBe(join(homedir(), 'Maildir/xen-devel'));
     expect(expandHome('/srv/inbox/xen-devel')).toBe('/srv/inbox/xen-devel');

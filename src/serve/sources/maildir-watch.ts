@@ -23,7 +23,7 @@ import { log as rootLog } from '../../log.js';
 import type { RawMessage } from '../../model.js';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../../sources/mbox.js';
 import type { LiveSource, SourceHealth } from '../types.js';
-import { expandHome, parseInterval, type StartAt } from './options.js';
+import { checkCount, checkStart, expandHome, parseInterval, type StartAt } from './options.js';
 import { PollLoop } from './poll-loop.js';
 
 export interface MaildirWatchOptions {
@@ -92,6 +92,13 @@ function parsePosition(from: string): MaildirPosition {
   return { mtimeMs: o.mtimeMs, names: o.names as string[] };
 }
 
+/** markSeen: yes in YAML is true; a string "false" must not turn moving mail on. */
+function checkFlag(name: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined || value === null) return fallback;
+  if (typeof value !== 'boolean') throw new Error(`bad ${name} ${JSON.stringify(value)}: write true or false`);
+  return value;
+}
+
 function errno(err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException | null)?.code;
 }
@@ -121,14 +128,17 @@ export class MaildirWatchSource implements LiveSource {
   private watchers = new Map<string, FSWatcher>();
 
   constructor(opts: MaildirWatchOptions) {
+    if (typeof opts.path !== 'string' || !opts.path) throw new Error('path: the maildir folder is missing');
     this.path = resolve(expandHome(opts.path));
     this.key = `maildir:${this.path}`;
-    this.start = opts.start ?? 'now';
-    this.markSeen = opts.markSeen ?? false;
-    this.batchSize = Math.max(1, opts.batchSize ?? 100);
-    this.maxBytes = opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
-    this.slackMs = Math.max(0, opts.mtimeSlackMs ?? 60_000);
-    this.useWatch = opts.watch ?? true;
+    this.start = checkStart(opts.start, 'now');
+    this.markSeen = checkFlag('markSeen', opts.markSeen, false);
+    this.batchSize = checkCount('batchSize', opts.batchSize, 100);
+    this.maxBytes = checkCount('maxMessageBytes', opts.maxMessageBytes, DEFAULT_MAX_MESSAGE_BYTES);
+    const slack = opts.mtimeSlackMs ?? 60_000;
+    if (typeof slack !== 'number' || !Number.isFinite(slack) || slack < 0) throw new Error(`bad mtimeSlackMs ${JSON.stringify(slack)}`);
+    this.slackMs = slack;
+    this.useWatch = checkFlag('watch', opts.watch, true);
     this.log = (opts.logger ?? rootLog).child({ source: this.key });
     this.loop = new PollLoop({ intervalMs: parseInterval(opts.every, 30_000), failureThreshold: opts.failureThreshold, log: this.log });
   }

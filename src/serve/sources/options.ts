@@ -5,6 +5,22 @@ import { join } from 'node:path';
 /** Where a source starts when no position is stored: the whole archive/folder, or only mail arriving from now on. */
 export type StartAt = 'beginning' | 'now';
 
+/** Checks a `start` option (it comes straight from patchvet.yml): a typo must not mean "read everything". */
+export function checkStart(value: unknown, fallback: StartAt): StartAt {
+  if (value === undefined || value === null) return fallback;
+  if (value === 'beginning' || value === 'now') return value;
+  throw new Error(`bad start ${JSON.stringify(value)}: write start: now (only mail arriving from now on) or start: beginning`);
+}
+
+/** Checks a positive whole-number option such as batchSize. */
+export function checkCount(name: string, value: unknown, fallback: number): number {
+  if (value === undefined || value === null) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
+    throw new Error(`bad ${name} ${JSON.stringify(value)}: it must be a whole number of at least 1`);
+  }
+  return value;
+}
+
 /** "~" and "~/..." as the user's home folder (patchvet.yml says `path: ~/Maildir/xen-devel`). */
 export function expandHome(path: string): string {
   if (path === '~') return homedir();

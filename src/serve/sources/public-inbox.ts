@@ -29,7 +29,7 @@ import type { RawMessage } from '../../model.js';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../../sources/mbox.js';
 import type { LiveSource, SourceBatch, SourceHealth } from '../types.js';
 import { AbortedError, CatFile, git, gitLines } from './git.js';
-import { expandHome, parseInterval, type StartAt } from './options.js';
+import { checkCount, checkStart, expandHome, parseInterval, type StartAt } from './options.js';
 import { PollLoop } from './poll-loop.js';
 
 export type { StartAt } from './options.js';
@@ -143,11 +143,12 @@ export class PublicInboxSource implements LiveSource {
   private acked: Cursor | null = null;
 
   constructor(opts: PublicInboxSourceOptions) {
+    if (typeof opts.path !== 'string' || !opts.path) throw new Error('path: the public-inbox directory is missing');
     this.path = resolve(expandHome(opts.path));
     this.key = `public-inbox:${this.path}`;
-    this.start = opts.start ?? 'now';
-    this.batchSize = Math.max(1, opts.batchSize ?? 100);
-    this.maxBytes = opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    this.start = checkStart(opts.start, 'now');
+    this.batchSize = checkCount('batchSize', opts.batchSize, 100);
+    this.maxBytes = checkCount('maxMessageBytes', opts.maxMessageBytes, DEFAULT_MAX_MESSAGE_BYTES);
     this.log = (opts.logger ?? rootLog).child({ source: this.key });
     this.loop = new PollLoop({
       intervalMs: parseInterval(opts.every, 60_000),
