@@ -2,6 +2,7 @@
 // progress go to stderr. Exit: 0 ran, 1 finding at/above --fail-on, 2 usage/unreadable input.
 import { Command, CommanderError, Option } from 'commander';
 import { once } from 'node:events';
+import { existsSync } from 'node:fs';
 import type { Writable } from 'node:stream';
 import { loadCorpus, type Corpus } from './pipeline.js';
 import { InputOpenError } from './sources/index.js';
@@ -210,13 +211,67 @@ export function buildProgram(io: Io, result: { code: number }): Command {
 
   program
     .command('serve')
-    .description('follow lists and answer them (not built yet)')
-    .option('--config <file>', 'patchvet.yml', 'patchvet.yml')
-    .action(() => {
-      throw new UsageError('`patchvet serve` is not built yet in this version; use `patchvet review` on an mbox meanwhile.');
+    .description('follow mailing lists, review each new patch once, and answer it (see patchvet.yml in the README)')
+    .option('--config <file>', 'the serve configuration', 'patchvet.yml')
+    .option('--once', 'read every source once, process, deliver, and exit (for cron and tests)')
+    .action(async (opts: { config: string; once?: boolean }) => {
+      result.code = await serveCommand(opts);
+    });
+
+  program
+    .command('stats')
+    .description("per-rule findings, posts, disputes and precision from serve's store")
+    .option('--config <file>', 'the serve configuration naming the store (default: patchvet.yml when present)')
+    .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
+    .action(async (opts: { config?: string; format: 'text' | 'json' }) => {
+      result.code = await statsCommand(opts, io);
     });
 
   return program;
+}
+
+/** Load the serve config, turning its problems into a usage error (exit 2) that names the key. */
+async function serveConfig(file: string | undefined): Promise<import('./serve/config.js').ServeConfig> {
+  const { loadConfig, buildConfig, ConfigError } = await import('./serve/config.js');
+  try {
+    if (file !== undefined) return loadConfig(file);
+    return existsSync('patchvet.yml') ? loadConfig('patchvet.yml') : buildConfig({}, { file: null });
+  } catch (e) {
+    if (e instanceof ConfigError) throw new UsageError(e.message);
+    throw e;
+  }
+}
+
+async function serveCommand(opts: { config: string; once?: boolean }): Promise<number> {
+  const config = await serveConfig(opts.config);
+  const { runServe } = await import('./serve/service.js');
+  const { ConfigError } = await import('./serve/config.js');
+  // A service logs what it does; keep the quieter default of the other commands unless asked.
+  if (!process.env.PATCHVET_LOG_LEVEL && !process.env.LOG_LEVEL) log.level = 'info';
+  try {
+    return await runServe({ config, once: opts.once });
+  } catch (e) {
+    if (e instanceof ConfigError) throw new UsageError(e.message);
+    throw e;
+  }
+}
+
+async function statsCommand(opts: { config?: string; format: 'text' | 'json' }, io: Io): Promise<number> {
+  const config = await serveConfig(opts.config);
+  const { collectStats, statsJson, statsText, storeExists } = await import('./serve/stats.js');
+  const { redactUrl } = await import('./serve/config.js');
+  if (!storeExists(config.store)) {
+    throw new UsageError(`no store at ${redactUrl(config.store)}: run \`patchvet serve\` first, or point --config at its patchvet.yml`);
+  }
+  const { openStore } = await import('./store/store.js');
+  const store = await openStore(config.store);
+  try {
+    const report = await collectStats(store, config.store);
+    await new Out(io.stdout).write(opts.format === 'json' ? statsJson(report) : statsText(report));
+    return 0;
+  } finally {
+    await store.close();
+  }
 }
 
 function parseCount(v: string): number {

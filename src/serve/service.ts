@@ -1,0 +1,845 @@
+// `patchvet serve`: follow the configured sources, review each new patch once, and answer it
+// (or write the answer to the outbox) once, surviving kill -9 at any moment.
+//
+//   sources --deliver(batch)--> intake: parse, then ONE transaction: putMessage each + setPosition
+//   processing loop: pendingMessages -> per message ONE transaction:
+//       markProcessed (false: someone else did it) + putFindings + enqueueReply + markFindingPosted
+//       (+ recordDispute for feedback on our replies, + markSent when our own reply comes back)
+//   delivery loop: claimReplies under a lease -> outbox file / SMTP -> markSent / markFailed(retryAt)
+//
+// Why it is exactly-once: see src/store/store.ts (top). Reviews are deterministic and are done
+// before the transaction opens (reads and CPU only); the transaction only writes, so it is short.
+import { createHash, randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Logger } from 'pino';
+import { log as rootLog } from '../log.js';
+import type { Finding, MessageRecord, Thread } from '../model.js';
+import { recordFromRaw } from '../mail/record.js';
+import { reviewRecord } from '../review/review.js';
+import { defaultRulesDir, formatLoadErrors, loadPacks } from '../rules/load.js';
+import type { KnowledgeBase, RuleSpec } from '../rules/types.js';
+import { composeReply, replyToEml } from '../sinks/email.js';
+import { openStore, type DisputeInput, type OutboxItem, type ReplyInput, type Store } from '../store/store.js';
+import { assembleThread } from '../thread/assemble.js';
+import { buildThreads } from '../thread/jwz.js';
+import { ConfigError, redactUrl, type ListConfig, type ServeConfig, type SourceConfig } from './config.js';
+import { startHttp, type HealthReport, type HttpHandle, type MetricFamily } from './http.js';
+import { Delivery, type DeliveryEvent, type SendTransport } from './outbox.js';
+import {
+  decide,
+  envelope,
+  feedbackOf,
+  ignoredRules,
+  lineageKey,
+  matchList,
+  rulesMentioned,
+  selectFindings,
+  spotsOf,
+  versionOf,
+  type ReplyDecision,
+  type Spot,
+} from './policy.js';
+import type { LiveSource, SourceBatch } from './types.js';
+
+// ---------------------------------------------------------------- sources from config
+
+/** A live source that can be asked to poll at once (public-inbox, maildir): used by --once. */
+interface Pollable {
+  pollNow(): Promise<void>;
+}
+
+function isPollable(s: LiveSource): s is LiveSource & Pollable {
+  return typeof (s as Partial<Pollable>).pollNow === 'function';
+}
+
+/** Build the configured live sources. Their options are the config entries' keys. */
+export async function createSources(sources: readonly SourceConfig[], logger: Logger = rootLog): Promise<LiveSource[]> {
+  const out: LiveSource[] = [];
+  for (const [i, s] of sources.entries()) {
+    try {
+      out.push(await createSource(s, logger));
+    } catch (e) {
+      if (e instanceof ConfigError) throw e;
+      throw new ConfigError(null, [`sources[${i}] (${s.type}): ${(e as Error).message}`]);
+    }
+  }
+  const keys = new Set<string>();
+  for (const s of out) {
+    if (keys.has(s.key)) throw new ConfigError(null, [`sources: ${s.key} is listed twice: keep one entry`]);
+    keys.add(s.key);
+  }
+  return out;
+}
+
+/** Import a source module that another part of the tree provides (a missing one is a config error). */
+async function sourceModule(file: string, type: string): Promise<Record<string, unknown>> {
+  try {
+    return (await import(/* webpackIgnore: true */ `./sources/${file}`)) as Record<string, unknown>;
+  } catch (e) {
+    throw new ConfigError(null, [`sources: type ${type} is not available in this build (${(e as Error).message})`]);
+  }
+}
+
+type SourceCtor = new (opts: Record<string, unknown>) => LiveSource;
+
+async function createSource(s: SourceConfig, logger: Logger): Promise<LiveSource> {
+  const { type: _type, everySeconds, ...rest } = s as SourceConfig & { everySeconds?: number };
+  void _type;
+  switch (s.type) {
+    case 'public-inbox': {
+      const { PublicInboxSource } = await import('./sources/public-inbox.js');
+      return new PublicInboxSource({ ...rest, path: s.path, every: `${everySeconds ?? 60}s`, logger } as never);
+    }
+    case 'imap': {
+      const { ImapSource } = await import('./sources/imap.js');
+      const pollMs = everySeconds !== undefined ? everySeconds * 1000 : undefined;
+      return new ImapSource({ ...rest, url: s.url, password: s.password, ...(pollMs ? { pollMs } : {}), logger } as never);
+    }
+    case 'maildir': {
+      const mod = await sourceModule('maildir-watch.js', 'maildir');
+      const Ctor = (mod.MaildirWatchSource ?? mod.MaildirSource) as SourceCtor | undefined;
+      if (!Ctor) throw new ConfigError(null, ['sources: type maildir is not available in this build']);
+      return new Ctor({ ...rest, path: s.path, every: `${everySeconds ?? 60}s`, logger });
+    }
+    case 'lmtp': {
+      const mod = await sourceModule('lmtp.js', 'lmtp');
+      const Ctor = mod.LmtpSource as SourceCtor | undefined;
+      if (!Ctor) throw new ConfigError(null, ['sources: type lmtp is not available in this build']);
+      return new Ctor({ ...rest, listen: s.listen, host: s.host, port: s.port, logger });
+    }
+  }
+}
+
+// ---------------------------------------------------------------- helpers
+
+/** `p`'s value, or undefined when it takes longer than `ms` (the timer never outlives the wait). */
+async function within<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+  const ac = new AbortController();
+  try {
+    return await Promise.race([p, sleep(ms, undefined, { signal: ac.signal }).catch(() => undefined)]);
+  } finally {
+    ac.abort();
+  }
+}
+
+/** Ask a source to poll once and wait for that poll (retrying while the source is still starting up). */
+async function pollOnce(s: LiveSource & Pollable, deadline: number, cancelled: () => boolean): Promise<void> {
+  while (!cancelled() && Date.now() < deadline) {
+    let accepted = true;
+    const p = s.pollNow().catch(() => {
+      accepted = false; // not running yet
+    });
+    await within(p, Math.max(0, deadline - Date.now()));
+    if (accepted) return;
+    await sleep(20);
+  }
+}
+
+/** A Message-ID for naming a message we could not parse (best effort, never throws). */
+function sniffMessageId(raw: Buffer): string | null {
+  const head = raw.subarray(0, 64 * 1024).toString('latin1');
+  const m = /^message-id:[ \t]*(<[^<>\r\n]{1,250}>)/im.exec(head);
+  return m ? m[1]! : null;
+}
+
+/** Nearest ancestor patch (with a diff) of a thread message: the patch its comments are about. */
+function anchorPatchOf(thread: Thread, id: string): string | null {
+  const byId = new Map(thread.messages.map((m) => [m.messageId, m]));
+  const seen = new Set<string>();
+  let p = byId.get(id)?.parent ? byId.get(byId.get(id)!.parent!) : undefined;
+  while (p && !seen.has(p.messageId)) {
+    seen.add(p.messageId);
+    if (p.record && p.record.kind === 'patch' && p.record.diff) return p.messageId;
+    p = p.parent ? byId.get(p.parent) : undefined;
+  }
+  return null;
+}
+
+/** The assembled thread holding `id`, from the records the store has around it. */
+function threadOf(id: string, records: readonly MessageRecord[]): Thread | null {
+  const { threads } = buildThreads(records);
+  const skel = threads.find((t) => t.messages.some((m) => m.messageId === id));
+  if (!skel) return null;
+  const byId = new Map(records.map((r) => [r.messageId, r]));
+  return assembleThread(skel, (x) => byId.get(x));
+}
+
+class ReviewError extends Error {}
+
+interface Lineage {
+  /** Message-ID of the first version seen: posted findings are scoped to "series:<first>". */
+  first: string;
+  versions: Array<{ id: string; version: number }>;
+}
+
+const LINEAGE_KEY = (k: string) => `patchvet:lineage:${createHash('sha256').update(k).digest('hex').slice(0, 32)}`;
+
+// ---------------------------------------------------------------- the service
+
+export interface ServiceOptions {
+  config: ServeConfig;
+  /** Default: built from config.sources. */
+  sources?: LiveSource[];
+  /** Default: openStore(config.store). A store given here is closed by stop() too. */
+  store?: Store;
+  /** SMTP transport (default: nodemailer from delivery.email.smtp). */
+  transport?: SendTransport;
+  /** Default: the rule packs named by the config. */
+  rules?: { rules: RuleSpec[]; kb: KnowledgeBase };
+  logger?: Logger;
+  now?: () => Date;
+}
+
+export interface ProcessResult {
+  messageId: string;
+  decision: ReplyDecision;
+  findings: number;
+  replied: boolean;
+  /** Another instance (or an earlier run) processed it first. */
+  skipped?: boolean;
+}
+
+const MAX_REVIEW_FAILURES = 3;
+
+export class Service {
+  readonly store: Store;
+  readonly sources: LiveSource[];
+  readonly config: ServeConfig;
+  readonly log: Logger;
+  private readonly rules: RuleSpec[];
+  private readonly kb: KnowledgeBase;
+  private readonly rulesByList = new Map<string, RuleSpec[]>();
+  private readonly delivery: Delivery;
+  private readonly now: () => Date;
+  private readonly worker = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+
+  private stopping = false;
+  private readonly abort = new AbortController();
+  private http: HttpHandle | null = null;
+  private loops: Array<Promise<void>> = [];
+  private runs = new Map<string, Promise<void>>();
+  private wakeProcessing: (() => void) | null = null;
+  private wakeDelivery: (() => void) | null = null;
+  private reviewFailures = new Map<string, number>();
+  private lastDelivery = new Map<string, number>();
+  private loopFailure: string | null = null;
+
+  // metrics (this process)
+  private messagesTotal = 0;
+  private readonly findingsTotal = new Map<string, number>();
+  private readonly repliesTotal = new Map<string, number>();
+  private readonly errorsTotal = new Map<string, number>();
+
+  private constructor(o: ServiceOptions & { store: Store; sources: LiveSource[]; rules: { rules: RuleSpec[]; kb: KnowledgeBase } }) {
+    this.config = o.config;
+    this.store = o.store;
+    this.sources = o.sources;
+    this.log = (o.logger ?? rootLog).child({ component: 'serve' });
+    this.rules = o.rules.rules;
+    this.kb = o.rules.kb;
+    this.now = o.now ?? (() => new Date());
+    const packs = new Set(this.rules.map((r) => r.id.split('/')[0]!));
+    const problems: string[] = [];
+    o.config.lists.forEach((l, i) => {
+      const unknown = (l.rules ?? []).filter((p) => !packs.has(p));
+      if (unknown.length) {
+        problems.push(`lists[${i}].rules: no rule pack named ${unknown.join(', ')}: loaded packs are ${[...packs].sort().join(', ')}`);
+      }
+      this.rulesByList.set(l.address, l.rules ? this.rules.filter((r) => l.rules!.includes(r.id.split('/')[0]!)) : this.rules);
+    });
+    if (problems.length) throw new ConfigError(o.config.file, problems);
+    this.delivery = new Delivery({
+      store: this.store,
+      email: o.config.delivery.email,
+      lists: o.config.lists,
+      worker: this.worker,
+      log: this.log,
+      transport: o.transport,
+      now: this.now,
+      onEvent: (e, item) => this.onDeliveryEvent(e, item),
+    });
+  }
+
+  /** Load rules, open the store, build the sources. Throws ConfigError for what the user must fix. */
+  static async open(o: ServiceOptions): Promise<Service> {
+    let rules = o.rules;
+    if (!rules) {
+      const dirs = [...(o.config.defaultRules ? [defaultRulesDir()] : []), ...o.config.rulesDirs];
+      const packs = loadPacks(dirs);
+      if (packs.errors.length) {
+        throw new ConfigError(o.config.file, [`rule files have errors:\n${formatLoadErrors(packs.errors)}`]);
+      }
+      rules = { rules: packs.rules, kb: packs.kb };
+    }
+    const sources = o.sources ?? (await createSources(o.config.sources, o.logger ?? rootLog));
+    const store = o.store ?? (await openStore(o.config.store));
+    try {
+      return new Service({ ...o, store, sources, rules });
+    } catch (e) {
+      await store.close();
+      throw e;
+    }
+  }
+
+  get httpPort(): number | null {
+    return this.http?.port ?? null;
+  }
+
+  // ------------------------------------------------------------ intake
+
+  /**
+   * Store one batch from a source: parse each message (a bad one is logged with its source and
+   * skipped), then put them all and the new position in ONE transaction. Resolves after COMMIT.
+   */
+  async intake(source: Pick<LiveSource, 'key'>, batch: SourceBatch): Promise<{ stored: number; skipped: number }> {
+    const parsed: Array<{ rec: MessageRecord; raw: Buffer }> = [];
+    let skipped = 0;
+    for (const m of batch.messages) {
+      try {
+        parsed.push({ rec: await recordFromRaw(m), raw: m.raw });
+      } catch (e) {
+        skipped++;
+        this.countError(source.key);
+        const error = (e as Error).message;
+        this.log.error(
+          { source: source.key, ref: m.ref.source, messageId: sniffMessageId(m.raw), bytes: m.raw.length, error },
+          `message skipped: ${error}`,
+        );
+      }
+    }
+    let stored = 0;
+    await this.store.transaction(async (tx) => {
+      for (const { rec, raw } of parsed) {
+        const pos = { key: source.key, position: batch.position ?? rec.ref.source ?? '' };
+        if ((await tx.putMessage(rec, raw, pos)).inserted) stored++;
+      }
+      if (batch.position !== null) await tx.setPosition(source.key, batch.position);
+    });
+    this.messagesTotal += stored;
+    this.lastDelivery.set(source.key, Date.now());
+    if (stored) {
+      this.log.info({ source: source.key, stored, duplicates: parsed.length - stored, skipped }, 'intake: batch stored');
+      this.wakeProcessing?.();
+    }
+    return { stored, skipped };
+  }
+
+  private onSourceError(key: string, e: { source: string; message: string }): void {
+    this.countError(key);
+    this.log.error({ source: key, ref: e.source, error: e.message }, `source: ${e.message}`);
+  }
+
+  private countError(key: string): void {
+    this.errorsTotal.set(key, (this.errorsTotal.get(key) ?? 0) + 1);
+  }
+
+  // ------------------------------------------------------------ processing
+
+  /** Process what is pending (up to `limit` messages). Returns how many were handled. */
+  async processPending(limit = 64): Promise<number> {
+    const pending = await this.store.pendingMessages(limit);
+    let n = 0;
+    for (const rec of pending) {
+      if (this.stopping) break;
+      try {
+        await this.processOne(rec);
+        this.reviewFailures.delete(rec.messageId);
+        n++;
+      } catch (e) {
+        if (!(e instanceof ReviewError)) throw e; // store trouble: the loop backs off and retries
+        this.countError('review');
+        const failures = (this.reviewFailures.get(rec.messageId) ?? 0) + 1;
+        this.reviewFailures.set(rec.messageId, failures);
+        this.log.error({ messageId: rec.messageId, failures, err: e.cause ?? e }, 'processing: review failed');
+        if (failures >= MAX_REVIEW_FAILURES) {
+          // A message the reviewer cannot handle must not block the queue forever.
+          await this.store.markProcessed(rec.messageId);
+          this.reviewFailures.delete(rec.messageId);
+          this.log.error({ messageId: rec.messageId }, 'processing: giving up on this message (left unreviewed)');
+          n++;
+        }
+      }
+    }
+    return n;
+  }
+
+  /** Review and answer one stored message, in one transaction. */
+  async processOne(rec: MessageRecord): Promise<ProcessResult> {
+    const { store } = this;
+    const email = this.config.delivery.email;
+    const decision = decide(rec, {
+      lists: this.config.lists,
+      botAddress: email.fromAddress,
+      maxAgeSeconds: this.config.maxAgeSeconds,
+      now: this.now(),
+    });
+
+    let findings: Finding[] = [];
+    let reply: ReplyInput | null = null;
+    let posted: Finding[] = [];
+    let scope: string | null = null;
+    let lineage: { key: string; value: Lineage } | null = null;
+
+    // Every patch on a followed list joins its lineage (earlier versions of the same patch: same
+    // sender, same title), answered or not, so that a later version knows what was discussed.
+    let earlier: Lineage['versions'] = [];
+    if (rec.kind === 'patch' && (decision.list || matchList(rec, this.config.lists))) {
+      const lk = lineageKey(rec);
+      const known = (await store.cacheGet<Lineage>(LINEAGE_KEY(lk))) ?? { first: rec.messageId, versions: [] };
+      earlier = known.versions.filter((v) => v.id !== rec.messageId);
+      lineage = {
+        key: LINEAGE_KEY(lk),
+        value: known.versions.some((v) => v.id === rec.messageId)
+          ? known
+          : { first: known.first, versions: [...known.versions, { id: rec.messageId, version: versionOf(rec) }] },
+      };
+      scope = `series:${known.first}`;
+    }
+
+    if (decision.review && decision.list && scope) {
+      const list = decision.list;
+      const current = threadOf(rec.messageId, await store.messagesInThread(rec.messageId));
+      const me = current?.messages.find((m) => m.messageId === rec.messageId)?.record ?? rec;
+      try {
+        findings = reviewRecord(me, { rules: this.rulesByList.get(list.address) ?? this.rules, kb: this.kb });
+      } catch (e) {
+        throw new ReviewError(`review of ${rec.messageId} failed`, { cause: e });
+      }
+
+      if (findings.length) {
+        const threads: Thread[] = current ? [current] : [];
+        for (const v of earlier) {
+          if (current?.messages.some((m) => m.messageId === v.id)) continue;
+          const t = threadOf(v.id, await store.messagesInThread(v.id));
+          if (t) threads.push(t);
+        }
+        const answered: Spot[] = [];
+        const ignored = new Set<string>();
+        for (const t of threads) {
+          for (const m of t.messages) {
+            if (!m.record) continue;
+            for (const r of ignoredRules(m.record)) ignored.add(r);
+            // Comments on an earlier version's diff: someone already discussed that place.
+            if (m.comments.length && anchorPatchOf(t, m.messageId) !== rec.messageId) answered.push(...spotsOf(m.comments));
+          }
+        }
+        const postedBefore = new Set<string>();
+        if (decision.action === 'send') {
+          for (const f of findings) if (await store.seenFingerprint(f.fingerprint, scope)) postedBefore.add(f.fingerprint);
+        } else {
+          // Previews are not posts: what earlier versions' reviews found is what a real run would have said.
+          for (const v of earlier) for (const f of await store.findingsFor(v.id)) postedBefore.add(f.fingerprint);
+        }
+        const sel = selectFindings(findings, { posted: postedBefore, answered, ignored });
+        for (const s of sel.skipped) {
+          this.log.info({ messageId: rec.messageId, rule: s.finding.rule, reason: s.reason }, 'processing: finding not repeated');
+        }
+        if (sel.post.length && decision.action !== 'none') {
+          reply = this.composeFor(me, sel.post, list, decision);
+          posted = reply ? sel.post : [];
+        }
+      }
+    }
+
+    // Feedback on one of our replies, and our own replies coming back through the list.
+    const disputes = rec.kind === 'patch' ? [] : await this.disputesIn(rec);
+    const own = await store.replyByMessageId(rec.messageId);
+
+    const result: ProcessResult = { messageId: rec.messageId, decision, findings: findings.length, replied: false };
+    await store.transaction(async (tx) => {
+      if (!(await tx.markProcessed(rec.messageId))) {
+        result.skipped = true;
+        return;
+      }
+      if (decision.review) await tx.putFindings(rec.messageId, findings);
+      if (lineage) await tx.cachePut(lineage.key, lineage.value);
+      if (reply && (await tx.enqueueReply(reply))) {
+        result.replied = true;
+        if (reply.channel !== 'preview' && scope) {
+          for (const f of posted) await tx.markFindingPosted(f.fingerprint, scope, reply.messageId, f.rule);
+        }
+      }
+      for (const d of disputes) await tx.recordDispute(d);
+      if (own && own.state !== 'sent') await tx.markSent(own.key, { response: 'seen on the list' });
+    });
+    if (result.skipped) return result;
+
+    for (const f of findings) {
+      const k = `${f.rule}\n${f.severity}`;
+      this.findingsTotal.set(k, (this.findingsTotal.get(k) ?? 0) + 1);
+    }
+    if (result.replied) {
+      this.repliesTotal.set('queued', (this.repliesTotal.get('queued') ?? 0) + 1);
+      this.wakeDelivery?.();
+    }
+    if (decision.review || disputes.length) {
+      this.log.info(
+        {
+          messageId: rec.messageId,
+          list: decision.list?.address,
+          action: decision.action,
+          reason: decision.reason,
+          findings: findings.length,
+          posted: result.replied ? posted.length : 0,
+          disputes: disputes.length,
+        },
+        'processing: message reviewed',
+      );
+    } else {
+      this.log.debug({ messageId: rec.messageId, reason: decision.reason }, 'processing: stored, nothing to answer');
+    }
+    return result;
+  }
+
+  private composeFor(rec: MessageRecord, findings: Finding[], list: ListConfig, decision: ReplyDecision): ReplyInput | null {
+    const email = this.config.delivery.email;
+    let composed;
+    try {
+      composed = composeReply(rec, findings, { from: email.from, list: list.address, policy: decision.audience, domain: email.domain });
+    } catch (e) {
+      throw new ReviewError(`composing the reply to ${rec.messageId} failed`, { cause: e });
+    }
+    const env = envelope(composed.to, composed.cc, email.fromAddress);
+    if (!env.to.length && !env.cc.length) {
+      this.log.warn({ messageId: rec.messageId }, 'processing: no valid recipient for the reply; not answering');
+      return null;
+    }
+    return {
+      key: `reply:${rec.messageId}`,
+      messageId: composed.messageId,
+      inReplyTo: rec.messageId,
+      to: env.to,
+      cc: env.cc,
+      eml: Buffer.from(replyToEml(composed), 'utf8'),
+      channel: decision.action === 'preview' ? 'preview' : email.mode,
+    };
+  }
+
+  /** Disputes carried by a reply to one of the bot's own replies. */
+  private async disputesIn(rec: MessageRecord): Promise<DisputeInput[]> {
+    if (!rec.inReplyTo || rec.from.address.toLowerCase() === this.config.delivery.email.fromAddress) return [];
+    const ours = await this.store.replyByMessageId(rec.inReplyTo);
+    if (!ours) return [];
+    const fb = feedbackOf(rec);
+    if (!fb.ignore.length && !fb.falsePositive) return [];
+    const out: DisputeInput[] = [];
+    const findings = ours.inReplyTo ? await this.store.findingsFor(ours.inReplyTo) : [];
+    const fingerprintOf = (rule: string): string | null => {
+      const fs = findings.filter((f) => f.rule === rule);
+      return fs.length === 1 ? fs[0]!.fingerprint : null;
+    };
+    const by = rec.from.address || rec.author.address || 'unknown';
+    for (const rule of fb.ignore) {
+      out.push({ rule, fingerprint: fingerprintOf(rule), messageId: rec.messageId, by, reason: `Review-Bot-Ignore: ${rule}` });
+    }
+    if (fb.falsePositive) {
+      const rules = fb.near.length ? fb.near : rulesMentioned(ours.eml.toString('utf8'));
+      for (const rule of rules) {
+        if (fb.ignore.includes(rule)) continue;
+        out.push({ rule, fingerprint: fingerprintOf(rule), messageId: rec.messageId, by, reason: `false positive: ${fb.excerpt ?? ''}`.trim() });
+      }
+    }
+    return out;
+  }
+
+  // ------------------------------------------------------------ delivery
+
+  /** Deliver everything due now (held items stay queued). */
+  async deliverDue(): Promise<void> {
+    await this.delivery.drain();
+  }
+
+  private onDeliveryEvent(e: DeliveryEvent, item: OutboxItem): void {
+    this.repliesTotal.set(e, (this.repliesTotal.get(e) ?? 0) + 1);
+    if (e === 'failed') this.countError('delivery');
+    void item;
+  }
+
+  // ------------------------------------------------------------ running
+
+  private async runSource(s: LiveSource, signal: AbortSignal): Promise<void> {
+    const from = await this.store.getPosition(s.key);
+    await s.run({
+      from,
+      deliver: async (batch) => {
+        await this.intake(s, batch);
+      },
+      onError: (e) => this.onSourceError(s.key, e),
+      signal,
+    });
+  }
+
+  /** A loop that runs `step` until stop(), sleeping `pollSeconds` (or until woken) when it did nothing. */
+  private loop(name: string, step: () => Promise<boolean>, setWake: (f: (() => void) | null) => void): Promise<void> {
+    const run = async () => {
+      let backoff = 1;
+      while (!this.stopping) {
+        let busy = false;
+        try {
+          busy = await step();
+          backoff = 1;
+          if (this.loopFailure?.startsWith(name)) this.loopFailure = null;
+        } catch (e) {
+          this.countError(name);
+          this.loopFailure = `${name}: ${(e as Error).message}`;
+          this.log.error({ err: e }, `${name} loop: error; retrying in ${backoff} s`);
+          await this.pause(backoff * 1000, setWake);
+          backoff = Math.min(backoff * 2, 60);
+          continue;
+        }
+        if (!busy) await this.pause(this.config.pollSeconds * 1000, setWake);
+      }
+    };
+    return run();
+  }
+
+  private pause(ms: number, setWake: (f: (() => void) | null) => void): Promise<void> {
+    if (this.stopping) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(t);
+        setWake(null);
+        resolve();
+      };
+      const t = setTimeout(done, ms);
+      setWake(done);
+    });
+  }
+
+  /** Start everything: HTTP, sources, processing and delivery loops. Resolves once started. */
+  async start(): Promise<void> {
+    if (this.config.http) {
+      this.http = await startHttp(this.config.http, { health: () => this.health(), metrics: () => this.metrics() }, this.log);
+      this.log.info({ host: this.http.host, port: this.http.port }, 'http: listening');
+    }
+    for (const s of this.sources) {
+      const p = this.runSource(s, this.abort.signal).catch((e) => {
+        this.countError(s.key);
+        this.loopFailure = `source ${s.key} stopped: ${(e as Error).message}`;
+        this.log.error({ err: e, source: s.key }, 'source stopped with an error');
+      });
+      this.runs.set(s.key, p);
+    }
+    this.loops.push(
+      this.loop('processing', async () => (await this.processPending()) > 0, (f) => (this.wakeProcessing = f)),
+      this.loop(
+        'delivery',
+        async () => (await this.delivery.round()).claimed > 0,
+        (f) => (this.wakeDelivery = f),
+      ),
+    );
+    this.log.info(
+      { store: redactUrl(this.config.store), sources: this.sources.map((s) => s.key), lists: this.config.lists.map((l) => `${l.address} (${l.reply})`) },
+      'serve: started',
+    );
+  }
+
+  /**
+   * --once: read every source until it has caught up, process everything pending, deliver
+   * everything due, and return. Sources that can poll on demand are asked to; the others are
+   * read until they have been quiet for `settleMs`. Every wait is bounded by `deadlineMs`.
+   */
+  async runOnce(opts: { settleMs?: number; deadlineMs?: number } = {}): Promise<void> {
+    const settle = opts.settleMs ?? 2000;
+    const deadline = Date.now() + (opts.deadlineMs ?? 300_000);
+    await Promise.all(
+      this.sources.map(async (s) => {
+        const ac = new AbortController();
+        const onStop = () => ac.abort();
+        this.abort.signal.addEventListener('abort', onStop, { once: true });
+        const started = Date.now();
+        const run = this.runSource(s, ac.signal).catch((e) => {
+          this.countError(s.key);
+          this.log.error({ err: e, source: s.key }, 'source stopped with an error');
+        });
+        let ended = false;
+        void run.then(() => (ended = true));
+        if (isPollable(s)) {
+          await pollOnce(s, deadline, () => ended || ac.signal.aborted);
+        } else {
+          while (!ended && Date.now() < deadline && !ac.signal.aborted) {
+            const last = this.lastDelivery.get(s.key) ?? started;
+            const h = s.health();
+            if (Date.now() - Math.max(last, started) >= settle && h.lagSeconds !== undefined) break;
+            await sleep(50);
+          }
+        }
+        ac.abort();
+        this.abort.signal.removeEventListener('abort', onStop);
+        await within(run, Math.max(1000, deadline - Date.now()));
+      }),
+    );
+    while (!this.stopping && Date.now() < deadline) {
+      if ((await this.processPending()) === 0) break;
+    }
+    await this.delivery.drain();
+  }
+
+  /**
+   * For a running service (after start()): ask every source that can poll on demand to do so,
+   * then process and deliver until nothing is left to do now. Bounded by `deadlineMs`.
+   */
+  async settle(deadlineMs = 30_000): Promise<void> {
+    const deadline = Date.now() + deadlineMs;
+    await Promise.all(this.sources.filter(isPollable).map((s) => pollOnce(s, deadline, () => this.stopping)));
+    while (!this.stopping && Date.now() < deadline) {
+      if ((await this.processPending()) === 0) break;
+    }
+    await this.delivery.drain();
+  }
+
+  /** Graceful stop: sources first, then the loops finish what they are doing, then the store closes. */
+  async stop(graceMs = 10_000): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.abort.abort();
+    this.wakeProcessing?.();
+    this.wakeDelivery?.();
+    const all = Promise.all([...this.runs.values(), ...this.loops]).then(() => 'done' as const);
+    if ((await within(all, graceMs)) !== 'done') {
+      this.log.warn('stop: some work did not finish in time; closing anyway (nothing is lost: it resumes on restart)');
+    }
+    await this.http?.close();
+    this.http = null;
+    this.delivery.close();
+    await this.store.close();
+    this.log.info('serve: stopped');
+  }
+
+  // ------------------------------------------------------------ health and metrics
+
+  async health(): Promise<HealthReport> {
+    let storeOk = true;
+    let storeError: string | undefined;
+    try {
+      await this.store.getPosition('patchvet:healthz');
+    } catch (e) {
+      storeOk = false;
+      storeError = (e as Error).message;
+    }
+    const sources = this.sources.map((s) => {
+      let h;
+      try {
+        h = s.health();
+      } catch (e) {
+        h = { ok: false, detail: (e as Error).message };
+      }
+      return { key: s.key, ...h };
+    });
+    const ok = storeOk && !this.stopping && sources.every((s) => s.ok);
+    return {
+      ok,
+      store: { backend: this.store.backend, ok: storeOk, ...(storeError ? { error: storeError } : {}) },
+      sources,
+      ...(this.loopFailure ? { lastError: this.loopFailure } : {}),
+    };
+  }
+
+  async metrics(): Promise<MetricFamily[]> {
+    const families: MetricFamily[] = [
+      {
+        name: 'patchvet_messages_total',
+        help: 'New messages stored (duplicates from a second source not counted).',
+        type: 'counter',
+        samples: [{ value: this.messagesTotal }],
+      },
+      {
+        name: 'patchvet_findings_total',
+        help: 'Findings raised by reviews, per rule and severity.',
+        type: 'counter',
+        samples: [...this.findingsTotal].map(([k, value]) => {
+          const [rule, severity] = k.split('\n');
+          return { labels: { rule: rule!, severity: severity! }, value };
+        }),
+      },
+      {
+        name: 'patchvet_replies_total',
+        help: 'Reply events: queued, written (outbox file), sent (SMTP), confirmed (seen on the list), held, retry, resent, failed.',
+        type: 'counter',
+        samples: [...this.repliesTotal].map(([state, value]) => ({ labels: { state }, value })),
+      },
+      {
+        name: 'patchvet_errors_total',
+        help: 'Errors per source (a source key, or processing/delivery/review).',
+        type: 'counter',
+        samples: [...this.errorsTotal].map(([source, value]) => ({ labels: { source }, value })),
+      },
+      {
+        name: 'patchvet_source_lag_seconds',
+        help: 'Seconds since the source last caught up (as the source reports it).',
+        type: 'gauge',
+        samples: this.sources.map((s) => ({ labels: { source: s.key }, value: s.health().lagSeconds ?? NaN })),
+      },
+    ];
+    try {
+      const st = await this.store.outboxStats();
+      families.push({
+        name: 'patchvet_outbox_items',
+        help: 'Replies in the store by state.',
+        type: 'gauge',
+        samples: (['queued', 'sending', 'sent', 'failed', 'possiblySent'] as const).map((state) => ({
+          labels: { state: state === 'possiblySent' ? 'possibly_sent' : state },
+          value: st[state],
+        })),
+      });
+    } catch (e) {
+      this.log.warn({ err: e }, 'metrics: outbox stats unavailable');
+    }
+    return families;
+  }
+}
+
+// ---------------------------------------------------------------- the command
+
+export interface ServeCommandOptions {
+  config: ServeConfig;
+  once?: boolean;
+  logger?: Logger;
+}
+
+/**
+ * `patchvet serve`: run until SIGTERM/SIGINT (exit 0 after a graceful stop), or with `once` read,
+ * process and deliver once and return. A second signal exits at once.
+ */
+export async function runServe(o: ServeCommandOptions): Promise<number> {
+  const service = await Service.open({ config: o.config, logger: o.logger });
+  if (o.once) {
+    try {
+      await service.runOnce();
+    } finally {
+      await service.stop();
+    }
+    return 0;
+  }
+  let resolveStop!: (code: number) => void;
+  const stopped = new Promise<number>((r) => (resolveStop = r));
+  let signals = 0;
+  const onSignal = (sig: NodeJS.Signals) => {
+    signals++;
+    if (signals > 1) {
+      service.log.warn({ signal: sig }, 'serve: second signal; exiting now');
+      process.exit(1);
+    }
+    service.log.info({ signal: sig }, 'serve: stopping');
+    service.stop().then(
+      () => resolveStop(0),
+      (e) => {
+        service.log.error({ err: e }, 'serve: error while stopping');
+        resolveStop(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  try {
+    await service.start();
+  } catch (e) {
+    await service.stop().catch(() => undefined);
+    throw e;
+  }
+  const code = await stopped;
+  process.off('SIGTERM', onSignal);
+  process.off('SIGINT', onSignal);
+  return code;
+}
