@@ -687,6 +687,8 @@ export class Service {
       if ((await this.processPending()) === 0) break;
     }
     await this.delivery.drain();
+    // The background delivery loop may hold a reply it is handling right now.
+    while (!this.stopping && Date.now() < deadline && (await this.store.outboxStats()).sending > 0) await sleep(20);
   }
 
   /** Graceful stop: sources first, then the loops finish what they are doing, then the store closes. */
