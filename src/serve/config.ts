@@ -40,8 +40,8 @@ interface SourceCommon {
 export interface PublicInboxSourceConfig extends SourceCommon {
   type: 'public-inbox';
   path: string;
-  /** Poll interval in seconds (from `every: 60s`). */
-  everySeconds: number;
+  /** Poll interval in seconds, when `every` is given. */
+  everySeconds?: number;
 }
 export interface ImapSourceConfig extends SourceCommon {
   type: 'imap';
@@ -393,7 +393,7 @@ export function buildConfig(data: unknown, opts: { file?: string | null; env?: E
       return;
     }
     if (type === 'public-inbox' || type === 'maildir') {
-      sources.push({ ...s, type, path: expandPath(v), everySeconds: every ?? 60 } as SourceConfig);
+      sources.push({ ...s, type, path: expandPath(v), ...(every !== undefined ? { everySeconds: every } : {}) } as SourceConfig);
     } else if (type === 'imap') {
       const p = urlProblem(v, ['imap', 'imaps']);
       if (p) {

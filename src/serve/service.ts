@@ -89,18 +89,16 @@ async function createSource(s: SourceConfig, logger: Logger): Promise<LiveSource
   switch (s.type) {
     case 'public-inbox': {
       const { PublicInboxSource } = await import('./sources/public-inbox.js');
-      return new PublicInboxSource({ ...rest, path: s.path, every: `${everySeconds ?? 60}s`, logger } as never);
+      return new PublicInboxSource({ ...rest, path: s.path, logger } as never);
     }
     case 'imap': {
       const { ImapSource } = await import('./sources/imap.js');
-      const pollMs = everySeconds !== undefined ? everySeconds * 1000 : undefined;
+      const pollMs = s.every !== undefined && everySeconds !== undefined ? everySeconds * 1000 : undefined;
       return new ImapSource({ ...rest, url: s.url, password: s.password, ...(pollMs ? { pollMs } : {}), logger } as never);
     }
     case 'maildir': {
-      const mod = await sourceModule('maildir-watch.js', 'maildir');
-      const Ctor = (mod.MaildirWatchSource ?? mod.MaildirSource) as SourceCtor | undefined;
-      if (!Ctor) throw new ConfigError(null, ['sources: type maildir is not available in this build']);
-      return new Ctor({ ...rest, path: s.path, every: `${everySeconds ?? 60}s`, logger });
+      const { MaildirWatchSource } = await import('./sources/maildir-watch.js');
+      return new MaildirWatchSource({ ...rest, path: s.path, logger } as never);
     }
     case 'lmtp': {
       const mod = await sourceModule('lmtp.js', 'lmtp');
@@ -198,6 +196,8 @@ export interface ProcessResult {
   replied: boolean;
   /** Another instance (or an earlier run) processed it first. */
   skipped?: boolean;
+  /** It is one of our replies, seen on the list before its delivery was marked done. */
+  confirmed?: boolean;
 }
 
 const MAX_REVIEW_FAILURES = 3;
@@ -416,12 +416,18 @@ export class Service {
         }
         const answered: Spot[] = [];
         const ignored = new Set<string>();
+        const earlierIds = new Set(earlier.map((v) => v.id));
         for (const t of threads) {
           for (const m of t.messages) {
-            if (!m.record) continue;
+            // The bot's own replies (they quote the diff too) are not someone answering.
+            if (!m.record || this.isOwn(m.record)) continue;
             for (const r of ignoredRules(m.record)) ignored.add(r);
-            // Comments on an earlier version's diff: someone already discussed that place.
-            if (m.comments.length && anchorPatchOf(t, m.messageId) !== rec.messageId) answered.push(...spotsOf(m.comments));
+            // Comments on an earlier version of this patch: someone already discussed that place.
+            // (Comments on the other patches of a series thread are about other code.)
+            if (m.comments.length) {
+              const on = anchorPatchOf(t, m.messageId);
+              if (on && earlierIds.has(on)) answered.push(...spotsOf(m.comments));
+            }
           }
         }
         const postedBefore = new Set<string>();
@@ -461,8 +467,11 @@ export class Service {
         }
       }
       for (const d of disputes) await tx.recordDispute(d);
-      if (own && own.state !== 'sent') await tx.markSent(own.key, { response: 'seen on the list' });
+      if (own && own.state !== 'sent' && (await tx.markSent(own.key, { response: 'seen on the list' }))) result.confirmed = true;
     });
+    if (result.confirmed) {
+      this.log.info({ reply: rec.messageId, state: own?.state }, 'processing: our reply came back through the list before it was marked sent; marked sent');
+    }
     if (result.skipped) return result;
 
     for (const f of findings) {
@@ -492,6 +501,12 @@ export class Service {
     return result;
   }
 
+  /** Mail the bot sent (its From, or its X-Patchvet stamp, which makes it automated). */
+  private isOwn(r: MessageRecord): boolean {
+    const bot = this.config.delivery.email.fromAddress;
+    return r.from.address.toLowerCase() === bot || r.automated;
+  }
+
   private composeFor(rec: MessageRecord, findings: Finding[], list: ListConfig, decision: ReplyDecision): ReplyInput | null {
     const email = this.config.delivery.email;
     let composed;
@@ -518,7 +533,7 @@ export class Service {
 
   /** Disputes carried by a reply to one of the bot's own replies. */
   private async disputesIn(rec: MessageRecord): Promise<DisputeInput[]> {
-    if (!rec.inReplyTo || rec.from.address.toLowerCase() === this.config.delivery.email.fromAddress) return [];
+    if (!rec.inReplyTo || this.isOwn(rec)) return [];
     const ours = await this.store.replyByMessageId(rec.inReplyTo);
     if (!ours) return [];
     const fb = feedbackOf(rec);

@@ -249,11 +249,16 @@ export function pgHarness(): StoreHarness {
 }
 
 /** Poll `cond` until it holds or `ms` pass (then throw, naming `what`). */
-export async function until(cond: () => boolean | Promise<boolean>, ms: number, what: string, every = 25): Promise<void> {
+export async function until(
+  cond: () => boolean | Promise<boolean>,
+  ms: number,
+  what: string | (() => string),
+  every = 25,
+): Promise<void> {
   const end = Date.now() + ms;
   for (;;) {
     if (await cond()) return;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${typeof what === 'function' ? what() : what}`);
     await new Promise((r) => setTimeout(r, every));
   }
 }

@@ -326,6 +326,30 @@ describe('serve policies end to end (SQLite)', () => {
     }
   });
 
+  test('series siblings: a review of patch 1 and our own reply coming back do not silence patch 2', async () => {
+    const src = new TestSource('test:siblings');
+    const svc = await serve(config(await h.freshUrl()), [src]);
+    try {
+      // Patch 1/9 with the maintainer's review anchored at arch_vcpu_create (the findings' spot).
+      src.push([thread[0]!, thread[1]!], 'a');
+      await svc.runOnce(ONCE);
+      expect(rx.messages).toHaveLength(1);
+      // Our reply comes back through the list, then patch 2/9 (same code, same thread) arrives.
+      const ours = rawMail(rx.messages[0]!.raw.replace(/\r\n/g, '\n'), 'list-copy');
+      const sibling = variantOfPatch(thread[0]!, {
+        messageId: '<sibling-2@citrix.com>',
+        subject: '[PATCH v2 2/9] x86/fpu: A sibling that adds the same reset',
+      });
+      src.push([ours, sibling], 'b');
+      await svc.runOnce(ONCE);
+      expect(rx.messages).toHaveLength(2);
+      expect(header(rx.messages[1]!.raw, 'In-Reply-To')).toBe('<sibling-2@citrix.com>');
+      for (const r of XEN_RULES) expect(rx.messages[1]!.raw).toContain(`(${r}, warning)`);
+    } finally {
+      await svc.stop();
+    }
+  });
+
   test('Review-Bot-Ignore in the thread silences that rule; muted senders get nothing', async () => {
     const src = new TestSource('test:ignore');
     const svc = await serve(config(await h.freshUrl()), [src]);
