@@ -247,12 +247,15 @@ async function serveCommand(opts: { config: string; once?: boolean }): Promise<n
   const { runServe } = await import('./serve/service.js');
   const { ConfigError } = await import('./serve/config.js');
   // A service logs what it does; keep the quieter default of the other commands unless asked.
+  const level = log.level;
   if (!process.env.PATCHVET_LOG_LEVEL && !process.env.LOG_LEVEL) log.level = 'info';
   try {
     return await runServe({ config, once: opts.once });
   } catch (e) {
     if (e instanceof ConfigError) throw new UsageError(e.message);
     throw e;
+  } finally {
+    log.level = level;
   }
 }
 

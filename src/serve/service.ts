@@ -202,6 +202,19 @@ export interface ProcessResult {
 
 const MAX_REVIEW_FAILURES = 3;
 
+/** Every pack a list names must be loaded. */
+function checkPacks(config: ServeConfig, rules: readonly RuleSpec[]): void {
+  const packs = new Set(rules.map((r) => r.id.split('/')[0]!));
+  const problems: string[] = [];
+  config.lists.forEach((l, i) => {
+    const unknown = (l.rules ?? []).filter((p) => !packs.has(p));
+    if (unknown.length) {
+      problems.push(`lists[${i}].rules: no rule pack named ${unknown.join(', ')}: loaded packs are ${[...packs].sort().join(', ')}`);
+    }
+  });
+  if (problems.length) throw new ConfigError(config.file, problems);
+}
+
 export class Service {
   readonly store: Store;
   readonly sources: LiveSource[];
@@ -239,16 +252,10 @@ export class Service {
     this.rules = o.rules.rules;
     this.kb = o.rules.kb;
     this.now = o.now ?? (() => new Date());
-    const packs = new Set(this.rules.map((r) => r.id.split('/')[0]!));
-    const problems: string[] = [];
-    o.config.lists.forEach((l, i) => {
-      const unknown = (l.rules ?? []).filter((p) => !packs.has(p));
-      if (unknown.length) {
-        problems.push(`lists[${i}].rules: no rule pack named ${unknown.join(', ')}: loaded packs are ${[...packs].sort().join(', ')}`);
-      }
+    checkPacks(o.config, this.rules);
+    for (const l of o.config.lists) {
       this.rulesByList.set(l.address, l.rules ? this.rules.filter((r) => l.rules!.includes(r.id.split('/')[0]!)) : this.rules);
-    });
-    if (problems.length) throw new ConfigError(o.config.file, problems);
+    }
     this.delivery = new Delivery({
       store: this.store,
       email: o.config.delivery.email,
@@ -272,6 +279,7 @@ export class Service {
       }
       rules = { rules: packs.rules, kb: packs.kb };
     }
+    checkPacks(o.config, rules.rules);
     const sources = o.sources ?? (await createSources(o.config.sources, o.logger ?? rootLog));
     const store = o.store ?? (await openStore(o.config.store));
     try {
@@ -490,7 +498,7 @@ export class Service {
           action: decision.action,
           reason: decision.reason,
           findings: findings.length,
-          posted: result.replied ? posted.length : 0,
+          said: result.replied ? posted.length : 0,
           disputes: disputes.length,
         },
         'processing: message reviewed',
