@@ -715,7 +715,7 @@ export class Service {
   }
 
   /** Graceful stop: sources first, then the loops finish what they are doing, then the store closes. */
-  async stop(graceMs = 10_000): Promise<void> {
+  async stop(graceMs = 8_000): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
     this.abort.abort();
