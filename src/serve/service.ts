@@ -281,7 +281,14 @@ export class Service {
     }
     checkPacks(o.config, rules.rules);
     const sources = o.sources ?? (await createSources(o.config.sources, o.logger ?? rootLog));
-    const store = o.store ?? (await openStore(o.config.store));
+    let store: Store;
+    try {
+      store = o.store ?? (await openStore(o.config.store));
+    } catch (e) {
+      throw new ConfigError(o.config.file, [
+        `store: cannot open ${redactUrl(o.config.store)}: ${(e as Error).message}: check the path or URL, and that the database is running`,
+      ]);
+    }
     try {
       return new Service({ ...o, store, sources, rules });
     } catch (e) {
@@ -633,7 +640,15 @@ export class Service {
   /** Start everything: HTTP, sources, processing and delivery loops. Resolves once started. */
   async start(): Promise<void> {
     if (this.config.http) {
-      this.http = await startHttp(this.config.http, { health: () => this.health(), metrics: () => this.metrics() }, this.log);
+      const { host, port } = this.config.http;
+      try {
+        this.http = await startHttp(this.config.http, { health: () => this.health(), metrics: () => this.metrics() }, this.log);
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        throw new ConfigError(this.config.file, [
+          `http.listen: cannot listen on ${host}:${port}: ${code === 'EADDRINUSE' ? 'the address is in use: pick another port, or stop what uses it' : (e as Error).message}`,
+        ]);
+      }
       this.log.info({ host: this.http.host, port: this.http.port }, 'http: listening');
     }
     for (const s of this.sources) {
@@ -682,9 +697,11 @@ export class Service {
           await pollOnce(s, deadline, () => ended || ac.signal.aborted);
         } else {
           while (!ended && Date.now() < deadline && !ac.signal.aborted) {
+            // Caught up: quiet for `settle`, and the source has synced once (or is a push source
+            // that never reports a lag, given a while to receive what is waiting).
             const last = this.lastDelivery.get(s.key) ?? started;
-            const h = s.health();
-            if (Date.now() - Math.max(last, started) >= settle && h.lagSeconds !== undefined) break;
+            const synced = s.health().lagSeconds !== undefined || Date.now() - started >= 15 * settle;
+            if (Date.now() - Math.max(last, started) >= settle && synced) break;
             await sleep(50);
           }
         }

@@ -142,3 +142,20 @@ test('a running service: healthz follows the sources and the store; metrics coun
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a port in use is a configuration error naming http.listen', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'patchvet-http-busy-'));
+  const blocker = await startHttp({ host: '127.0.0.1', port: 0 }, { health: async () => ({ ok: true }), metrics: async () => [] }, silent);
+  const cfg = buildConfig(
+    { store: `sqlite:${join(dir, 's.db')}`, http: { listen: `127.0.0.1:${blocker.port}` }, delivery: { email: { outbox: join(dir, 'o') } } },
+    { env: {} },
+  );
+  const svc = await Service.open({ config: cfg, sources: [], logger: silent });
+  try {
+    await expect(svc.start()).rejects.toThrow(`http.listen: cannot listen on 127.0.0.1:${blocker.port}: the address is in use`);
+  } finally {
+    await svc.stop();
+    await blocker.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -479,6 +479,30 @@ Review-Bot-Ignore: xen/idle-vcpu-path
   });
 });
 
+test('--once with a source that cannot poll on demand: read until it is quiet', async () => {
+  const h = sqliteHarness();
+  await h.setup();
+  try {
+    const inner = new TestSource('push:one');
+    // Only the LiveSource contract: no pollNow().
+    const push = { key: inner.key, run: inner.run.bind(inner), health: inner.health.bind(inner) };
+    const svc = await Service.open({ config: config(await h.freshUrl()), sources: [push], rules, logger: pino({ level: 'silent' }) });
+    try {
+      inner.push(thread, null);
+      const t0 = Date.now();
+      await svc.runOnce({ settleMs: 150, deadlineMs: 20_000 });
+      expect(Date.now() - t0).toBeLessThan(5000);
+      expect(rx.messages).toHaveLength(1);
+      // A push source has no position to store.
+      expect(await svc.store.getPosition('push:one')).toBeNull();
+    } finally {
+      await svc.stop();
+    }
+  } finally {
+    await h.teardown();
+  }
+});
+
 test('the store is closed after stop(); a second store can open the same file', async () => {
   const h = sqliteHarness();
   await h.setup();
