@@ -32,6 +32,7 @@ import {
   type SmtpReceiver,
   type StoreHarness,
 } from '../helpers/serve.js';
+import { TestInboxV2 } from '../helpers/public-inbox.js';
 
 const LIST = 'xen-devel@lists.xenproject.org';
 const BOT = 'bot@patchvet.example';
@@ -220,6 +221,43 @@ Jan
       expect(text).toMatch(/xen\/idle-vcpu-path\s+1\s+1\s+1\s+0\.0%/);
       expect(text).toMatch(/total\s+3\s+3\s+1\s+66\.7%/);
       expect(text).toContain('replies: 1 sent, 0 queued');
+    } finally {
+      await svc.stop();
+    }
+  });
+});
+
+describe.each<[string, () => StoreHarness]>([
+  ['sqlite', sqliteHarness],
+  ['postgres', pgHarness],
+])('serve with the real public-inbox source on %s', (_name, make) => {
+  const h = make();
+  beforeAll(() => h.setup());
+  afterAll(() => h.teardown());
+
+  test('reads the archive from the beginning, answers the patch once, resumes after a restart', async () => {
+    const inbox = TestInboxV2.create(join(dir, `inbox-${_name}`));
+    for (const m of thread) inbox.append(m.raw);
+    const url = await h.freshUrl();
+    const cfg = config(url, { top: { sources: [{ type: 'public-inbox', path: inbox.dir, every: '100ms', start: 'beginning' }] } });
+    let svc = await Service.open({ config: cfg, rules, logger: pino({ level: 'silent' }) });
+    const key = svc.sources[0]!.key;
+    try {
+      await svc.runOnce(ONCE);
+      expect(rx.messages).toHaveLength(1);
+      expect(header(rx.messages[0]!.raw, 'In-Reply-To')).toBe(PATCH_ID);
+      expect(JSON.parse((await svc.store.getPosition(key))!)).toEqual({ epoch: 0, commit: inbox.tip() });
+    } finally {
+      await svc.stop();
+    }
+    // New mail after a restart: a re-send of the patch (same code, answered already) and a new patch.
+    inbox.append(variantOfPatch(thread[0]!, { messageId: '<resend@citrix.com>', subject: "[PATCH v2 RESEND 1/9] x86/domain: Ensure a vCPU's FPU is reset early" }).raw);
+    inbox.append(variantOfPatch(thread[0]!, { messageId: '<new-patch@citrix.com>', subject: '[PATCH 1/1] x86/fpu: Same reset, new patch' }).raw);
+    svc = await Service.open({ config: cfg, rules, logger: pino({ level: 'silent' }) });
+    try {
+      await svc.runOnce(ONCE);
+      expect(rx.messages.map((m) => header(m.raw, 'In-Reply-To'))).toEqual([PATCH_ID, '<new-patch@citrix.com>']);
+      expect(JSON.parse((await svc.store.getPosition(key))!)).toEqual({ epoch: 0, commit: inbox.tip() });
     } finally {
       await svc.stop();
     }
