@@ -163,7 +163,17 @@ function threadOf(id: string, records: readonly MessageRecord[]): Thread | null 
   return assembleThread(skel, (x) => byId.get(x));
 }
 
+/** The pure part of processing failed on this message: retrying cannot help for long. */
 class ReviewError extends Error {}
+
+/** Run a pure step of processing; its failure is the message's (ReviewError), not the store's. */
+function pure<T>(rec: MessageRecord, f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    throw new ReviewError(`processing ${rec.messageId} failed: ${(e as Error).message}`, { cause: e });
+  }
+}
 
 interface Lineage {
   /** Message-ID of the first version seen: posted findings are scoped to "series:<first>". */
@@ -383,12 +393,9 @@ export class Service {
   async processOne(rec: MessageRecord): Promise<ProcessResult> {
     const { store } = this;
     const email = this.config.delivery.email;
-    const decision = decide(rec, {
-      lists: this.config.lists,
-      botAddress: email.fromAddress,
-      maxAgeSeconds: this.config.maxAgeSeconds,
-      now: this.now(),
-    });
+    const decision = pure(rec, () =>
+      decide(rec, { lists: this.config.lists, botAddress: email.fromAddress, maxAgeSeconds: this.config.maxAgeSeconds, now: this.now() }),
+    );
 
     let findings: Finding[] = [];
     let reply: ReplyInput | null = null;
@@ -414,19 +421,17 @@ export class Service {
 
     if (decision.review && decision.list && scope) {
       const list = decision.list;
-      const current = threadOf(rec.messageId, await store.messagesInThread(rec.messageId));
+      const around = await store.messagesInThread(rec.messageId);
+      const current = pure(rec, () => threadOf(rec.messageId, around));
       const me = current?.messages.find((m) => m.messageId === rec.messageId)?.record ?? rec;
-      try {
-        findings = reviewRecord(me, { rules: this.rulesByList.get(list.address) ?? this.rules, kb: this.kb });
-      } catch (e) {
-        throw new ReviewError(`review of ${rec.messageId} failed`, { cause: e });
-      }
+      findings = pure(rec, () => reviewRecord(me, { rules: this.rulesByList.get(list.address) ?? this.rules, kb: this.kb }));
 
       if (findings.length) {
         const threads: Thread[] = current ? [current] : [];
         for (const v of earlier) {
           if (current?.messages.some((m) => m.messageId === v.id)) continue;
-          const t = threadOf(v.id, await store.messagesInThread(v.id));
+          const recs = await store.messagesInThread(v.id);
+          const t = pure(rec, () => threadOf(v.id, recs));
           if (t) threads.push(t);
         }
         const answered: Spot[] = [];
@@ -452,7 +457,7 @@ export class Service {
           // Previews are not posts: what earlier versions' reviews found is what a real run would have said.
           for (const v of earlier) for (const f of await store.findingsFor(v.id)) postedBefore.add(f.fingerprint);
         }
-        const sel = selectFindings(findings, { posted: postedBefore, answered, ignored });
+        const sel = pure(rec, () => selectFindings(findings, { posted: postedBefore, answered, ignored }));
         for (const s of sel.skipped) {
           this.log.info({ messageId: rec.messageId, rule: s.finding.rule, reason: s.reason }, 'processing: finding not repeated');
         }
@@ -524,12 +529,9 @@ export class Service {
 
   private composeFor(rec: MessageRecord, findings: Finding[], list: ListConfig, decision: ReplyDecision): ReplyInput | null {
     const email = this.config.delivery.email;
-    let composed;
-    try {
-      composed = composeReply(rec, findings, { from: email.from, list: list.address, policy: decision.audience, domain: email.domain });
-    } catch (e) {
-      throw new ReviewError(`composing the reply to ${rec.messageId} failed`, { cause: e });
-    }
+    const composed = pure(rec, () =>
+      composeReply(rec, findings, { from: email.from, list: list.address, policy: decision.audience, domain: email.domain }),
+    );
     const env = envelope(composed.to, composed.cc, email.fromAddress);
     if (!env.to.length && !env.cc.length) {
       this.log.warn({ messageId: rec.messageId }, 'processing: no valid recipient for the reply; not answering');
@@ -551,7 +553,7 @@ export class Service {
     if (!rec.inReplyTo || this.isOwn(rec)) return [];
     const ours = await this.store.replyByMessageId(rec.inReplyTo);
     if (!ours) return [];
-    const fb = feedbackOf(rec);
+    const fb = pure(rec, () => feedbackOf(rec));
     if (!fb.ignore.length && !fb.falsePositive) return [];
     const out: DisputeInput[] = [];
     const findings = ours.inReplyTo ? await this.store.findingsFor(ours.inReplyTo) : [];

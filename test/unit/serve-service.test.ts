@@ -541,6 +541,32 @@ test('--once with a source that cannot poll on demand: read until it is quiet', 
   }
 });
 
+test('a message the reviewer chokes on is given up after 3 tries; the queue moves on', async () => {
+  const h = sqliteHarness();
+  await h.setup();
+  const mem = memoryLogger();
+  // A rule whose every property but its id throws: the engine fails on any patch.
+  const boom = new Proxy({} as RuleSpec, {
+    get: (_t, p) => {
+      if (p === 'id') return 'xen/boom';
+      throw new Error('boom');
+    },
+  });
+  const svc = await Service.open({ config: config(await h.freshUrl()), sources: [], rules: { rules: [boom, ...rules.rules.filter((r) => r.id.startsWith('common/'))], kb: rules.kb }, logger: mem.logger });
+  try {
+    await svc.intake({ key: 't' }, { messages: thread, position: 'p' });
+    for (let i = 0; i < 3; i++) await svc.processPending();
+    expect(await svc.store.pendingMessages(10)).toEqual([]);
+    const lines = mem.lines().filter((l) => l.messageId === PATCH_ID);
+    expect(lines.filter((l) => l.msg === 'processing: review failed')).toHaveLength(3);
+    expect(lines.some((l) => l.msg === 'processing: giving up on this message (left unreviewed)')).toBe(true);
+    expect(rx.messages).toHaveLength(0);
+  } finally {
+    await svc.stop();
+    await h.teardown();
+  }
+});
+
 test('the store is closed after stop(); a second store can open the same file', async () => {
   const h = sqliteHarness();
   await h.setup();
