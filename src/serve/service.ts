@@ -54,19 +54,23 @@ function isPollable(s: LiveSource): s is LiveSource & Pollable {
 }
 
 /** Build the configured live sources. Their options are the config entries' keys. */
-export async function createSources(sources: readonly SourceConfig[], logger: Logger = rootLog): Promise<LiveSource[]> {
+export async function createSources(
+  sources: readonly SourceConfig[],
+  logger: Logger = rootLog,
+  file: string | null = null,
+): Promise<LiveSource[]> {
   const out: LiveSource[] = [];
   for (const [i, s] of sources.entries()) {
     try {
       out.push(await createSource(s, logger));
     } catch (e) {
-      if (e instanceof ConfigError) throw e;
-      throw new ConfigError(null, [`sources[${i}] (${s.type}): ${(e as Error).message}`]);
+      if (e instanceof ConfigError) throw new ConfigError(file, e.problems.map((p) => p.replace(/^sources:/, `sources[${i}]:`)));
+      throw new ConfigError(file, [`sources[${i}] (${s.type}): ${(e as Error).message}`]);
     }
   }
   const keys = new Set<string>();
   for (const s of out) {
-    if (keys.has(s.key)) throw new ConfigError(null, [`sources: ${s.key} is listed twice: keep one entry`]);
+    if (keys.has(s.key)) throw new ConfigError(file, [`sources: ${s.key} is listed twice: keep one entry`]);
     keys.add(s.key);
   }
   return out;
@@ -75,7 +79,7 @@ export async function createSources(sources: readonly SourceConfig[], logger: Lo
 /** Import a source module that another part of the tree provides (a missing one is a config error). */
 async function sourceModule(file: string, type: string): Promise<Record<string, unknown>> {
   try {
-    return (await import(/* webpackIgnore: true */ `./sources/${file}`)) as Record<string, unknown>;
+    return (await import(`./sources/${file}`)) as Record<string, unknown>;
   } catch (e) {
     throw new ConfigError(null, [`sources: type ${type} is not available in this build (${(e as Error).message})`]);
   }
@@ -290,7 +294,7 @@ export class Service {
       rules = { rules: packs.rules, kb: packs.kb };
     }
     checkPacks(o.config, rules.rules);
-    const sources = o.sources ?? (await createSources(o.config.sources, o.logger ?? rootLog));
+    const sources = o.sources ?? (await createSources(o.config.sources, o.logger ?? rootLog, o.config.file));
     let store: Store;
     try {
       store = o.store ?? (await openStore(o.config.store));
@@ -669,6 +673,8 @@ export class Service {
         (f) => (this.wakeDelivery = f),
       ),
     );
+    if (!this.sources.length) this.log.warn('serve: no sources configured (sources: in patchvet.yml): nothing will arrive');
+    if (!this.config.lists.length) this.log.warn('serve: no lists configured (lists: in patchvet.yml): mail is stored, never reviewed');
     this.log.info(
       { store: redactUrl(this.config.store), sources: this.sources.map((s) => s.key), lists: this.config.lists.map((l) => `${l.address} (${l.reply})`) },
       'serve: started',

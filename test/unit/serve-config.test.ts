@@ -3,6 +3,8 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { createSources } from '../../src/serve/service.js';
+import { pino } from 'pino';
 import { ConfigError, loadConfig, parseConfig, parseDuration, parseListen, redactedConfig, bareAddress } from '../../src/serve/config.js';
 
 function problems(text: string, env: Record<string, string> = {}): string[] {
@@ -162,5 +164,34 @@ delivery: {email: {mode: smtp, smtp: "smtps://bot@mail.example.org:465", from: "
     expect(bareAddress('patchvet <Bot@Example.org>')).toBe('bot@example.org');
     expect(bareAddress('bot@example.org')).toBe('bot@example.org');
     expect(bareAddress('patchvet')).toBeNull();
+  });
+});
+
+describe('sources from the config', () => {
+  test('public-inbox and maildir sources are built with the keys as written', async () => {
+    const c = parseConfig(
+      `sources:
+  - {type: public-inbox, path: /srv/inbox/xen-devel, every: 60s, start: beginning}
+  - {type: maildir, path: /srv/Maildir/xen-devel, every: 5m}
+`,
+      { env: {} },
+    );
+    const sources = await createSources(c.sources, pino({ level: 'silent' }));
+    expect(sources.map((s) => s.key)).toEqual(['public-inbox:/srv/inbox/xen-devel', 'maildir:/srv/Maildir/xen-devel']);
+  });
+
+  test('what a source refuses is a config error naming the entry', async () => {
+    const bad = parseConfig('sources:\n  - {type: public-inbox, path: /srv/a, start: yesterday}\n', { env: {} });
+    await expect(createSources(bad.sources, pino({ level: 'silent' }))).rejects.toThrow(/sources\[0\] \(public-inbox\): .*start/);
+    const twice = parseConfig('sources:\n  - {type: maildir, path: /srv/m}\n  - {type: maildir, path: /srv/m/}\n', { env: {} });
+    await expect(createSources(twice.sources, pino({ level: 'silent' }))).rejects.toThrow('sources: maildir:/srv/m is listed twice');
+    const imap = parseConfig('sources:\n  - {type: imap, url: "imaps://me@mail.example.org/INBOX"}\n', { env: {} });
+    const saved = process.env.PATCHVET_IMAP_PASSWORD;
+    delete process.env.PATCHVET_IMAP_PASSWORD;
+    try {
+      await expect(createSources(imap.sources, pino({ level: 'silent' }))).rejects.toThrow(/sources\[0\] \(imap\): .*PATCHVET_IMAP_PASSWORD/);
+    } finally {
+      if (saved !== undefined) process.env.PATCHVET_IMAP_PASSWORD = saved;
+    }
   });
 });
