@@ -137,7 +137,7 @@ export function parseDuration(v: unknown): number | null {
 
 /** "host:port", ":port", "port" or "[::1]:port" -> parts; null when unreadable. */
 export function parseListen(v: string): { host: string; port: number } | null {
-  const m = /^(?:\[([^\]]+)\]|([^:]*))?:?(\d{1,5})$/.exec(v.trim());
+  const m = /^(?:(?:\[([^\]]+)\]|([^:]*)):)?(\d{1,5})$/.exec(v.trim());
   if (!m) return null;
   const port = Number(m[3]);
   if (port > 65535) return null;

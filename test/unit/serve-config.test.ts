@@ -158,6 +158,8 @@ delivery: {email: {mode: smtp, smtp: "smtps://bot@mail.example.org:465", from: "
     expect(parseDuration(-1)).toBeNull();
     expect(parseListen('127.0.0.1:3000')).toEqual({ host: '127.0.0.1', port: 3000 });
     expect(parseListen(':8080')).toEqual({ host: '127.0.0.1', port: 8080 });
+    expect(parseListen('3000')).toEqual({ host: '127.0.0.1', port: 3000 });
+    expect(parseListen('localhost:3000')).toEqual({ host: 'localhost', port: 3000 });
     expect(parseListen('[::1]:25')).toEqual({ host: '::1', port: 25 });
     expect(parseListen('0.0.0.0:0')).toEqual({ host: '0.0.0.0', port: 0 });
     expect(parseListen('host')).toBeNull();
