@@ -179,13 +179,48 @@ export function findHeaderEnd(raw: Buffer): number {
   return lf + 2;
 }
 
+/** First value of each header (lowercase name -> raw unfolded value), per header block and encoding. */
+const headerCache = new WeakMap<Buffer, Map<BufferEncoding, Map<string, string>>>();
+
+function headerMap(rawHeaders: Buffer, encoding: BufferEncoding): Map<string, string> {
+  let byEnc = headerCache.get(rawHeaders);
+  if (!byEnc) headerCache.set(rawHeaders, (byEnc = new Map()));
+  let map = byEnc.get(encoding);
+  if (map) return map;
+  map = new Map();
+  const text = rawHeaders.toString(encoding);
+  let name: string | null = null;
+  let value = '';
+  const flush = () => {
+    if (name !== null && !map!.has(name)) map!.set(name, value.trim());
+  };
+  for (let i = 0; i < text.length; ) {
+    let j = text.indexOf('\n', i);
+    if (j < 0) j = text.length;
+    const line = text.slice(i, j).replace(/\r$/, '');
+    i = j + 1;
+    if (line === '') break;
+    if (line[0] === ' ' || line[0] === '\t') {
+      if (name !== null) value += ' ' + line.trim();
+      continue;
+    }
+    flush();
+    const colon = line.indexOf(':');
+    if (colon <= 0) {
+      name = null;
+      continue;
+    }
+    name = line.slice(0, colon).trim().toLowerCase();
+    value = line.slice(colon + 1);
+  }
+  flush();
+  byEnc.set(encoding, map);
+  return map;
+}
+
 /** The unfolded value of the first header `name` in a raw header block. */
 export function headerValue(rawHeaders: Buffer, name: string, encoding: BufferEncoding = 'utf8'): string | null {
-  const text = rawHeaders.toString(encoding);
-  const re = new RegExp(`^${name}[ \\t]*:[ \\t]*(.*(?:\\r?\\n[ \\t].*)*)`, 'im');
-  const m = re.exec(text);
-  if (!m) return null;
-  return m[1].replace(/\r?\n[ \t]+/g, ' ').trim();
+  return headerMap(rawHeaders, encoding).get(name.toLowerCase()) ?? null;
 }
 
 export function extractIds(text: string): string[] {
@@ -267,7 +302,10 @@ function isAutomated(mp: MpMail, rawHeaders: Buffer, from: Address): boolean {
 
 /** A text/plain part (top level or inside multipart) declared format=flowed. */
 function isFlowed(raw: Buffer): boolean {
-  const head = raw.subarray(0, 256 * 1024).toString('latin1');
+  const window = raw.subarray(0, 256 * 1024);
+  // Cheap byte search first: almost no mail says "flowed" at all.
+  if (window.indexOf('flowed') < 0 && window.indexOf('FLOWED') < 0 && window.indexOf('Flowed') < 0) return false;
+  const head = window.toString('latin1');
   return /^content-type:[ \t]*text\/plain[^\n]*(?:\r?\n[ \t][^\n]*)*format[ \t]*=[ \t]*"?flowed/im.test(head);
 }
 
@@ -297,8 +335,9 @@ function stripEmbeddedMailHeaders(text: string): string {
 /** Re-decode a single-part base64 text body when its decoded bytes hold CRLF line ends. */
 function recoverCrlfBody(raw: Buffer, headerEnd: number, mp: MpMail): string | null {
   if (headerEnd < 0) return null;
+  const cte = headerValue(raw.subarray(0, headerEnd), 'content-transfer-encoding', 'latin1');
+  if (!cte || !/^base64/i.test(cte)) return null;
   const headers = raw.subarray(0, headerEnd).toString('latin1');
-  if (!/^content-transfer-encoding:\s*base64/im.test(headers)) return null;
   const ct = /^content-type:\s*([^;\r\n]+)(.*(?:\r?\n[ \t].*)*)/im.exec(headers);
   if (ct && !/^text\/plain/i.test(ct[1].trim())) return null;
   const bytes = Buffer.from(raw.subarray(headerEnd).toString('latin1'), 'base64');
