@@ -17,8 +17,10 @@ export const DOVECOT_MISSING =
   'Dovecot is not installed, and the IMAP tests need a real IMAP server: install it with ' +
   '`apt-get install dovecot-imapd` (Debian/Ubuntu; CI does this when it is missing)';
 
-/** Path of the dovecot binary, or null. */
+/** Path of the dovecot binary, or null. PATCHVET_DOVECOT names it explicitly (e.g. a build of your own). */
 export function dovecotBinary(): string | null {
+  const explicit = process.env.PATCHVET_DOVECOT;
+  if (explicit) return existsSync(explicit) ? explicit : null;
   const dirs = ['/usr/sbin', '/usr/local/sbin', '/sbin', ...(process.env.PATH ?? '').split(':').filter(Boolean)];
   for (const d of dirs) {
     const p = join(d, 'dovecot');
@@ -206,9 +208,9 @@ info_log_path = ${d}/dovecot.log
 ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain login
-# tests log in with a wrong password on purpose: no delay, no growing penalty for 127.0.0.1
+# tests log in with a wrong password on purpose: no delay, and no growing penalty for 127.0.0.1
+# (the anvil listener below is switched off, as Dovecot's documentation says to)
 auth_failure_delay = 0
-login_trusted_networks = 127.0.0.0/8
 default_internal_user = ${users.internal}
 default_login_user = ${users.login}
 first_valid_uid = 1
@@ -235,6 +237,9 @@ service imap-login {
 }
 service anvil {
   chroot =
+  unix_listener anvil-auth-penalty {
+    mode = 0
+  }
 }
 `;
     writeFileSync(this.confPath, conf);

@@ -374,38 +374,25 @@ export class ImapSource implements LiveSource {
     try {
       await client.connect();
       if (signal.aborted) return;
-      let mb;
-      try {
-        mb = await client.mailboxOpen(this.url.mailbox, { readOnly: !this.markSeen });
-      } catch (err) {
-        if (!client.usable || closed) throw err;
-        const e = err as ImapError;
-        const said = e.responseText ?? e.message;
-        if (/NONEXISTENT|doesn't exist|does not exist|no such|not found|unknown mailbox/i.test(`${said} ${JSON.stringify(e.response ?? '')}`)) {
-          throw new ConfigProblem(
-            `IMAP mailbox "${this.url.mailbox}" does not exist for ${this.who()}: check the mailbox in the url (server said: ${said})`,
-          );
-        }
-        throw new ConfigProblem(`cannot open IMAP mailbox "${this.url.mailbox}" for ${this.who()}: ${said}`);
-      }
-      const uidValidity = mb.uidValidity.toString();
-      if (state.pos && state.pos.uidValidity !== uidValidity) {
-        this.log.warn(
-          { stored: state.pos.uidValidity, server: uidValidity },
-          'IMAP UIDVALIDITY changed (mailbox recreated or restored): reading the whole mailbox again; messages already stored are ignored by Message-ID',
-        );
-        state.pos = null;
-      }
+      let { uidValidity, exists } = await this.open(client, state, () => closed);
       this.connected = true;
       this.problem = null;
       state.reported = null;
-      this.log.info({ mailbox: this.url.mailbox, uidValidity, exists: mb.exists, readOnly: !this.markSeen }, 'IMAP mailbox open');
+      this.log.info({ mailbox: this.url.mailbox, uidValidity, exists, readOnly: !this.markSeen }, 'IMAP mailbox open');
 
       let lastSuccessfulSession = false;
+      let polled = false;
       for (;;) {
         if (signal.aborted) return;
         if (closed) throw new ConnectionLost(`IMAP connection to ${this.url.host}:${this.url.port} was lost`);
         news = false;
+        if (polled) {
+          // A session keeps its view of a mailbox that another session deleted and created again
+          // (Dovecot tells an IDLE session nothing, and STATUS answers from the same stale view): it
+          // would never see new mail. Opening the mailbox again on each poll gets the current one.
+          ({ uidValidity } = await this.open(client, state, () => closed));
+          polled = false;
+        }
         await this.sync(client, uidValidity, state, opts);
         this.lastSyncAt = Date.now();
         if (!lastSuccessfulSession) {
@@ -419,7 +406,10 @@ export class ImapSource implements LiveSource {
         // IDLE until the server reports something, the connection goes, we are aborted, or pollMs
         client.idle().catch((err: ImapError) => this.log.debug({ err: err?.message }, 'IDLE ended with an error'));
         await new Promise<void>((resolve) => {
-          const t = setTimeout(done, this.pollMs);
+          const t = setTimeout(() => {
+            polled = true;
+            done();
+          }, this.pollMs);
           function done() {
             clearTimeout(t);
             resolve();
@@ -447,6 +437,37 @@ export class ImapSource implements LiveSource {
         client.close();
       }
     }
+  }
+
+  /**
+   * SELECT/EXAMINE the mailbox; when its UIDVALIDITY is not the one of state.pos, warn and read it
+   * from the start. A mailbox the server will not open is a ConfigProblem (reported to the user).
+   */
+  private async open(client: ImapFlow, state: RunState, closed: () => boolean): Promise<{ uidValidity: string; exists: number }> {
+    let mb;
+    try {
+      mb = await client.mailboxOpen(this.url.mailbox, { readOnly: !this.markSeen });
+    } catch (err) {
+      if (!client.usable || closed()) throw err;
+      const e = err as ImapError;
+      const said = e.responseText ?? e.message;
+      if (/NONEXISTENT|doesn't exist|does not exist|no such|not found|unknown mailbox/i.test(`${said} ${JSON.stringify(e.response ?? '')}`)) {
+        throw new ConfigProblem(
+          `IMAP mailbox "${this.url.mailbox}" does not exist for ${this.who()}: check the mailbox in the url (server said: ${said})`,
+        );
+      }
+      throw new ConfigProblem(`cannot open IMAP mailbox "${this.url.mailbox}" for ${this.who()}: ${said}`);
+    }
+    const uidValidity = mb.uidValidity.toString();
+    if (state.pos && state.pos.uidValidity !== uidValidity) {
+      this.log.warn(
+        { stored: state.pos.uidValidity, server: uidValidity },
+        'IMAP UIDVALIDITY changed (mailbox recreated or restored): reading the whole mailbox again; messages already stored are ignored by Message-ID',
+      );
+      state.pos = null;
+      state.trouble = null;
+    }
+    return { uidValidity, exists: mb.exists };
   }
 
   /** Fetch and deliver everything after state.pos, in batches. */
