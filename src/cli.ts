@@ -45,7 +45,7 @@ async function threadsCommand(inputs: string[], opts: { format: string; workers?
       for (const t of corpus.threads) await out.write(threadText(corpus.thread(t)) + '\n');
       const s = corpus.stats;
       await out.write(
-        `${s.messages} messages, ${s.threads} threads, ${s.series} series, ${s.patches} patches` +
+        `${plural(s.messages, 'message')}, ${plural(s.threads, 'thread')}, ${s.series} series, ${plural(s.patches, 'patch', 'patches')}` +
           (s.duplicates ? `, ${s.duplicates} duplicates collapsed` : '') +
           (corpus.errors.length ? `, ${corpus.errors.length} skipped (see stderr)` : '') +
           '\n',
@@ -153,6 +153,10 @@ async function rulesCommand(action: string, dir: string | undefined, io: Io): Pr
     return results.some((r) => !r.passed) ? 1 : 0;
   }
   throw new UsageError(`unknown rules action '${action}': use 'patchvet rules list' or 'patchvet rules test [DIR]'`);
+}
+
+function plural(n: number, one: string, many = `${one}s`): string {
+  return `${n} ${n === 1 ? one : many}`;
 }
 
 export function seriesIndex(corpus: Corpus): (id: string) => string | undefined {
