@@ -367,6 +367,18 @@ describe('ImapSource with a real Dovecot', () => {
     expect(await r.stop()).toBeLessThan(3000);
   });
 
+  test('imap:// to a server without STARTTLS, TLS required: refused with what to do, the password never sent', async () => {
+    const logins = () => (dv.log().match(/Login: user=<alice>/g) ?? []).length;
+    const before = logins();
+    const src = source({ url: dv.url('INBOX'), requireTls: true, logger: captureLog().logger });
+    const r = runSource(src, null);
+    await r.waitFor('the error', () => r.errors.length >= 1);
+    expect(r.errors[0].message).toMatch(/^IMAP server 127\.0\.0\.1:\d+ does not offer STARTTLS.*use imaps:\/\//);
+    expect(src.health().ok).toBe(false);
+    await r.stop();
+    expect(logins()).toBe(before);
+  });
+
   test('a missing mailbox is reported with what to check', async () => {
     const src = source({ url: dv.url('no-such-list'), logger: captureLog().logger });
     const r = runSource(src, null);

@@ -11,6 +11,7 @@
 // Problems the user must fix (wrong password, missing mailbox, TLS) go to onError once per streak,
 // with what to do; a message the server cannot hand out is reported through onError and skipped.
 import { ImapFlow, type FetchMessageObject, type Logger as ImapLogger } from 'imapflow';
+import { isIP } from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
 import type { Logger } from 'pino';
 import { log as rootLog } from '../../log.js';
@@ -289,6 +290,9 @@ export class ImapSource implements LiveSource {
       case 'ClosedAfterConnectTLS':
         return `IMAP connection to ${server} was closed (${e.code})`;
     }
+    if (/does not support STARTTLS/i.test(e?.message ?? '')) {
+      return `IMAP server ${server} does not offer STARTTLS, and the password must not cross the network in clear text: use imaps:// (usually port 993) if the server has it, or allow plain text for a trusted network (requireTls: false)`;
+    }
     if (/certificate|self.signed|SSL|TLS/i.test(`${e?.code ?? ''} ${e?.message ?? ''}`)) {
       return `TLS with IMAP server ${server} failed (${e?.message}): check the server's certificate, or the url's scheme and port (imaps:// is usually port 993, imap:// with STARTTLS 143)`;
     }
@@ -331,7 +335,8 @@ export class ImapSource implements LiveSource {
       port: this.url.port,
       secure: this.url.secure,
       doSTARTTLS: this.url.secure ? undefined : this.requireTls ? true : undefined,
-      servername: LOOPBACK.test(this.url.host) ? undefined : this.url.host,
+      // SNI takes host names only
+      servername: isIP(this.url.host) || LOOPBACK.test(this.url.host) ? undefined : this.url.host,
       auth: { user: this.url.user, pass: this.password },
       tls: this.tls,
       logger: this.imapLogger(),
