@@ -4,7 +4,7 @@
 // (threads output, or rules -> review -> sinks). Memory holds the light index only.
 import type { InputError, MessageRecord, Series, Thread } from './model.js';
 import { readInputs } from './sources/index.js';
-import { parseStream } from './mail/pool.js';
+import { parseStream, candidateRecord } from './mail/pool.js';
 import { Spool, type SpoolHandle } from './store/spool.js';
 import { Threader } from './thread/jwz.js';
 import { groupSeries } from './thread/series.js';
@@ -69,7 +69,7 @@ export async function loadCorpus(inputs: string[], opts: LoadOptions = {}): Prom
       if (r.kind === 'patch') stats.patches++;
       index.set(r.messageId, spool.appendJson(res.json));
       threader.add(r);
-      if (r.candidate) candidates.push(r.candidate);
+      if (r.candidate) candidates.push(candidateRecord(r.candidate));
     }
   } catch (e) {
     spool.close();

@@ -19,8 +19,8 @@ export interface LightRecord {
   date: string | null;
   subject: string;
   kind: MessageRecord['kind'];
-  /** Slim record for series grouping, or null for mail that can't be part of a series. */
-  candidate: MessageRecord | null;
+  /** Series-grouping fields, or null for mail that can't be part of a series. */
+  candidate: CandidateFields | null;
 }
 
 /**
@@ -29,36 +29,73 @@ export interface LightRecord {
  */
 export type ParseResult = { ok: true; json: string; light: LightRecord } | { ok: false; error: InputError };
 
-const NO_DIFF = { files: [], damage: [] };
+/** The few fields series grouping reads of a patch or cover letter (see thread/series.ts). */
+export interface CandidateFields {
+  messageId: string;
+  inReplyTo: string | null;
+  from: MessageRecord['from'];
+  /** Omitted when the same as `from`. */
+  author?: MessageRecord['author'];
+  date: string | null;
+  parsedSubject: MessageRecord['parsedSubject'];
+  kind: MessageRecord['kind'];
+  hasDiff: boolean;
+  diffstat: boolean;
+  automated: boolean;
+}
 
-/** What series grouping needs of a patch or cover letter; null for other mail. */
-export function seriesCandidate(r: MessageRecord): MessageRecord | null {
+/** Series-grouping fields of a patch or cover letter; null for mail that can't be part of a series. */
+export function seriesCandidate(r: MessageRecord): CandidateFields | null {
   const ps = r.parsedSubject;
   if (ps.reply || !(ps.series || r.kind === 'patch' || r.kind === 'cover')) return null;
+  const same = r.author.address === r.from.address && r.author.name === r.from.name;
   return {
     messageId: r.messageId,
-    ref: r.ref,
     inReplyTo: r.inReplyTo,
-    references: [],
     from: r.from,
-    author: r.author,
+    ...(same ? {} : { author: r.author }),
     date: r.date,
-    subject: '',
     parsedSubject: ps,
     kind: r.kind,
-    listIds: [],
-    to: [],
-    cc: [],
-    commitMessage: null,
-    diff: r.diff ? NO_DIFF : null,
-    files: [],
+    hasDiff: r.diff !== null,
     diffstat: r.diffstat,
-    trailers: [],
-    blocks: [],
-    whitespaceDamaged: false,
-    damage: [],
     automated: r.automated,
-    warnings: [],
+  };
+}
+
+const NONE: never[] = [];
+const NO_DIFF = { files: NONE, damage: NONE };
+const NO_REF = { source: '', file: '', offset: 0, length: 0 };
+
+/**
+ * A MessageRecord shell around candidate fields, for groupSeries: everything it does not read
+ * points at shared constants, so tens of thousands of candidates stay small in memory.
+ */
+export function candidateRecord(c: CandidateFields): MessageRecord {
+  return {
+    messageId: c.messageId,
+    ref: NO_REF,
+    inReplyTo: c.inReplyTo,
+    references: NONE,
+    from: c.from,
+    author: c.author ?? c.from,
+    date: c.date,
+    subject: '',
+    parsedSubject: c.parsedSubject,
+    kind: c.kind,
+    listIds: NONE,
+    to: NONE,
+    cc: NONE,
+    commitMessage: null,
+    diff: c.hasDiff ? NO_DIFF : null,
+    files: NONE,
+    diffstat: c.diffstat,
+    trailers: NONE,
+    blocks: NONE,
+    whitespaceDamaged: false,
+    damage: NONE,
+    automated: c.automated,
+    warnings: NONE,
   };
 }
 
@@ -94,7 +131,7 @@ export interface PoolOptions {
 const BATCH_MESSAGES = 32;
 const BATCH_BYTES = 512 * 1024;
 /** Heap limits per worker: RSS stays bounded whatever the archive; a mail too big for it is skipped. */
-const WORKER_LIMITS = { maxOldGenerationSizeMb: 96 };
+const WORKER_LIMITS = { maxYoungGenerationSizeMb: 12, maxOldGenerationSizeMb: 96 };
 
 function workerUrl(): URL | null {
   const url = new URL('./worker.js', import.meta.url);
