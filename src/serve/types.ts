@@ -18,6 +18,30 @@ export interface SourceHealth {
   detail?: string;
 }
 
+export interface SourceRunOptions {
+  /** The stored position to start after (null on first start). */
+  from: string | null;
+  /** Store a batch (messages and position in one transaction); resolves once durable. */
+  deliver: (batch: SourceBatch) => Promise<void>;
+  /** A message that could not be read: reported, skipped. */
+  onError: (e: { source: string; message: string }) => void;
+  signal: AbortSignal;
+}
+
+/** Resolve after `ms`, or at once when `signal` aborts (sources sleep between retries this way). */
+export function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
+
 export interface LiveSource {
   /** Stable key for the store's position table, e.g. "public-inbox:/srv/inbox/xen-devel". */
   readonly key: string;
@@ -27,11 +51,6 @@ export interface LiveSource {
    * errors (network, server restart) are retried with backoff and logged, never thrown; a bad
    * message is reported through `onError` and skipped.
    */
-  run(opts: {
-    from: string | null;
-    deliver: (batch: SourceBatch) => Promise<void>;
-    onError: (e: { source: string; message: string }) => void;
-    signal: AbortSignal;
-  }): Promise<void>;
+  run(opts: SourceRunOptions): Promise<void>;
   health(): SourceHealth;
 }

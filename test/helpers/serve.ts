@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { SMTPServer } from 'smtp-server';
 import type { RawMessage } from '../../src/model.js';
-import type { LiveSource, SourceBatch, SourceHealth } from '../../src/serve/types.js';
+import type { LiveSource, SourceBatch, SourceHealth, SourceRunOptions } from '../../src/serve/types.js';
 import { splitMboxBuffer } from '../../src/sources/mbox.js';
 
 export const FIXTURES = '/work/shared/fixtures';
@@ -65,12 +65,7 @@ export class TestSource implements LiveSource {
     this.wake?.();
   }
 
-  async run(opts: {
-    from: string | null;
-    deliver: (batch: SourceBatch) => Promise<void>;
-    onError: (e: { source: string; message: string }) => void;
-    signal: AbortSignal;
-  }): Promise<void> {
+  async run(opts: SourceRunOptions): Promise<void> {
     this.starts.push(opts.from);
     this.running = true;
     try {

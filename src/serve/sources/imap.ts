@@ -16,7 +16,7 @@ import type { ConnectionOptions } from 'node:tls';
 import type { Logger } from 'pino';
 import { log as rootLog } from '../../log.js';
 import type { RawMessage } from '../../model.js';
-import type { LiveSource, SourceBatch, SourceHealth } from '../types.js';
+import { sleep, type LiveSource, type SourceBatch, type SourceHealth, type SourceRunOptions } from '../types.js';
 
 export const IMAP_PASSWORD_ENV = 'PATCHVET_IMAP_PASSWORD';
 
@@ -126,19 +126,6 @@ interface ImapError extends Error {
   response?: unknown;
 }
 
-/** Resolve after ms, or at once when the signal aborts. */
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
-}
 
 /** A message that made the server drop the connection this many times when fetched on its own is skipped. */
 const POISON_STRIKES = 3;
@@ -222,12 +209,7 @@ export class ImapSource implements LiveSource {
     return { ok: false, lagSeconds, detail: this.problem ?? 'not connected' };
   }
 
-  async run(opts: {
-    from: string | null;
-    deliver: (batch: SourceBatch) => Promise<void>;
-    onError: (e: { source: string; message: string }) => void;
-    signal: AbortSignal;
-  }): Promise<void> {
+  async run(opts: SourceRunOptions): Promise<void> {
     const { signal } = opts;
     let pos = parseImapPosition(opts.from);
     if (opts.from !== null && !pos) {

@@ -11,7 +11,7 @@ import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession, type SMT
 import type { Logger } from 'pino';
 import { log as rootLog } from '../../log.js';
 import type { RawMessage } from '../../model.js';
-import type { LiveSource, SourceBatch, SourceHealth } from '../types.js';
+import { sleep, type LiveSource, type SourceBatch, type SourceHealth, type SourceRunOptions } from '../types.js';
 
 export interface LmtpSourceOptions {
   /** "host:port" ("[::1]:2424" for IPv6). Default 127.0.0.1:2424. */
@@ -63,18 +63,6 @@ export function queueIdOf(raw: Buffer): string | null {
   return id ? id[1] : null;
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
-}
 
 class SmtpReply extends Error {
   constructor(
@@ -141,12 +129,7 @@ export class LmtpSource implements LiveSource {
     return { ok: true, detail };
   }
 
-  async run(opts: {
-    from: string | null;
-    deliver: (batch: SourceBatch) => Promise<void>;
-    onError: (e: { source: string; message: string }) => void;
-    signal: AbortSignal;
-  }): Promise<void> {
+  async run(opts: SourceRunOptions): Promise<void> {
     const { signal } = opts;
     const inflight = new Set<Promise<void>>();
     if (!LOOPBACK.test(this.host) && !this.opts.tls) {
