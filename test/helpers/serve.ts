@@ -11,7 +11,7 @@ import type { RawMessage } from '../../src/model.js';
 import type { LiveSource, SourceBatch, SourceHealth, SourceRunOptions } from '../../src/serve/types.js';
 import { splitMboxBuffer } from '../../src/sources/mbox.js';
 
-export const FIXTURES = '/work/shared/fixtures';
+export const FIXTURES = join(process.cwd(), '../shared/fixtures');
 export const XEN_THREAD = join(FIXTURES, 'xen-fpu-reset-v2-1of9.mbox');
 export const PATCH_ID = '<20260324181937.2465574-2-ross.lagerwall@citrix.com>';
 export const COVER_ID = '<20260324181937.2465574-1-ross.lagerwall@citrix.com>';

@@ -3,8 +3,9 @@
 import { readFileSync } from 'node:fs';
 import type { MessageRecord } from '../../src/model.js';
 import { recordFromText } from '../../src/mail/record.js';
+import { join } from 'node:path';
 
-export const FIXTURES = '/work/shared/fixtures';
+export const FIXTURES = join(process.cwd(), '../shared/fixtures');
 
 /** Split an mboxrd file into mail texts (">From " unescaped). */
 export function readMbox(path: string): string[] {

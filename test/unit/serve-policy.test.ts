@@ -21,8 +21,9 @@ import {
   selectFindings,
   type PolicyContext,
 } from '../../src/serve/policy.js';
+import { join } from 'node:path';
 
-const FIXTURE = '/work/shared/fixtures/xen-fpu-reset-v2-1of9.mbox';
+const FIXTURE = join(process.cwd(), '../shared/fixtures/xen-fpu-reset-v2-1of9.mbox');
 let patch: MessageRecord;
 let review: MessageRecord;
 let answer: MessageRecord;

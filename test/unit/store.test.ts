@@ -19,7 +19,7 @@ import { splitMboxBuffer } from '../../src/sources/mbox.js';
 import { MIGRATIONS, migratePostgres, migrateSqlite } from '../../src/store/migrations.js';
 import { openStore, type ReplyInput, type Store } from '../../src/store/store.js';
 
-const FIXTURES = '/work/shared/fixtures';
+const FIXTURES = join(process.cwd(), '../shared/fixtures');
 const REPO = resolve(process.cwd());
 const PG_ADMIN_URL = process.env.PATCHVET_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const PG_START_HINT = 'pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start';
