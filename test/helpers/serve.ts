@@ -1,15 +1,13 @@
 // Test kit for `patchvet serve`: a tiny in-test LiveSource, a real SMTP receiver (smtp-server on
 // loopback) that records every message it accepts, store harnesses for SQLite and PostgreSQL, and
 // the real fixtures as raw messages.
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import pg from 'pg';
 import { SMTPServer } from 'smtp-server';
 import type { RawMessage } from '../../src/model.js';
 import type { LiveSource, SourceBatch, SourceHealth, SourceRunOptions } from '../../src/serve/types.js';
 import { splitMboxBuffer } from '../../src/sources/mbox.js';
+import { sqliteHarness as sqliteAt, pgHarness as pgAt } from './stores.js';
 
 export const FIXTURES = join(process.cwd(), '../shared/fixtures');
 export const XEN_THREAD = join(FIXTURES, 'xen-fpu-reset-v2-1of9.mbox');
@@ -178,70 +176,9 @@ export function headerNames(raw: string): string[] {
 
 // ---------------------------------------------------------------- stores
 
-export const PG_ADMIN_URL = process.env.PATCHVET_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-const PG_START_HINT = 'pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start';
-
-export interface StoreHarness {
-  name: 'sqlite' | 'postgres';
-  setup(): Promise<void>;
-  teardown(): Promise<void>;
-  /** A URL naming a new, empty database. */
-  freshUrl(): Promise<string>;
-}
-
-export function sqliteHarness(): StoreHarness {
-  let dir = '';
-  let n = 0;
-  return {
-    name: 'sqlite',
-    async setup() {
-      dir = mkdtempSync(join(tmpdir(), 'patchvet-serve-test-'));
-    },
-    async teardown() {
-      if (dir) rmSync(dir, { recursive: true, force: true });
-    },
-    async freshUrl() {
-      return `sqlite:${join(dir, `store-${++n}.db`)}`;
-    },
-  };
-}
-
-/** Fails (does not skip) when PostgreSQL is unreachable, and says how to start it. */
-export function pgHarness(): StoreHarness {
-  let admin: pg.Client | null = null;
-  const created: string[] = [];
-  const prefix = `patchvet_serve_${process.pid}_${randomBytes(3).toString('hex')}`;
-  return {
-    name: 'postgres',
-    async setup() {
-      const c = new pg.Client({ connectionString: PG_ADMIN_URL, connectionTimeoutMillis: 5000 });
-      try {
-        await c.connect();
-      } catch (e) {
-        await c.end().catch(() => undefined);
-        throw new Error(
-          `PostgreSQL is not reachable at ${PG_ADMIN_URL} (${(e as Error).message}). ` +
-            `Start it with: ${PG_START_HINT} (or set PATCHVET_TEST_PG_URL).`,
-        );
-      }
-      admin = c;
-    },
-    async teardown() {
-      if (!admin) return;
-      for (const db of created) await admin.query(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
-      await admin.end();
-    },
-    async freshUrl() {
-      if (!admin) throw new Error('PostgreSQL harness not set up (see the error of beforeAll)');
-      const db = `${prefix}_${created.length + 1}`;
-      await admin.query(`CREATE DATABASE ${db}`);
-      created.push(db);
-      const u = new URL(PG_ADMIN_URL);
-      u.pathname = `/${db}`;
-      return u.toString();
-    },
-  };
-}
+export { PG_ADMIN_URL, type StoreHarness } from './stores.js';
+export const sqliteHarness = () => sqliteAt('patchvet-serve-test-');
+export const pgHarness = () => pgAt('patchvet_serve');
 
 /** Poll `cond` until it holds or `ms` pass (then throw, naming `what`). */
 export async function until(

@@ -18,11 +18,10 @@ import type { Finding, MessageRecord, Series } from '../../src/model.js';
 import { splitMboxBuffer } from '../../src/sources/mbox.js';
 import { MIGRATIONS, migratePostgres, migrateSqlite } from '../../src/store/migrations.js';
 import { openStore, type ReplyInput, type Store } from '../../src/store/store.js';
+import { sqliteHarness as sqliteAt, pgHarness as pgAt, type StoreHarness } from '../helpers/stores.js';
 
 const FIXTURES = join(process.cwd(), '../shared/fixtures');
 const REPO = resolve(process.cwd());
-const PG_ADMIN_URL = process.env.PATCHVET_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-const PG_START_HINT = 'pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start';
 
 // ---------------------------------------------------------------- fixtures
 
@@ -85,69 +84,9 @@ function reply(key: string, inReplyTo: string, n = 0): ReplyInput {
 
 // ---------------------------------------------------------------- backends
 
-interface Harness {
-  name: 'sqlite' | 'postgres';
-  setup(): Promise<void>;
-  teardown(): Promise<void>;
-  /** A URL naming a new, empty database. */
-  freshUrl(): Promise<string>;
-}
-
-function sqliteHarness(): Harness {
-  let dir = '';
-  let n = 0;
-  return {
-    name: 'sqlite',
-    async setup() {
-      dir = mkdtempSync(join(tmpdir(), 'patchvet-store-test-'));
-    },
-    async teardown() {
-      if (dir) rmSync(dir, { recursive: true, force: true });
-    },
-    async freshUrl() {
-      return `sqlite:${join(dir, `store-${++n}.db`)}`;
-    },
-  };
-}
-
-function pgHarness(): Harness {
-  let admin: pg.Client | null = null;
-  const created: string[] = [];
-  const prefix = `patchvet_test_${process.pid}_${randomBytes(3).toString('hex')}`;
-  const urlFor = (db: string): string => {
-    const u = new URL(PG_ADMIN_URL);
-    u.pathname = `/${db}`;
-    return u.toString();
-  };
-  return {
-    name: 'postgres',
-    async setup() {
-      const c = new pg.Client({ connectionString: PG_ADMIN_URL, connectionTimeoutMillis: 5000 });
-      try {
-        await c.connect();
-      } catch (e) {
-        await c.end().catch(() => undefined);
-        throw new Error(
-          `PostgreSQL is not reachable at ${PG_ADMIN_URL} (${(e as Error).message}). ` +
-            `Start it with: ${PG_START_HINT} (or set PATCHVET_TEST_PG_URL).`,
-        );
-      }
-      admin = c;
-    },
-    async teardown() {
-      if (!admin) return;
-      for (const db of created) await admin.query(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
-      await admin.end();
-    },
-    async freshUrl() {
-      if (!admin) throw new Error('PostgreSQL harness not set up (see the error of beforeAll)');
-      const db = `${prefix}_${created.length + 1}`;
-      await admin.query(`CREATE DATABASE ${db}`);
-      created.push(db);
-      return urlFor(db);
-    },
-  };
-}
+type Harness = StoreHarness;
+const sqliteHarness = () => sqliteAt('patchvet-store-test-');
+const pgHarness = () => pgAt('patchvet_test');
 
 // ---------------------------------------------------------------- kill -9 support
 
