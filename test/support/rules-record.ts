@@ -3,16 +3,14 @@
 import { readFileSync } from 'node:fs';
 import type { MessageRecord } from '../../src/model.js';
 import { recordFromText } from '../../src/mail/record.js';
+import { splitMboxrd } from '../helpers/mbox.js';
 import { join } from 'node:path';
 
 export const FIXTURES = join(process.cwd(), '../shared/fixtures');
 
 /** Split an mboxrd file into mail texts (">From " unescaped). */
 export function readMbox(path: string): string[] {
-  return readFileSync(path, 'utf8')
-    .split(/^From [^\n]*\n/m)
-    .filter((m) => m.trim())
-    .map((m) => m.replace(/^>(>*From )/gm, '$1'));
+  return splitMboxrd(readFileSync(path, 'utf8'));
 }
 
 export function makeRecord(text: string): Promise<MessageRecord> {

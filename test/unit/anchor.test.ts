@@ -1,25 +1,14 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { simpleParser, type ParsedMail } from 'mailparser';
+import { readFixtureMails } from '../helpers/mbox.js';
 import type { Comment, Diff } from '../../src/model.js';
 import { anchorComments } from '../../src/patch/anchor.js';
 import { extractDiff } from '../../src/patch/diff.js';
 import { splitReply } from '../../src/patch/quote.js';
 
-const SHARED = join(process.cwd(), '../shared/fixtures');
 const REPLIES = join(process.cwd(), 'test/fixtures/replies');
 
-async function readMbox(name: string): Promise<Array<{ mail: ParsedMail; rawBody: string }>> {
-  const text = readFileSync(join(SHARED, name), 'latin1');
-  const parts = text.split(/^From mboxrd@z Thu Jan {2}1 00:00:00 1970\n/m).filter((p) => p.trim() !== '');
-  const out: Array<{ mail: ParsedMail; rawBody: string }> = [];
-  for (const p of parts) {
-    const unescaped = p.replace(/^>(>*From )/gm, '$1');
-    const mail = await simpleParser(Buffer.from(unescaped, 'latin1'));
-    out.push({ mail, rawBody: unescaped.slice(unescaped.indexOf('\n\n') + 2) });
-  }
-  return out;
-}
+const readMbox = readFixtureMails;
 
 function diffOf(body: string): Diff {
   const d = extractDiff(body).diff;

@@ -1,24 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { simpleParser, type ParsedMail } from 'mailparser';
+import { readFixtureMails } from '../helpers/mbox.js';
 import type { ReplyBlock } from '../../src/model.js';
 import { isAttributionLine, newText, parseQuoteMarker, splitReply } from '../../src/patch/quote.js';
 
-const SHARED = join(process.cwd(), '../shared/fixtures');
 const REPLIES = join(process.cwd(), 'test/fixtures/replies');
 
-/** The messages of an mboxrd file, decoded by mailparser, plus each one's raw body (undecoded). */
-async function readMbox(name: string): Promise<Array<{ mail: ParsedMail; rawBody: string }>> {
-  const text = readFileSync(join(SHARED, name), 'latin1');
-  const parts = text.split(/^From mboxrd@z Thu Jan {2}1 00:00:00 1970\n/m).filter((p) => p.trim() !== '');
-  const out: Array<{ mail: ParsedMail; rawBody: string }> = [];
-  for (const p of parts) {
-    const unescaped = p.replace(/^>(>*From )/gm, '$1');
-    const mail = await simpleParser(Buffer.from(unescaped, 'latin1'));
-    out.push({ mail, rawBody: unescaped.slice(unescaped.indexOf('\n\n') + 2) });
-  }
-  return out;
-}
+const readMbox = readFixtureMails;
 
 const texts = (blocks: ReplyBlock[]) => blocks.flatMap((b) => (b.type === 'text' ? [b.text] : []));
 const types = (blocks: ReplyBlock[]) => blocks.map((b) => b.type);
