@@ -261,6 +261,226 @@ CREATE TABLE kv_cache (
 );
 `,
   },
+  {
+    version: 2,
+    name: 'GitHub mirror PRs: patch index, PRs and their commits, PR<->patch links, posted comments, jobs, forwards',
+    sqlite: `
+CREATE TABLE patch_index (
+  message_id TEXT PRIMARY KEY REFERENCES messages (message_id) ON DELETE CASCADE,
+  patch_id TEXT,
+  subject_key TEXT NOT NULL,
+  msg_date TEXT,
+  indexed_at INTEGER NOT NULL
+);
+CREATE INDEX patch_index_patch_id ON patch_index (patch_id);
+CREATE INDEX patch_index_subject ON patch_index (subject_key);
+
+CREATE TABLE github_prs (
+  repo TEXT NOT NULL,
+  pr INTEGER NOT NULL,
+  installation_id INTEGER,
+  head_sha TEXT,
+  base_sha TEXT,
+  title TEXT,
+  author TEXT,
+  state TEXT,
+  updated_at INTEGER NOT NULL,
+  PRIMARY KEY (repo, pr)
+);
+
+CREATE TABLE github_pr_commits (
+  repo TEXT NOT NULL,
+  pr INTEGER NOT NULL,
+  sha TEXT NOT NULL,
+  ord INTEGER NOT NULL,
+  patch_id TEXT,
+  subject_key TEXT NOT NULL,
+  PRIMARY KEY (repo, pr, sha)
+);
+CREATE INDEX github_pr_commits_patch_id ON github_pr_commits (patch_id);
+CREATE INDEX github_pr_commits_subject ON github_pr_commits (subject_key);
+
+CREATE TABLE github_commit_refs (
+  message_id TEXT NOT NULL,
+  repo TEXT NOT NULL,
+  pr INTEGER NOT NULL,
+  sha TEXT NOT NULL,
+  PRIMARY KEY (message_id, repo, pr, sha)
+);
+
+CREATE TABLE github_links (
+  repo TEXT NOT NULL,
+  pr INTEGER NOT NULL,
+  message_id TEXT NOT NULL,
+  commit_sha TEXT NOT NULL,
+  method TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY (repo, pr, message_id)
+);
+CREATE INDEX github_links_message ON github_links (message_id);
+
+CREATE TABLE github_comments (
+  repo TEXT NOT NULL,
+  pr INTEGER NOT NULL,
+  key TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  rule TEXT,
+  fingerprint TEXT,
+  comment_id INTEGER,
+  review_id INTEGER,
+  path TEXT,
+  line INTEGER,
+  side TEXT,
+  commit_sha TEXT,
+  state TEXT NOT NULL CHECK (state IN ('open', 'resolved')),
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  PRIMARY KEY (repo, pr, key)
+);
+CREATE INDEX github_comments_fingerprint ON github_comments (fingerprint);
+
+CREATE TABLE github_jobs (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  key TEXT NOT NULL UNIQUE,
+  kind TEXT NOT NULL,
+  repo TEXT NOT NULL,
+  pr INTEGER NOT NULL,
+  installation_id INTEGER,
+  payload TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed')),
+  attempts INTEGER NOT NULL DEFAULT 0,
+  lease_owner TEXT,
+  lease_until INTEGER,
+  next_attempt_at INTEGER,
+  last_error TEXT,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  done_at INTEGER
+);
+CREATE INDEX github_jobs_state ON github_jobs (state, seq);
+
+CREATE TABLE github_forwards (
+  repo TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  comment_id INTEGER NOT NULL,
+  login TEXT NOT NULL,
+  outbox_key TEXT NOT NULL,
+  message_id TEXT NOT NULL,
+  in_reply_to TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY (repo, kind, comment_id)
+);
+CREATE INDEX github_forwards_message ON github_forwards (message_id);
+`,
+    postgres: `
+CREATE TABLE patch_index (
+  message_id TEXT PRIMARY KEY REFERENCES messages (message_id) ON DELETE CASCADE,
+  patch_id TEXT,
+  subject_key TEXT NOT NULL,
+  msg_date TEXT,
+  indexed_at BIGINT NOT NULL
+);
+CREATE INDEX patch_index_patch_id ON patch_index (patch_id);
+CREATE INDEX patch_index_subject ON patch_index (subject_key);
+
+CREATE TABLE github_prs (
+  repo TEXT NOT NULL,
+  pr INTEGER NOT NULL,
+  installation_id BIGINT,
+  head_sha TEXT,
+  base_sha TEXT,
+  title TEXT,
+  author TEXT,
+  state TEXT,
+  updated_at BIGINT NOT NULL,
+  PRIMARY KEY (repo, pr)
+);
+
+CREATE TABLE github_pr_commits (
+  repo TEXT NOT NULL,
+  pr INTEGER NOT NULL,
+  sha TEXT NOT NULL,
+  ord INTEGER NOT NULL,
+  patch_id TEXT,
+  subject_key TEXT NOT NULL,
+  PRIMARY KEY (repo, pr, sha)
+);
+CREATE INDEX github_pr_commits_patch_id ON github_pr_commits (patch_id);
+CREATE INDEX github_pr_commits_subject ON github_pr_commits (subject_key);
+
+CREATE TABLE github_commit_refs (
+  message_id TEXT NOT NULL,
+  repo TEXT NOT NULL,
+  pr INTEGER NOT NULL,
+  sha TEXT NOT NULL,
+  PRIMARY KEY (message_id, repo, pr, sha)
+);
+
+CREATE TABLE github_links (
+  repo TEXT NOT NULL,
+  pr INTEGER NOT NULL,
+  message_id TEXT NOT NULL,
+  commit_sha TEXT NOT NULL,
+  method TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  PRIMARY KEY (repo, pr, message_id)
+);
+CREATE INDEX github_links_message ON github_links (message_id);
+
+CREATE TABLE github_comments (
+  repo TEXT NOT NULL,
+  pr INTEGER NOT NULL,
+  key TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  rule TEXT,
+  fingerprint TEXT,
+  comment_id BIGINT,
+  review_id BIGINT,
+  path TEXT,
+  line INTEGER,
+  side TEXT,
+  commit_sha TEXT,
+  state TEXT NOT NULL CHECK (state IN ('open', 'resolved')),
+  created_at BIGINT NOT NULL,
+  updated_at BIGINT NOT NULL,
+  PRIMARY KEY (repo, pr, key)
+);
+CREATE INDEX github_comments_fingerprint ON github_comments (fingerprint);
+
+CREATE TABLE github_jobs (
+  seq BIGSERIAL PRIMARY KEY,
+  key TEXT NOT NULL UNIQUE,
+  kind TEXT NOT NULL,
+  repo TEXT NOT NULL,
+  pr INTEGER NOT NULL,
+  installation_id BIGINT,
+  payload JSONB NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed')),
+  attempts INTEGER NOT NULL DEFAULT 0,
+  lease_owner TEXT,
+  lease_until BIGINT,
+  next_attempt_at BIGINT,
+  last_error TEXT,
+  created_at BIGINT NOT NULL,
+  updated_at BIGINT NOT NULL,
+  done_at BIGINT
+);
+CREATE INDEX github_jobs_state ON github_jobs (state, seq);
+
+CREATE TABLE github_forwards (
+  repo TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  comment_id BIGINT NOT NULL,
+  login TEXT NOT NULL,
+  outbox_key TEXT NOT NULL,
+  message_id TEXT NOT NULL,
+  in_reply_to TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  PRIMARY KEY (repo, kind, comment_id)
+);
+CREATE INDEX github_forwards_message ON github_forwards (message_id);
+`,
+  },
 ];
 
 const CREATE_TABLE_SQLITE = `CREATE TABLE IF NOT EXISTS schema_migrations (

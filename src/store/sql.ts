@@ -11,10 +11,21 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Finding, MessageRecord, Series } from '../model.js';
 import type {
   DisputeInput,
+  GithubCommentRow,
+  GithubForward,
+  GithubJob,
+  GithubJobInput,
+  GithubJobOutcome,
+  GithubJobState,
+  GithubLink,
+  GithubPr,
+  LinkMethod,
   OutboxItem,
   OutboxState,
   OutboxStats,
   ReplyInput,
+  PatchIndexEntry,
+  PrCommitEntry,
   RuleStats,
   SentInfo,
   SourcePosition,
@@ -98,6 +109,20 @@ const OUTBOX_COLUMNS =
 const CLAIMABLE =
   "((state = 'queued' AND (next_attempt_at IS NULL OR next_attempt_at <= @now)) OR " +
   "(state = 'sending' AND lease_until <= @now))";
+
+const JOB_COLUMNS =
+  'seq, key, kind, repo, pr, installation_id, payload, state, attempts, last_error, created_at';
+
+/** Claimable job: queued and due, or running with an expired lease (its worker died). */
+const JOB_CLAIMABLE =
+  "((state = 'queued' AND (next_attempt_at IS NULL OR next_attempt_at <= @now)) OR " +
+  "(state = 'running' AND lease_until <= @now))";
+
+const COMMENT_COLUMNS = 'repo, pr, key, kind, rule, fingerprint, comment_id, review_id, path, line, side, commit_sha, state';
+
+function numOrNull(v: unknown): number | null {
+  return v === null || v === undefined ? null : Number(v);
+}
 
 const POSSIBLY_SENT =
   "(state <> 'sent' AND (uncertain_at IS NOT NULL OR (state = 'sending' AND lease_until <= @now)))";
@@ -587,6 +612,390 @@ export class SqlStore implements Store {
           precision: posted ? (posted - disputed) / posted : null,
         };
       });
+    });
+  }
+
+  // ------------------------------------------------------------ GitHub mirror PRs
+
+  async putPatchIndex(e: PatchIndexEntry): Promise<void> {
+    nonEmpty('messageId', e.messageId);
+    return this.exec(async (c) => {
+      await c.run(
+        'INSERT INTO patch_index (message_id, patch_id, subject_key, msg_date, indexed_at) VALUES (?, ?, ?, ?, @now) ' +
+          'ON CONFLICT (message_id) DO UPDATE SET patch_id = excluded.patch_id, subject_key = excluded.subject_key, ' +
+          'msg_date = excluded.msg_date, indexed_at = excluded.indexed_at',
+        [e.messageId, e.patchId, e.subjectKey, e.date],
+      );
+    });
+  }
+
+  private async patchesBy(column: 'patch_id' | 'subject_key', value: string): Promise<string[]> {
+    return this.exec(async (c) => {
+      const rows = await c.all<{ message_id: string; msg_date: string | null; seq: unknown }>(
+        `SELECT p.message_id, p.msg_date, m.seq FROM patch_index p JOIN messages m ON m.message_id = p.message_id WHERE p.${column} = ?`,
+        [value],
+      );
+      const t = (d: string | null) => {
+        const ms = d ? Date.parse(d) : NaN;
+        return Number.isNaN(ms) ? -Infinity : ms;
+      };
+      return rows.sort((a, b) => t(b.msg_date) - t(a.msg_date) || num(b.seq) - num(a.seq)).map((r) => r.message_id);
+    });
+  }
+
+  async patchesByPatchId(patchId: string): Promise<string[]> {
+    return this.patchesBy('patch_id', patchId);
+  }
+
+  async patchesBySubjectKey(subjectKey: string): Promise<string[]> {
+    return this.patchesBy('subject_key', subjectKey);
+  }
+
+  async putGithubPr(p: GithubPr): Promise<void> {
+    nonEmpty('repo', p.repo);
+    return this.exec(async (c) => {
+      await c.run(
+        'INSERT INTO github_prs (repo, pr, installation_id, head_sha, base_sha, title, author, state, updated_at) ' +
+          'VALUES (?, ?, ?, ?, ?, ?, ?, ?, @now) ON CONFLICT (repo, pr) DO UPDATE SET ' +
+          'installation_id = COALESCE(excluded.installation_id, github_prs.installation_id), ' +
+          'head_sha = COALESCE(excluded.head_sha, github_prs.head_sha), base_sha = COALESCE(excluded.base_sha, github_prs.base_sha), ' +
+          'title = COALESCE(excluded.title, github_prs.title), author = COALESCE(excluded.author, github_prs.author), ' +
+          'state = COALESCE(excluded.state, github_prs.state), updated_at = excluded.updated_at',
+        [p.repo, p.pr, p.installationId, p.headSha, p.baseSha, p.title, p.author, p.state],
+      );
+    });
+  }
+
+  async getGithubPr(repo: string, pr: number): Promise<GithubPr | null> {
+    return this.exec(async (c) => {
+      const rows = await c.all<Row>(
+        'SELECT repo, pr, installation_id, head_sha, base_sha, title, author, state FROM github_prs WHERE repo = ? AND pr = ?',
+        [repo, pr],
+      );
+      const r = rows[0];
+      if (!r) return null;
+      return {
+        repo: r.repo as string,
+        pr: num(r.pr),
+        installationId: numOrNull(r.installation_id),
+        headSha: (r.head_sha as string | null) ?? null,
+        baseSha: (r.base_sha as string | null) ?? null,
+        title: (r.title as string | null) ?? null,
+        author: (r.author as string | null) ?? null,
+        state: (r.state as string | null) ?? null,
+      };
+    });
+  }
+
+  async putPrCommits(repo: string, pr: number, commits: PrCommitEntry[]): Promise<void> {
+    nonEmpty('repo', repo);
+    return this.atomic(async (c) => {
+      await c.run('DELETE FROM github_pr_commits WHERE repo = ? AND pr = ?', [repo, pr]);
+      await c.run('DELETE FROM github_commit_refs WHERE repo = ? AND pr = ?', [repo, pr]);
+      const rows = commits.map((x, i) => [repo, pr, x.sha, i, x.patchId, x.subjectKey] as const);
+      for (const part of chunks(rows, 100)) {
+        await c.run(
+          `INSERT INTO github_pr_commits (repo, pr, sha, ord, patch_id, subject_key) VALUES ${part.map(() => '(?, ?, ?, ?, ?, ?)').join(', ')} ` +
+            'ON CONFLICT (repo, pr, sha) DO NOTHING',
+          part.flat(),
+        );
+      }
+      const refs = commits.flatMap((x) => [...new Set(x.messageIds)].map((id) => [id, repo, pr, x.sha] as const));
+      for (const part of chunks(refs, 100)) {
+        await c.run(
+          `INSERT INTO github_commit_refs (message_id, repo, pr, sha) VALUES ${part.map(() => '(?, ?, ?, ?)').join(', ')} ` +
+            'ON CONFLICT (message_id, repo, pr, sha) DO NOTHING',
+          part.flat(),
+        );
+      }
+    });
+  }
+
+  async prCommitsMatching(q: {
+    messageId: string;
+    patchId: string | null;
+    subjectKey: string;
+  }): Promise<Array<{ repo: string; pr: number; sha: string; method: LinkMethod }>> {
+    return this.exec(async (c) => {
+      const out: Array<{ repo: string; pr: number; sha: string; method: LinkMethod }> = [];
+      const seen = new Set<string>();
+      const add = (rows: Array<{ repo: string; pr: unknown; sha: string }>, method: LinkMethod) => {
+        for (const r of rows) {
+          const k = `${r.repo}#${num(r.pr)}`;
+          if (seen.has(k)) continue; // one link per PR: the strongest evidence wins
+          seen.add(k);
+          out.push({ repo: r.repo, pr: num(r.pr), sha: r.sha, method });
+        }
+      };
+      add(await c.all('SELECT repo, pr, sha FROM github_commit_refs WHERE message_id = ? ORDER BY repo, pr', [q.messageId]), 'trailer');
+      if (q.patchId) {
+        add(
+          await c.all('SELECT repo, pr, sha FROM github_pr_commits WHERE patch_id = ? ORDER BY repo, pr, ord', [q.patchId]),
+          'patch-id',
+        );
+      }
+      add(
+        await c.all('SELECT repo, pr, sha FROM github_pr_commits WHERE subject_key = ? ORDER BY repo, pr, ord', [q.subjectKey]),
+        'subject',
+      );
+      return out;
+    });
+  }
+
+  async addGithubLink(l: GithubLink): Promise<boolean> {
+    nonEmpty('repo', l.repo);
+    nonEmpty('messageId', l.messageId);
+    return this.exec(
+      async (c) =>
+        (await c.run(
+          'INSERT INTO github_links (repo, pr, message_id, commit_sha, method, created_at) VALUES (?, ?, ?, ?, ?, @now) ' +
+            'ON CONFLICT (repo, pr, message_id) DO NOTHING',
+          [l.repo, l.pr, l.messageId, l.commitSha, l.method],
+        )) === 1,
+    );
+  }
+
+  private linkOf(r: Row): GithubLink {
+    return {
+      repo: r.repo as string,
+      pr: num(r.pr),
+      messageId: r.message_id as string,
+      commitSha: r.commit_sha as string,
+      method: r.method as LinkMethod,
+    };
+  }
+
+  async githubLinks(repo: string, pr: number): Promise<GithubLink[]> {
+    return this.exec(async (c) =>
+      (
+        await c.all(
+          'SELECT l.repo, l.pr, l.message_id, l.commit_sha, l.method FROM github_links l LEFT JOIN github_pr_commits k ' +
+            'ON k.repo = l.repo AND k.pr = l.pr AND k.sha = l.commit_sha WHERE l.repo = ? AND l.pr = ? ' +
+            'ORDER BY COALESCE(k.ord, 1000000), l.created_at, l.message_id',
+          [repo, pr],
+        )
+      ).map((r) => this.linkOf(r)),
+    );
+  }
+
+  async githubLinksForMessages(messageIds: readonly string[]): Promise<GithubLink[]> {
+    const ids = [...new Set(messageIds.filter(Boolean))];
+    if (!ids.length) return [];
+    return this.exec(async (c) => {
+      const out: GithubLink[] = [];
+      for (const part of chunks(ids, IN_CHUNK)) {
+        const rows = await c.all(
+          `SELECT repo, pr, message_id, commit_sha, method FROM github_links WHERE message_id IN (${placeholders(part.length)}) ` +
+            'ORDER BY repo, pr, created_at',
+          part,
+        );
+        out.push(...rows.map((r) => this.linkOf(r)));
+      }
+      return out;
+    });
+  }
+
+  async putGithubComment(row: GithubCommentRow): Promise<boolean> {
+    nonEmpty('repo', row.repo);
+    nonEmpty('key', row.key);
+    return this.exec(
+      async (c) =>
+        (await c.run(
+          `INSERT INTO github_comments (${COMMENT_COLUMNS}, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, @now, @now) ` +
+            'ON CONFLICT (repo, pr, key) DO NOTHING',
+          [
+            row.repo,
+            row.pr,
+            row.key,
+            row.kind,
+            row.rule ?? null,
+            row.fingerprint ?? null,
+            row.commentId ?? null,
+            row.reviewId ?? null,
+            row.path ?? null,
+            row.line ?? null,
+            row.side ?? null,
+            row.commitSha ?? null,
+            row.state,
+          ],
+        )) === 1,
+    );
+  }
+
+  async setGithubCommentState(repo: string, pr: number, key: string, state: 'open' | 'resolved'): Promise<boolean> {
+    return this.exec(
+      async (c) =>
+        (await c.run('UPDATE github_comments SET state = ?, updated_at = @now WHERE repo = ? AND pr = ? AND key = ? AND state <> ?', [
+          state,
+          repo,
+          pr,
+          key,
+          state,
+        ])) === 1,
+    );
+  }
+
+  async githubComments(repo: string, pr: number): Promise<GithubCommentRow[]> {
+    return this.exec(async (c) =>
+      (await c.all(`SELECT ${COMMENT_COLUMNS} FROM github_comments WHERE repo = ? AND pr = ? ORDER BY created_at, key`, [repo, pr])).map(
+        (r) => ({
+          repo: r.repo as string,
+          pr: num(r.pr),
+          key: r.key as string,
+          kind: r.kind as GithubCommentRow['kind'],
+          rule: (r.rule as string | null) ?? null,
+          fingerprint: (r.fingerprint as string | null) ?? null,
+          commentId: numOrNull(r.comment_id),
+          reviewId: numOrNull(r.review_id),
+          path: (r.path as string | null) ?? null,
+          line: numOrNull(r.line),
+          side: (r.side as 'LEFT' | 'RIGHT' | null) ?? null,
+          commitSha: (r.commit_sha as string | null) ?? null,
+          state: r.state as 'open' | 'resolved',
+        }),
+      ),
+    );
+  }
+
+  private jobOf(r: Row): GithubJob {
+    return {
+      key: r.key as string,
+      kind: r.kind as string,
+      repo: r.repo as string,
+      pr: num(r.pr),
+      installationId: numOrNull(r.installation_id),
+      payload: this.d.parseJson(r.payload),
+      state: r.state as GithubJobState,
+      attempts: num(r.attempts),
+      lastError: (r.last_error as string | null) ?? null,
+      createdAt: date(r.created_at)!,
+    };
+  }
+
+  async enqueueGithubJob(job: GithubJobInput): Promise<boolean> {
+    nonEmpty('job key', job.key);
+    nonEmpty('job kind', job.kind);
+    return this.exec(
+      async (c) =>
+        (await c.run(
+          'INSERT INTO github_jobs (key, kind, repo, pr, installation_id, payload, state, attempts, created_at, updated_at) ' +
+            "VALUES (?, ?, ?, ?, ?, ?, 'queued', 0, @now, @now) ON CONFLICT (key) DO NOTHING",
+          [job.key, job.kind, job.repo, job.pr, job.installationId, this.d.json(job.payload ?? null)],
+        )) === 1,
+    );
+  }
+
+  async claimGithubJobs(limit: number, leaseSeconds: number, worker: string, key?: string): Promise<GithubJob[]> {
+    nonEmpty('worker', worker);
+    if (!(leaseSeconds > 0)) throw new RangeError('store: leaseSeconds must be > 0');
+    const n = Math.floor(limit);
+    if (!(n >= 1)) return [];
+    const leaseMs = Math.max(1, Math.round(leaseSeconds * 1000));
+    return this.atomic(async (c) => {
+      const picked = await c.all<{ key: string }>(
+        `SELECT key FROM github_jobs WHERE ${JOB_CLAIMABLE}${key === undefined ? '' : ' AND key = ?'} ORDER BY seq LIMIT ? ${this.d.skipLocked}`,
+        key === undefined ? [n] : [key, n],
+      );
+      if (!picked.length) return [];
+      const keys = picked.map((p) => p.key);
+      const rows = await c.all(
+        "UPDATE github_jobs SET state = 'running', lease_owner = ?, lease_until = @now + CAST(? AS BIGINT), attempts = attempts + 1, " +
+          `updated_at = @now WHERE key IN (${placeholders(keys.length)}) AND ${JOB_CLAIMABLE} RETURNING ${JOB_COLUMNS}`,
+        [worker, leaseMs, ...keys],
+      );
+      return rows.sort((a, b) => num(a.seq) - num(b.seq)).map((r) => this.jobOf(r));
+    });
+  }
+
+  async finishGithubJob(key: string, worker: string, outcome: GithubJobOutcome): Promise<boolean> {
+    const guard = "WHERE key = ? AND state = 'running' AND lease_owner = ?";
+    return this.exec(async (c) => {
+      if (outcome.state === 'done') {
+        return (
+          (await c.run(
+            `UPDATE github_jobs SET state = 'done', lease_owner = NULL, lease_until = NULL, next_attempt_at = NULL, last_error = NULL, done_at = @now, updated_at = @now ${guard}`,
+            [key, worker],
+          )) === 1
+        );
+      }
+      if (outcome.state === 'retry') {
+        const at = outcome.at.getTime();
+        if (Number.isNaN(at)) throw new RangeError('store: retry time is an invalid Date');
+        return (
+          (await c.run(
+            `UPDATE github_jobs SET state = 'queued', lease_owner = NULL, lease_until = NULL, next_attempt_at = ?, last_error = ?, updated_at = @now ${guard}`,
+            [at, outcome.error, key, worker],
+          )) === 1
+        );
+      }
+      return (
+        (await c.run(
+          `UPDATE github_jobs SET state = 'failed', lease_owner = NULL, lease_until = NULL, next_attempt_at = NULL, last_error = ?, updated_at = @now ${guard}`,
+          [outcome.error, key, worker],
+        )) === 1
+      );
+    });
+  }
+
+  async getGithubJob(key: string): Promise<GithubJob | null> {
+    return this.exec(async (c) => {
+      const rows = await c.all(`SELECT ${JOB_COLUMNS} FROM github_jobs WHERE key = ?`, [key]);
+      return rows.length ? this.jobOf(rows[0]!) : null;
+    });
+  }
+
+  async githubJobStats(): Promise<Record<GithubJobState, number>> {
+    return this.exec(async (c) => {
+      const out: Record<GithubJobState, number> = { queued: 0, running: 0, done: 0, failed: 0 };
+      for (const r of await c.all<{ state: GithubJobState; n: unknown }>('SELECT state, COUNT(*) AS n FROM github_jobs GROUP BY state')) {
+        out[r.state] = num(r.n);
+      }
+      return out;
+    });
+  }
+
+  async recordGithubForward(f: GithubForward): Promise<boolean> {
+    nonEmpty('repo', f.repo);
+    nonEmpty('outbox key', f.outboxKey);
+    return this.exec(
+      async (c) =>
+        (await c.run(
+          'INSERT INTO github_forwards (repo, kind, comment_id, login, outbox_key, message_id, in_reply_to, created_at) ' +
+            'VALUES (?, ?, ?, ?, ?, ?, ?, @now) ON CONFLICT (repo, kind, comment_id) DO NOTHING',
+          [f.repo, f.kind, f.commentId, f.login, f.outboxKey, f.messageId, f.inReplyTo],
+        )) === 1,
+    );
+  }
+
+  private forwardOf(r: Row): GithubForward {
+    return {
+      repo: r.repo as string,
+      kind: r.kind as GithubForward['kind'],
+      commentId: num(r.comment_id),
+      login: r.login as string,
+      outboxKey: r.outbox_key as string,
+      messageId: r.message_id as string,
+      inReplyTo: r.in_reply_to as string,
+    };
+  }
+
+  async githubForward(repo: string, kind: GithubForward['kind'], commentId: number): Promise<GithubForward | null> {
+    return this.exec(async (c) => {
+      const rows = await c.all(
+        'SELECT repo, kind, comment_id, login, outbox_key, message_id, in_reply_to FROM github_forwards WHERE repo = ? AND kind = ? AND comment_id = ?',
+        [repo, kind, commentId],
+      );
+      return rows.length ? this.forwardOf(rows[0]!) : null;
+    });
+  }
+
+  async githubForwardByMessageId(messageId: string): Promise<GithubForward | null> {
+    return this.exec(async (c) => {
+      const rows = await c.all(
+        'SELECT repo, kind, comment_id, login, outbox_key, message_id, in_reply_to FROM github_forwards WHERE message_id = ? LIMIT 1',
+        [messageId],
+      );
+      return rows.length ? this.forwardOf(rows[0]!) : null;
     });
   }
 

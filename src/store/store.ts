@@ -141,6 +141,108 @@ export interface RuleStats {
   precision: number | null;
 }
 
+// ---------------------------------------------------------------- GitHub mirror PRs
+
+/** What links a list patch to a pull request commit: its patch-id and its title + author. */
+export interface PatchIndexEntry {
+  messageId: string;
+  /** `git patch-id --stable` of the mail's diff; null when it has none. */
+  patchId: string | null;
+  /** Normalised title + "\n" + author address (see src/github/link.ts). */
+  subjectKey: string;
+  date: string | null;
+}
+
+/** A pull request the app has seen ("owner/name" and number). */
+export interface GithubPr {
+  repo: string;
+  pr: number;
+  installationId: number | null;
+  headSha: string | null;
+  baseSha: string | null;
+  title: string | null;
+  author: string | null;
+  state: string | null;
+}
+
+/** One commit of a pull request, with what links it to a patch mail. */
+export interface PrCommitEntry {
+  sha: string;
+  patchId: string | null;
+  subjectKey: string;
+  /** Message-IDs named by its Link:/Message-Id: trailers. */
+  messageIds: string[];
+}
+
+export type LinkMethod = 'trailer' | 'patch-id' | 'subject';
+
+/** A pull request commit that is a list patch (stored once, looked up from either side). */
+export interface GithubLink {
+  repo: string;
+  pr: number;
+  messageId: string;
+  commitSha: string;
+  method: LinkMethod;
+}
+
+export type GithubCommentKind = 'finding-inline' | 'finding-body' | 'mirror-inline' | 'mirror-body' | 'check';
+
+/** Something patchvet put on a pull request, by a key: "finding:<fingerprint>", "mail:<msgid>#<n>", "check:<sha>". */
+export interface GithubCommentRow {
+  repo: string;
+  pr: number;
+  key: string;
+  kind: GithubCommentKind;
+  rule?: string | null;
+  fingerprint?: string | null;
+  /** Review comment id (inline), check run id (check); null for review-body items. */
+  commentId?: number | null;
+  reviewId?: number | null;
+  path?: string | null;
+  line?: number | null;
+  side?: 'LEFT' | 'RIGHT' | null;
+  commitSha?: string | null;
+  state: 'open' | 'resolved';
+}
+
+export type GithubJobState = 'queued' | 'running' | 'done' | 'failed';
+
+export interface GithubJobInput {
+  /** Idempotency key (UNIQUE), e.g. "review:owner/name#12@<delivery id>", "mirror:owner/name#12:<msgid>". */
+  key: string;
+  kind: string;
+  repo: string;
+  pr: number;
+  installationId: number | null;
+  payload: unknown;
+}
+
+export interface GithubJob extends GithubJobInput {
+  state: GithubJobState;
+  /** Claims so far, the current one included. */
+  attempts: number;
+  lastError: string | null;
+  createdAt: Date;
+}
+
+export type GithubJobOutcome =
+  | { state: 'done' }
+  | { state: 'retry'; at: Date; error: string }
+  | { state: 'failed'; error: string };
+
+/** A pull request comment forwarded to the list (as an outbox reply). */
+export interface GithubForward {
+  repo: string;
+  kind: 'review-comment' | 'issue-comment';
+  commentId: number;
+  login: string;
+  outboxKey: string;
+  /** The forwarded mail's Message-ID. */
+  messageId: string;
+  /** The patch mail it answers. */
+  inReplyTo: string;
+}
+
 export interface Store {
   readonly backend: 'sqlite' | 'postgres';
 
@@ -238,6 +340,48 @@ export interface Store {
   cacheGet<T = unknown>(key: string): Promise<T | undefined>;
   /** Store a JSON value (replacing any), optionally expiring after ttlSeconds. */
   cachePut(key: string, value: unknown, ttlSeconds?: number): Promise<void>;
+
+  // ------------------------------------------------------------ GitHub mirror PRs
+
+  /** Index a patch mail by patch-id and title + author (replaces its entry). */
+  putPatchIndex(entry: PatchIndexEntry): Promise<void>;
+  /** Patch mails with this patch-id / subject key, newest first (by date, then arrival). */
+  patchesByPatchId(patchId: string): Promise<string[]>;
+  patchesBySubjectKey(subjectKey: string): Promise<string[]>;
+  /** Insert or update what is known of a pull request. */
+  putGithubPr(pr: GithubPr): Promise<void>;
+  getGithubPr(repo: string, pr: number): Promise<GithubPr | null>;
+  /** Replace the commits recorded for a pull request (after a push). */
+  putPrCommits(repo: string, pr: number, commits: PrCommitEntry[]): Promise<void>;
+  /** Pull request commits that match a patch mail, by each method (trailer first). */
+  prCommitsMatching(q: { messageId: string; patchId: string | null; subjectKey: string }): Promise<Array<{ repo: string; pr: number; sha: string; method: LinkMethod }>>;
+  /** Record a link (true when new; an existing link keeps its commit and method). */
+  addGithubLink(link: GithubLink): Promise<boolean>;
+  /** Links of a pull request, in commit order as recorded. */
+  githubLinks(repo: string, pr: number): Promise<GithubLink[]>;
+  /** Links of any of these patch mails. */
+  githubLinksForMessages(messageIds: readonly string[]): Promise<GithubLink[]>;
+  /** Record what was posted (true when new; an existing key is left as it is). */
+  putGithubComment(row: GithubCommentRow): Promise<boolean>;
+  /** Mark a posted item open or resolved. True if it changed. */
+  setGithubCommentState(repo: string, pr: number, key: string, state: 'open' | 'resolved'): Promise<boolean>;
+  githubComments(repo: string, pr: number): Promise<GithubCommentRow[]>;
+  /** Queue GitHub work; false (and nothing changes) when the key was ever queued. */
+  enqueueGithubJob(job: GithubJobInput): Promise<boolean>;
+  /**
+   * Take up to `limit` due jobs (queued and due, or running with an expired lease), oldest
+   * first, leased to `worker`; with `key`, only that job.
+   */
+  claimGithubJobs(limit: number, leaseSeconds: number, worker: string, key?: string): Promise<GithubJob[]>;
+  /** End a claim: done, back to queued until `at`, or failed for good. Only the lease holder's report counts. */
+  finishGithubJob(key: string, worker: string, outcome: GithubJobOutcome): Promise<boolean>;
+  getGithubJob(key: string): Promise<GithubJob | null>;
+  githubJobStats(): Promise<Record<GithubJobState, number>>;
+  /** Record a forwarded comment; false when it was forwarded before. */
+  recordGithubForward(f: GithubForward): Promise<boolean>;
+  githubForward(repo: string, kind: GithubForward['kind'], commentId: number): Promise<GithubForward | null>;
+  /** The forward whose mail has this Message-ID (a list reply answering it). */
+  githubForwardByMessageId(messageId: string): Promise<GithubForward | null>;
 
   // ------------------------------------------------------------ transactions
 

@@ -736,6 +736,132 @@ describe.each(harnesses)('store on %s', (_name, h) => {
     }
   });
 
+  // -------------------------------------------------------------- GitHub mirror PRs
+
+  test('GitHub: patch index, PR commits and links are found from either side', async () => {
+    const { s } = await fresh();
+    const series = await mbox('xen-eager-fpu-v2.mbox');
+    const patches = series.filter((m) => m.rec.kind === 'patch');
+    expect(patches.length).toBeGreaterThanOrEqual(3);
+    for (const [i, m] of series.entries()) await s.putMessage(m.rec, m.raw, { key: 'k', position: String(i) });
+    const [p1, p2, p3] = patches;
+    await s.putPatchIndex({ messageId: p1!.rec.messageId, patchId: 'a'.repeat(40), subjectKey: 'one\nx@example.org', date: '2026-03-24T18:19:29Z' });
+    await s.putPatchIndex({ messageId: p2!.rec.messageId, patchId: 'a'.repeat(40), subjectKey: 'two\nx@example.org', date: '2026-03-25T10:00:00Z' });
+    await s.putPatchIndex({ messageId: p3!.rec.messageId, patchId: null, subjectKey: 'one\nx@example.org', date: null });
+    // Newest first; an undated patch last.
+    expect(await s.patchesByPatchId('a'.repeat(40))).toEqual([p2!.rec.messageId, p1!.rec.messageId]);
+    expect(await s.patchesBySubjectKey('one\nx@example.org')).toEqual([p1!.rec.messageId, p3!.rec.messageId]);
+    // Re-indexing replaces.
+    await s.putPatchIndex({ messageId: p2!.rec.messageId, patchId: 'b'.repeat(40), subjectKey: 'two\nx@example.org', date: null });
+    expect(await s.patchesByPatchId('a'.repeat(40))).toEqual([p1!.rec.messageId]);
+
+    await s.putGithubPr({ repo: 'xen-project/xen', pr: 7, installationId: 3_000_000_001, headSha: 'h1', baseSha: 'b1', title: 'FPU', author: 'ross', state: 'open' });
+    // A later update without an installation id keeps the known one.
+    await s.putGithubPr({ repo: 'xen-project/xen', pr: 7, installationId: null, headSha: 'h2', baseSha: null, title: null, author: null, state: null });
+    expect(await s.getGithubPr('xen-project/xen', 7)).toEqual({
+      repo: 'xen-project/xen', pr: 7, installationId: 3_000_000_001, headSha: 'h2', baseSha: 'b1', title: 'FPU', author: 'ross', state: 'open',
+    });
+    expect(await s.getGithubPr('xen-project/xen', 8)).toBeNull();
+
+    await s.putPrCommits('xen-project/xen', 7, [
+      { sha: 'c1', patchId: 'c'.repeat(40), subjectKey: 's1\nx@example.org', messageIds: [p1!.rec.messageId, p1!.rec.messageId] },
+      { sha: 'c2', patchId: 'a'.repeat(40), subjectKey: 's2\nx@example.org', messageIds: [] },
+    ]);
+    await s.putPrCommits('xen-project/xen', 9, [{ sha: 'c9', patchId: null, subjectKey: 'one\nx@example.org', messageIds: [] }]);
+    // Trailer evidence wins over patch-id for the same PR; another PR matches by subject.
+    expect(await s.prCommitsMatching({ messageId: p1!.rec.messageId, patchId: 'a'.repeat(40), subjectKey: 'one\nx@example.org' })).toEqual([
+      { repo: 'xen-project/xen', pr: 7, sha: 'c1', method: 'trailer' },
+      { repo: 'xen-project/xen', pr: 9, sha: 'c9', method: 'subject' },
+    ]);
+    expect(await s.prCommitsMatching({ messageId: '<other@x>', patchId: 'a'.repeat(40), subjectKey: 'zz' })).toEqual([
+      { repo: 'xen-project/xen', pr: 7, sha: 'c2', method: 'patch-id' },
+    ]);
+    // A push replaces the commit set.
+    await s.putPrCommits('xen-project/xen', 7, [{ sha: 'c3', patchId: null, subjectKey: 'zz', messageIds: [] }]);
+    expect(await s.prCommitsMatching({ messageId: p1!.rec.messageId, patchId: 'a'.repeat(40), subjectKey: 'zz' })).toEqual([
+      { repo: 'xen-project/xen', pr: 7, sha: 'c3', method: 'subject' },
+    ]);
+
+    expect(await s.addGithubLink({ repo: 'xen-project/xen', pr: 7, messageId: p2!.rec.messageId, commitSha: 'c3', method: 'patch-id' })).toBe(true);
+    expect(await s.addGithubLink({ repo: 'xen-project/xen', pr: 7, messageId: p1!.rec.messageId, commitSha: 'c0', method: 'trailer' })).toBe(true);
+    expect(await s.addGithubLink({ repo: 'xen-project/xen', pr: 7, messageId: p1!.rec.messageId, commitSha: 'zz', method: 'subject' })).toBe(false);
+    // PR -> patches: in commit order (c3 is recorded; c0 is not, so it comes after).
+    expect((await s.githubLinks('xen-project/xen', 7)).map((l) => [l.messageId, l.commitSha, l.method])).toEqual([
+      [p2!.rec.messageId, 'c3', 'patch-id'],
+      [p1!.rec.messageId, 'c0', 'trailer'],
+    ]);
+    // Patch -> PRs.
+    expect(await s.githubLinksForMessages([p1!.rec.messageId, '<unknown@x>'])).toEqual([
+      { repo: 'xen-project/xen', pr: 7, messageId: p1!.rec.messageId, commitSha: 'c0', method: 'trailer' },
+    ]);
+    expect(await s.githubLinksForMessages([])).toEqual([]);
+  });
+
+  test('GitHub: posted comments are recorded once per key and can be resolved and reopened', async () => {
+    const { s } = await fresh();
+    const row = {
+      repo: 'o/r', pr: 1, key: 'finding:aea885b86bdad191', kind: 'finding-inline' as const, rule: 'xen/alloc-time-init',
+      fingerprint: 'aea885b86bdad191', commentId: 2_900_000_123, reviewId: 4_000_000_001, path: 'xen/arch/x86/domain.c',
+      line: 525, side: 'RIGHT' as const, commitSha: 'abc', state: 'open' as const,
+    };
+    expect(await s.putGithubComment(row)).toBe(true);
+    expect(await s.putGithubComment({ ...row, commentId: 1 })).toBe(false);
+    expect(await s.putGithubComment({ repo: 'o/r', pr: 1, key: 'mail:<m@x>#0', kind: 'mirror-body', state: 'open' })).toBe(true);
+    expect(await s.githubComments('o/r', 1)).toEqual([
+      row,
+      { repo: 'o/r', pr: 1, key: 'mail:<m@x>#0', kind: 'mirror-body', rule: null, fingerprint: null, commentId: null, reviewId: null, path: null, line: null, side: null, commitSha: null, state: 'open' },
+    ]);
+    expect(await s.setGithubCommentState('o/r', 1, row.key, 'resolved')).toBe(true);
+    expect(await s.setGithubCommentState('o/r', 1, row.key, 'resolved')).toBe(false);
+    expect((await s.githubComments('o/r', 1))[0]!.state).toBe('resolved');
+    expect(await s.setGithubCommentState('o/r', 1, row.key, 'open')).toBe(true);
+    expect(await s.githubComments('o/r', 2)).toEqual([]);
+  });
+
+  test('GitHub: jobs are queued once, leased to one worker, retried, recovered after a lease expires', async () => {
+    const { url, s } = await fresh();
+    const other = await openS(url);
+    const job = { key: 'review:o/r#1@d1', kind: 'review', repo: 'o/r', pr: 1, installationId: 42, payload: { head: 'abc', n: [1, 2] } };
+    expect(await s.enqueueGithubJob(job)).toBe(true);
+    expect(await s.enqueueGithubJob({ ...job, payload: { other: true } })).toBe(false);
+    expect(await s.enqueueGithubJob({ ...job, key: 'mirror:o/r#1:<m@x>', kind: 'mirror' })).toBe(true);
+    // Claiming one key only.
+    const [a] = await s.claimGithubJobs(5, 30, 'w1', job.key);
+    expect(a).toMatchObject({ key: job.key, kind: 'review', state: 'running', attempts: 1, payload: { head: 'abc', n: [1, 2] }, installationId: 42 });
+    expect(await other.claimGithubJobs(5, 30, 'w2', job.key)).toEqual([]);
+    const rest = await other.claimGithubJobs(5, 30, 'w2');
+    expect(rest.map((j) => j.key)).toEqual(['mirror:o/r#1:<m@x>']);
+    // Only the lease holder may finish.
+    expect(await other.finishGithubJob(job.key, 'w2', { state: 'done' })).toBe(false);
+    expect(await s.finishGithubJob(job.key, 'w1', { state: 'retry', at: new Date(Date.now() - 1000), error: 'HTTP 502' })).toBe(true);
+    const [again] = await other.claimGithubJobs(5, 0.05, 'w2');
+    expect(again).toMatchObject({ key: job.key, attempts: 2, lastError: 'HTTP 502' });
+    // w2 dies: its lease expires and another worker recovers the job.
+    await sleep(120);
+    const [recovered] = await s.claimGithubJobs(5, 30, 'w1');
+    expect(recovered).toMatchObject({ key: job.key, attempts: 3 });
+    expect(await other.finishGithubJob(job.key, 'w2', { state: 'done' })).toBe(false); // lease taken over
+    expect(await s.finishGithubJob(job.key, 'w1', { state: 'done' })).toBe(true);
+    expect(await other.finishGithubJob('mirror:o/r#1:<m@x>', 'w2', { state: 'failed', error: 'no such PR' })).toBe(true);
+    expect(await s.githubJobStats()).toEqual({ queued: 0, running: 0, done: 1, failed: 1 });
+    expect(await s.claimGithubJobs(5, 30, 'w1')).toEqual([]);
+    expect((await s.getGithubJob('mirror:o/r#1:<m@x>'))!.lastError).toBe('no such PR');
+    expect(await s.getGithubJob('nope')).toBeNull();
+  });
+
+  test('GitHub: a forwarded comment is recorded once, and found by its mail', async () => {
+    const { s } = await fresh();
+    const f = {
+      repo: 'o/r', kind: 'review-comment' as const, commentId: 3_100_000_000, login: 'andyhhp', outboxKey: 'github-forward:o/r#3100000000',
+      messageId: '<patchvet.gh.1@bot.example.org>', inReplyTo: '<20260324181937.2465574-2-ross.lagerwall@citrix.com>',
+    };
+    expect(await s.recordGithubForward(f)).toBe(true);
+    expect(await s.recordGithubForward({ ...f, login: 'other' })).toBe(false);
+    expect(await s.githubForward('o/r', 'review-comment', 3_100_000_000)).toEqual(f);
+    expect(await s.githubForward('o/r', 'issue-comment', 3_100_000_000)).toBeNull();
+    expect(await s.githubForwardByMessageId(f.messageId)).toEqual(f);
+  });
+
   test('a store reopened after close keeps everything', async () => {
     const { url, s } = await fresh();
     const mails = await mbox('xen-fpu-reset-v2-1of9.mbox');
