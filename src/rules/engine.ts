@@ -38,6 +38,11 @@
 //   matchAt(lineContext, overrides) -> Match, functionName(DiffLine.fn) -> bare name.
 //   Also exported here: listsAllow, pathInScope, renderMessage, mergeFindings, compareFindings,
 //   compileRule, EMPTY_KB.
+//
+//   triggeredRules(record, rules, opts?): TriggeredRule[]
+//     the rules whose list/path scope and trigger regexes (or scope.symbols) a patch meets,
+//     conditions and matchers aside, with the lines that triggered them: the LLM pass shows
+//     the model these rules' guides. Does not change what runRules does.
 import type { Diff, Finding, MessageRecord, Severity } from '../model.js';
 import type { KnowledgeBase, LineContext, Match, MatchContext, Matcher, RuleSpec, TreeView } from './types.js';
 import { functionName, lineContext, matchAt } from './context.js';
@@ -310,4 +315,61 @@ export function runRules(record: MessageRecord, rules: RuleSpec[], opts: RunOpti
     for (const m of matches) findings.push(toFinding(rule, m, record));
   }
   return mergeFindings(findings).sort(compareFindings);
+}
+
+// ---------------------------------------------------------------- triggered rules (LLM pass)
+
+/** A rule whose scope and trigger (or symbols) a patch meets, and where: its guide is worth showing the LLM pass. */
+export interface TriggeredRule {
+  rule: RuleSpec;
+  /** 'trigger': a trigger regex matched a changed line; 'symbol': a changed line names one of
+   *  scope.symbols; 'scope': the rule has paths but no trigger, and the patch touches them. */
+  reason: 'trigger' | 'symbol' | 'scope';
+  /** Changed lines that triggered it, patch order, at most `maxPlaces`. */
+  at: Array<{ file: string; line: number | null; side: 'new' | 'old' }>;
+}
+
+/**
+ * The rules a patch triggers, regardless of their conditions and matchers (those decide
+ * findings; this decides which invariants are worth checking at all). Same list and path
+ * scope as runRules. Rules with neither a trigger nor paths (commit-message checks) are
+ * left out: they look at the mail, not the code, and never trigger "on" a line.
+ * Pure; rule order kept.
+ */
+export function triggeredRules(
+  record: MessageRecord,
+  rules: readonly RuleSpec[],
+  opts: { lists?: string[]; maxPlaces?: number } = {},
+): TriggeredRule[] {
+  if (record.kind !== 'patch' || !record.diff) return [];
+  const maxPlaces = opts.maxPlaces ?? 5;
+  const out: TriggeredRule[] = [];
+  for (const rule of rules) {
+    if (!listsAllow(rule, record, opts.lists)) continue;
+    const files = record.diff.files.filter((f) => pathInScope(rule, f.path));
+    if (!files.length) continue;
+    const c = compileRule(rule);
+    const hasTrigger = c.added.length > 0 || c.removed.length > 0;
+    const symbols = (rule.scope.symbols ?? []).map((s) => new RegExp(`\\b${escapeRe(s)}\\b`));
+    const byTrigger: TriggeredRule['at'] = [];
+    const bySymbol: TriggeredRule['at'] = [];
+    for (const file of files) {
+      for (const hunk of file.hunks) {
+        for (const line of hunk.lines) {
+          if (line.kind === 'ctx') continue;
+          const place = { file: file.path, line: line.kind === 'add' ? line.newLine : line.oldLine, side: (line.kind === 'add' ? 'new' : 'old') as 'new' | 'old' };
+          const res = line.kind === 'add' ? c.added : c.removed;
+          if (res.some((r) => r.test(line.text))) {
+            if (byTrigger.length < maxPlaces) byTrigger.push(place);
+          } else if (bySymbol.length < maxPlaces && symbols.some((r) => r.test(line.text))) {
+            bySymbol.push(place);
+          }
+        }
+      }
+    }
+    if (byTrigger.length) out.push({ rule, reason: 'trigger', at: byTrigger });
+    else if (bySymbol.length) out.push({ rule, reason: 'symbol', at: bySymbol });
+    else if (!hasTrigger && rule.scope.paths?.length) out.push({ rule, reason: 'scope', at: [] });
+  }
+  return out;
 }
