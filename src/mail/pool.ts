@@ -1,135 +1,45 @@
-// Parse a stream of raw messages into records, in order, on a pool of worker threads
-// (in-process when workers are off or the compiled worker is not available, e.g. under jest).
+// A pool of worker threads that parse raw messages into records and, once threads are
+// known, anchor reply comments (see jobs.ts). Each worker appends what it makes to its own
+// spool file; only small results (threading keys, where a record is) come back.
+//
 // A worker that dies (out of memory on a monstrous mail, a crash in a parser) costs only the
-// message that killed it: its batch is retried one message at a time in a fresh worker, and
-// the culprit is reported as a skipped message.
+// message that killed it: its parse batches are retried one message at a time in a fresh
+// worker, and the culprit is reported as a skipped message. Anchor jobs of a dead worker come
+// back as null (the main thread then anchors those replies itself).
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import type { InputError, MessageRecord, RawMessage } from '../model.js';
-import { recordFromRaw } from './record.js';
+import type { RawMessage } from '../model.js';
+import type { AnchorJob, ParseResult, StoredText } from './jobs.js';
+import type { SpoolDir } from '../store/spool.js';
 import { log } from '../log.js';
 
-/** What the main thread keeps of a record while reading: threading keys and, for patch/cover candidates, a slim record for series grouping. */
-export interface LightRecord {
-  messageId: string;
-  inReplyTo: string | null;
-  references: string[];
-  date: string | null;
-  subject: string;
-  kind: MessageRecord['kind'];
-  /** Series-grouping fields, or null for mail that can't be part of a series. */
-  candidate: CandidateFields | null;
-}
+export type { CandidateFields, LightRecord, ParseResult, StoredAt, AnchorJob, StoredText } from './jobs.js';
+export { seriesCandidate } from './jobs.js';
 
-/**
- * A parsed message: the full record as JSON text (made where it was parsed, so the main thread
- * only appends it to the spool) and its light part.
- */
-export type ParseResult = { ok: true; json: string; light: LightRecord } | { ok: false; error: InputError };
+/** Messages posted to a worker. */
+export type WorkerRequest =
+  | { kind: 'parse'; bytes: Uint8Array; items: Array<{ start: number; length: number; ref: RawMessage['ref'] }> }
+  | { kind: 'anchor'; jobs: AnchorJob[]; paths: readonly string[] };
 
-/** The few fields series grouping reads of a patch or cover letter (see thread/series.ts). */
-export interface CandidateFields {
-  messageId: string;
-  inReplyTo: string | null;
-  from: MessageRecord['from'];
-  /** Omitted when the same as `from`. */
-  author?: MessageRecord['author'];
-  date: string | null;
-  parsedSubject: MessageRecord['parsedSubject'];
-  kind: MessageRecord['kind'];
-  hasDiff: boolean;
-  diffstat: boolean;
-  automated: boolean;
-}
+/** What a worker answers, one answer per request, in order. */
+export type WorkerReply = { kind: 'parse'; results: ParseResult[] } | { kind: 'anchor'; results: StoredText[] };
 
-/** Series-grouping fields of a patch or cover letter; null for mail that can't be part of a series. */
-export function seriesCandidate(r: MessageRecord): CandidateFields | null {
-  const ps = r.parsedSubject;
-  if (ps.reply || !(ps.series || r.kind === 'patch' || r.kind === 'cover')) return null;
-  const same = r.author.address === r.from.address && r.author.name === r.from.name;
-  return {
-    messageId: r.messageId,
-    inReplyTo: r.inReplyTo,
-    from: r.from,
-    ...(same ? {} : { author: r.author }),
-    date: r.date,
-    parsedSubject: ps,
-    kind: r.kind,
-    hasDiff: r.diff !== null,
-    diffstat: r.diffstat,
-    automated: r.automated,
-  };
-}
-
-const NONE: never[] = [];
-const NO_DIFF = { files: NONE, damage: NONE };
-const NO_REF = { source: '', file: '', offset: 0, length: 0 };
-
-/**
- * A MessageRecord shell around candidate fields, for groupSeries: everything it does not read
- * points at shared constants, so tens of thousands of candidates stay small in memory.
- */
-export function candidateRecord(c: CandidateFields): MessageRecord {
-  return {
-    messageId: c.messageId,
-    ref: NO_REF,
-    inReplyTo: c.inReplyTo,
-    references: NONE,
-    from: c.from,
-    author: c.author ?? c.from,
-    date: c.date,
-    subject: '',
-    parsedSubject: c.parsedSubject,
-    kind: c.kind,
-    listIds: NONE,
-    to: NONE,
-    cc: NONE,
-    commitMessage: null,
-    diff: c.hasDiff ? NO_DIFF : null,
-    files: NONE,
-    diffstat: c.diffstat,
-    trailers: NONE,
-    blocks: NONE,
-    whitespaceDamaged: false,
-    damage: NONE,
-    automated: c.automated,
-    warnings: NONE,
-  };
-}
-
-export function toResult(r: MessageRecord): ParseResult {
-  return {
-    ok: true,
-    json: JSON.stringify(r),
-    light: {
-      messageId: r.messageId,
-      inReplyTo: r.inReplyTo,
-      references: r.references,
-      date: r.date,
-      subject: r.subject,
-      kind: r.kind,
-      candidate: seriesCandidate(r),
-    },
-  };
-}
-
-export async function parseOne(msg: RawMessage): Promise<ParseResult> {
-  try {
-    return toResult(await recordFromRaw(msg));
-  } catch (e) {
-    return { ok: false, error: { source: msg.ref.source, message: `skipped: ${(e as Error).message}` } };
-  }
+/** What a worker is started with. */
+export interface WorkerSetup {
+  spoolPath: string;
+  spoolFile: number;
 }
 
 export interface PoolOptions {
-  /** Number of worker threads; 0 parses in-process. Default: one per core. */
+  /** Number of worker threads; 0 means none (the caller parses in-process). Default: one per core. */
   workers?: number;
 }
 
-const BATCH_MESSAGES = 32;
-const BATCH_BYTES = 512 * 1024;
+const BATCH_MESSAGES = 64;
+const BATCH_BYTES = 1024 * 1024;
+const ANCHOR_BATCH = 64;
 /** Heap limits per worker: RSS stays bounded whatever the archive; a mail too big for it is skipped. */
 const WORKER_LIMITS = { maxYoungGenerationSizeMb: 12, maxOldGenerationSizeMb: 96 };
 
@@ -139,21 +49,6 @@ function workerUrl(): URL | null {
   return existsSync(fileURLToPath(url)) ? url : null;
 }
 
-export async function* parseStream(src: AsyncIterable<RawMessage>, opts: PoolOptions = {}): AsyncGenerator<ParseResult> {
-  const url = workerUrl();
-  const n = opts.workers ?? Math.max(1, availableParallelism());
-  if (!url || n <= 0) {
-    for await (const m of src) yield await parseOne(m);
-    return;
-  }
-  const pool = new Pool(url, n);
-  try {
-    yield* pool.run(src);
-  } finally {
-    await pool.close();
-  }
-}
-
 interface Slot {
   worker: Worker;
   /** Jobs sent to this worker and not answered yet, oldest first. */
@@ -161,36 +56,58 @@ interface Slot {
 }
 
 interface Job {
-  items: RawMessage[];
-  resolve: (r: ParseResult[]) => void;
+  req: WorkerRequest;
+  /** The messages of a parse request (to retry them one by one if the worker dies). */
+  messages: RawMessage[];
+  resolve: (r: WorkerReply) => void;
 }
 
-class Pool {
+export class Pool {
   private slots: Slot[] = [];
+  private quarantine: Slot | null = null;
+  private retries: Promise<unknown> = Promise.resolve();
 
-  constructor(
+  /** A pool of `workers` threads (default one per core), or null when parsing must stay in-process. */
+  static create(spool: SpoolDir, opts: PoolOptions = {}): Pool | null {
+    const url = workerUrl();
+    const n = opts.workers ?? Math.max(1, availableParallelism());
+    if (!url || n <= 0) return null;
+    return new Pool(url, n, spool);
+  }
+
+  private constructor(
     private url: URL,
     n: number,
+    private spool: SpoolDir,
   ) {
     for (let i = 0; i < n; i++) this.slots.push(this.spawn());
   }
 
+  get size(): number {
+    return this.slots.length;
+  }
+
   private spawn(): Slot {
-    const slot: Slot = { worker: new Worker(this.url, { resourceLimits: WORKER_LIMITS }), queue: [] };
-    slot.worker.on('message', (msg: { results: ParseResult[] }) => slot.queue.shift()?.resolve(msg.results));
+    const { file, path } = this.spool.newFile();
+    const setup: WorkerSetup = { spoolPath: path, spoolFile: file };
+    const slot: Slot = { worker: new Worker(this.url, { resourceLimits: WORKER_LIMITS, workerData: setup }), queue: [] };
+    slot.worker.on('message', (msg: WorkerReply) => slot.queue.shift()?.resolve(msg));
     slot.worker.on('error', (e) => this.died(slot, e));
     return slot;
   }
 
-  /** A worker died: replace it, and re-run its unanswered jobs one message at a time. */
+  /** A worker died: replace it, re-run its unanswered parse jobs one message at a time. */
   private died(slot: Slot, e: Error): void {
     const lost = slot.queue.splice(0);
     if (slot === this.quarantine) {
       // Only one message is ever in flight here: it is the one that kills the parser.
       this.quarantine = null;
       for (const job of lost) {
-        const m = job.items[0];
-        job.resolve([{ ok: false, error: { source: m.ref.source, message: `skipped: the parser crashed or ran out of memory on this message (${e.message})` } }]);
+        const m = job.messages[0];
+        job.resolve({
+          kind: 'parse',
+          results: [{ ok: false, error: { source: m.ref.source, message: `skipped: the parser crashed or ran out of memory on this message (${e.message})` } }],
+        });
       }
       return;
     }
@@ -199,63 +116,116 @@ class Pool {
     log.warn({ err: e.message }, 'parser worker died; retrying its messages one by one');
     this.slots[i] = this.spawn();
     for (const job of lost) {
-      Promise.all(job.items.map((m) => this.retry(m))).then((rs) => job.resolve(rs.flat()));
+      if (job.req.kind === 'anchor') {
+        job.resolve({ kind: 'anchor', results: [] });
+        continue;
+      }
+      Promise.all(job.messages.map((m) => this.retry(m))).then((rs) =>
+        job.resolve({ kind: 'parse', results: rs.flatMap((r) => (r.kind === 'parse' ? r.results : [])) }),
+      );
     }
   }
 
-  private quarantine: Slot | null = null;
-  private retries: Promise<unknown> = Promise.resolve();
-
   /** Re-parse one message alone in a dedicated worker, one at a time, so a crash names its culprit. */
-  private retry(m: RawMessage): Promise<ParseResult[]> {
+  private retry(m: RawMessage): Promise<WorkerReply> {
     const run = this.retries.then(() => {
       if (!this.quarantine) this.quarantine = this.spawn();
-      return this.send(this.quarantine, [m]);
+      return this.send(this.quarantine, parseRequest([m]), [m]);
     });
     this.retries = run.catch(() => undefined);
     return run;
   }
 
-  submit(items: RawMessage[]): Promise<ParseResult[]> {
+  private least(): Slot {
     let slot = this.slots[0];
     for (const s of this.slots) if (s.queue.length < slot.queue.length) slot = s;
-    return this.send(slot, items);
+    return slot;
   }
 
-  private send(slot: Slot, items: RawMessage[]): Promise<ParseResult[]> {
+  private send(slot: Slot, req: WorkerRequest, messages: RawMessage[]): Promise<WorkerReply> {
     return new Promise((resolve) => {
-      slot.queue.push({ items, resolve });
-      const transfer: ArrayBuffer[] = [];
-      const payload = items.map((m) => {
-        const u = new Uint8Array(m.raw.length);
-        u.set(m.raw);
-        transfer.push(u.buffer);
-        return { raw: u, ref: m.ref };
-      });
-      slot.worker.postMessage({ items: payload }, transfer);
+      slot.queue.push({ req, messages, resolve });
+      slot.worker.postMessage(req, req.kind === 'parse' ? [req.bytes.buffer as ArrayBuffer] : []);
     });
   }
 
-  async *run(src: AsyncIterable<RawMessage>): AsyncGenerator<ParseResult> {
-    const pending: Array<Promise<ParseResult[]>> = [];
-    const limit = this.slots.length * 2; // two jobs per worker in flight: busy cores, bounded memory
+  /** Parse a stream of raw messages; results come in input order. */
+  async *parse(src: AsyncIterable<RawMessage>): AsyncGenerator<ParseResult> {
+    const pending: Array<Promise<WorkerReply>> = [];
+    const limit = this.slots.length * 2; // two batches per worker in flight: busy cores, bounded memory
     let batch: RawMessage[] = [];
     let bytes = 0;
+    const submit = () => {
+      pending.push(this.send(this.least(), parseRequest(batch), batch));
+      batch = [];
+      bytes = 0;
+    };
     for await (const m of src) {
       batch.push(m);
       bytes += m.raw.length;
       if (batch.length >= BATCH_MESSAGES || bytes >= BATCH_BYTES) {
-        pending.push(this.submit(batch));
-        batch = [];
-        bytes = 0;
-        while (pending.length >= limit) for (const r of await pending.shift()!) yield r;
+        submit();
+        while (pending.length >= limit) yield* parseResults(await pending.shift()!);
       }
     }
-    if (batch.length) pending.push(this.submit(batch));
-    while (pending.length) for (const r of await pending.shift()!) yield r;
+    if (batch.length) submit();
+    while (pending.length) yield* parseResults(await pending.shift()!);
+  }
+
+  /**
+   * Run anchor jobs on all workers; the answer for job i is at i (null: not done, the worker
+   * died). Jobs for the same patch should be adjacent (they are batched together).
+   */
+  async anchor(jobs: AnchorJob[]): Promise<Array<StoredText | null>> {
+    const paths = this.spool.paths;
+    const out: Array<StoredText | null> = new Array(jobs.length).fill(null);
+    const pending: Array<{ start: number; reply: Promise<WorkerReply> }> = [];
+    const limit = this.slots.length * 2;
+    for (let start = 0; start < jobs.length; ) {
+      let end = Math.min(start + ANCHOR_BATCH, jobs.length);
+      // Keep a patch's replies in one batch when it is not too long.
+      while (end < jobs.length && end - start < ANCHOR_BATCH * 2 && samePatch(jobs[end - 1], jobs[end])) end++;
+      pending.push({ start, reply: this.send(this.least(), { kind: 'anchor', jobs: jobs.slice(start, end), paths: [...paths] }, []) });
+      start = end;
+      while (pending.length >= limit) take(await settle(pending.shift()!));
+    }
+    while (pending.length) take(await settle(pending.shift()!));
+    return out;
+
+    function take(r: { start: number; results: StoredText[] }): void {
+      for (let i = 0; i < r.results.length; i++) out[r.start + i] = r.results[i];
+    }
   }
 
   async close(): Promise<void> {
     await Promise.all([...this.slots, ...(this.quarantine ? [this.quarantine] : [])].map((s) => s.worker.terminate()));
   }
+}
+
+async function settle(p: { start: number; reply: Promise<WorkerReply> }): Promise<{ start: number; results: StoredText[] }> {
+  const r = await p.reply;
+  return { start: p.start, results: r.kind === 'anchor' ? r.results : [] };
+}
+
+function samePatch(a: AnchorJob, b: AnchorJob): boolean {
+  return !!a.patch && !!b.patch && a.patch.file === b.patch.file && a.patch.offset === b.patch.offset;
+}
+
+function parseResults(r: WorkerReply): ParseResult[] {
+  return r.kind === 'parse' ? r.results : [];
+}
+
+/** One transferable buffer holding a batch's messages back to back (one copy, one transfer). */
+function parseRequest(batch: RawMessage[]): WorkerRequest {
+  let total = 0;
+  for (const m of batch) total += m.raw.length;
+  const bytes = new Uint8Array(new ArrayBuffer(total));
+  const items: Array<{ start: number; length: number; ref: RawMessage['ref'] }> = [];
+  let at = 0;
+  for (const m of batch) {
+    bytes.set(m.raw, at);
+    items.push({ start: at, length: m.raw.length, ref: m.ref });
+    at += m.raw.length;
+  }
+  return { kind: 'parse', bytes, items };
 }

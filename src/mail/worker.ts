@@ -1,23 +1,36 @@
-// Worker thread: parses batches of raw messages into records (mailparser is CPU-bound;
-// running it on every core is what makes large archives fast).
-import { parentPort } from 'node:worker_threads';
-import type { RawMessage } from '../model.js';
-import { parseOne, type ParseResult } from './pool.js';
+// Worker thread: parses batches of raw messages into records and anchors reply comments
+// (see jobs.ts), appending both to this worker's own spool file. Each request is answered
+// once its output is written, so the main thread may read it as soon as it has the answer.
+import { parentPort, workerData } from 'node:worker_threads';
+import type { ParseResult } from './jobs.js';
+import { parseInto, runAnchorJobs, type RecordSink } from './jobs.js';
+import type { WorkerReply, WorkerRequest, WorkerSetup } from './pool.js';
+import { SpoolReader, SpoolWriter } from '../store/spool.js';
 
-interface Job {
-  items: Array<{ raw: Uint8Array; ref: RawMessage['ref'] }>;
-}
+const setup = workerData as WorkerSetup;
+const sink: RecordSink = { file: setup.spoolFile, writer: new SpoolWriter(setup.spoolPath) };
+let reader: SpoolReader | null = null;
 
 // Fault injection for the pool's crash-recovery test: a mail containing this marker kills the worker.
 const CRASH_MARKER = process.env.PATCHVET_TEST_WORKER_CRASH_MARKER;
 
-parentPort!.on('message', async (job: Job) => {
-  const out: ParseResult[] = [];
-  for (const it of job.items) {
-    if (CRASH_MARKER && Buffer.from(it.raw.buffer, it.raw.byteOffset, it.raw.byteLength).includes(CRASH_MARKER)) {
-      throw new Error('injected worker crash');
+parentPort!.on('message', async (req: WorkerRequest) => {
+  let reply: WorkerReply;
+  if (req.kind === 'parse') {
+    const results: ParseResult[] = [];
+    const all = Buffer.from(req.bytes.buffer, req.bytes.byteOffset, req.bytes.byteLength);
+    for (const it of req.items) {
+      const raw = all.subarray(it.start, it.start + it.length);
+      if (CRASH_MARKER && raw.includes(CRASH_MARKER)) throw new Error('injected worker crash');
+      results.push(await parseInto({ raw, ref: it.ref }, sink));
     }
-    out.push(await parseOne({ raw: Buffer.from(it.raw.buffer, it.raw.byteOffset, it.raw.byteLength), ref: it.ref }));
+    reply = { kind: 'parse', results };
+  } else {
+    // Other workers' files grow during parsing: open them once parsing is over (anchoring starts after it).
+    if (!reader) reader = new SpoolReader(req.paths);
+    else reader.update(req.paths);
+    reply = { kind: 'anchor', results: runAnchorJobs(req.jobs, reader, sink) };
   }
-  parentPort!.postMessage({ results: out });
+  sink.writer.flush();
+  parentPort!.postMessage(reply);
 });

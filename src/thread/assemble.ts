@@ -1,7 +1,7 @@
 // thread stage, last step: give a thread skeleton its records, anchor every reply's new
 // text to the diff of the patch it answers, and carry trailers given in replies
 // (Reviewed-by, Acked-by, ...) to that patch. Pure, given a record loader.
-import type { MessageRecord, Thread, ThreadMessage, Trailer } from '../model.js';
+import type { Comment, MessageRecord, Thread, ThreadMessage, Trailer } from '../model.js';
 import { anchorComments } from '../patch/anchor.js';
 
 export interface ThreadSkeleton {
@@ -11,7 +11,18 @@ export interface ThreadSkeleton {
   messages: Array<{ messageId: string; parent: string | null; ghost: boolean; children: string[] }>;
 }
 
-export function assembleThread(t: ThreadSkeleton, load: (id: string) => MessageRecord | undefined): Thread {
+/**
+ * Comments anchored ahead of time (the pipeline does it on worker threads), by Message-ID:
+ * the comments, null when the message has no reply blocks, undefined to anchor here. Given
+ * for a message, they must be what anchoring against the nearest patch ancestor gives.
+ */
+export type PrecomputedComments = (messageId: string) => Comment[] | null | undefined;
+
+export function assembleThread(
+  t: ThreadSkeleton,
+  load: (id: string) => MessageRecord | undefined,
+  precomputed?: PrecomputedComments,
+): Thread {
   const messages: ThreadMessage[] = t.messages.map((m) => {
     const record = m.ghost ? undefined : load(m.messageId);
     return { messageId: m.messageId, parent: m.parent, ghost: m.ghost || !record, children: m.children, record, comments: [] };
@@ -33,9 +44,15 @@ export function assembleThread(t: ThreadSkeleton, load: (id: string) => MessageR
   const extra = new Map<string, Trailer[]>();
   for (const m of messages) {
     const r = m.record;
-    if (!r || r.blocks.length === 0) continue;
-    const patch = ancestor(m, (a) => a.kind === 'patch' && a.diff !== null);
-    m.comments = anchorComments(r.blocks, patch?.record?.diff ?? null);
+    if (!r) continue;
+    const pre = precomputed?.(m.messageId);
+    if (pre === null) continue;
+    if (pre) m.comments = pre;
+    else {
+      if (r.blocks.length === 0) continue;
+      const patch = ancestor(m, (a) => a.kind === 'patch' && a.diff !== null);
+      m.comments = anchorComments(r.blocks, patch?.record?.diff ?? null);
+    }
     if (r.trailers.length && r.kind === 'reply') {
       const target = ancestor(m, (a) => a.kind === 'patch' || a.kind === 'cover');
       if (target) extra.set(target.messageId, [...(extra.get(target.messageId) ?? []), ...r.trailers]);

@@ -45,22 +45,8 @@ export interface ThreadSkeletonOut {
   messages: ThreadedMessage[];
 }
 
-/** Never added to: containers swap it for their own Set on their first child. */
-const NO_CHILDREN: Set<Container> = new Set();
-
-/** What a container keeps of its message after `add`: only what ordering and output need. */
-interface Kept {
-  date: string | null;
-  subject: string;
-}
-
-interface Container {
-  id: string;
-  rec: Kept | null;
-  parent: Container | null;
-  /** Insertion-ordered; a Set so that re-parenting is O(1). Shared empty set until the first child (most containers are leaves). */
-  children: Set<Container>;
-}
+/** No container (no parent, no child, no sibling). */
+const NONE = -1;
 
 /** A usable Message-ID from a header: "<x@y>" (or bare "x@y"); truncated or garbled ones are dropped. */
 function cleanId(raw: string | null | undefined): string | null {
@@ -75,42 +61,121 @@ function cleanId(raw: string | null | undefined): string | null {
   return id;
 }
 
-function dateValue(d: string | null | undefined): number | null {
-  if (!d) return null;
-  const t = Date.parse(d);
-  return Number.isNaN(t) ? null : t;
+/** Milliseconds since the epoch, or NaN for a missing or unparseable date. */
+function dateValue(d: string | null | undefined): number {
+  if (!d) return NaN;
+  return Date.parse(d);
+}
+
+/** Dates ascending, missing dates (NaN) last. */
+function cmpDates(a: number, b: number): number {
+  const na = a !== a;
+  const nb = b !== b;
+  if (na || nb) return na === nb ? 0 : na ? 1 : -1;
+  return a - b;
+}
+
+export interface ThreaderOptions {
+  /** Keep each message's subject for ThreadSkeletonOut.subject (default true). Without, it is ''. */
+  subjects?: boolean;
 }
 
 /**
  * Incremental JWZ core: add records in any order, read the threads at any time.
  * `add` costs O(references x thread depth); `threads()` is O(n log n).
+ *
+ * Containers are numbers: one slot per Message-ID in typed arrays (parent, first child,
+ * siblings, date), the ids themselves in one array. A container costs about 40 bytes plus its
+ * id, so the index of an archive of a million mails fits in a little over 100 MB.
  */
 export class Threader {
-  private readonly byId = new Map<string, Container>();
+  private readonly ids: string[] = [];
+  private readonly index = new Map<string, number>();
+  private cap = 0;
+  private n = 0;
+  private parent = new Int32Array(0);
+  private firstChild = new Int32Array(0);
+  private nextSib = new Int32Array(0);
+  private prevSib = new Int32Array(0);
+  private childCount = new Int32Array(0);
+  /** 1 when the container holds a message (0: a ghost). */
+  private has = new Uint8Array(0);
+  private dates = new Float64Array(0);
+  private readonly subjects: string[] | null;
   private duplicates = 0;
 
-  private get(id: string): Container {
-    let c = this.byId.get(id);
-    if (!c) {
-      c = { id, rec: null, parent: null, children: NO_CHILDREN };
-      this.byId.set(id, c);
+  constructor(opts: ThreaderOptions = {}) {
+    this.subjects = opts.subjects === false ? null : [];
+    this.grow(1024);
+  }
+
+  private grow(cap: number): void {
+    const i32 = (a: Int32Array) => {
+      const b = new Int32Array(cap);
+      b.set(a);
+      return b;
+    };
+    this.parent = i32(this.parent);
+    this.firstChild = i32(this.firstChild);
+    this.nextSib = i32(this.nextSib);
+    this.prevSib = i32(this.prevSib);
+    this.childCount = i32(this.childCount);
+    const has = new Uint8Array(cap);
+    has.set(this.has);
+    this.has = has;
+    const dates = new Float64Array(cap);
+    dates.set(this.dates);
+    this.dates = dates;
+    this.cap = cap;
+  }
+
+  private get(id: string): number {
+    let c = this.index.get(id);
+    if (c === undefined) {
+      if (this.n === this.cap) this.grow(this.cap * 2);
+      c = this.n++;
+      this.ids.push(id);
+      this.index.set(id, c);
+      this.parent[c] = NONE;
+      this.firstChild[c] = NONE;
+      this.nextSib[c] = NONE;
+      this.prevSib[c] = NONE;
+      this.childCount[c] = 0;
+      this.has[c] = 0;
+      this.dates[c] = NaN;
     }
     return c;
   }
 
   /** True when making `parent` the parent of `child` would close a loop. */
-  private static wouldLoop(child: Container, parent: Container): boolean {
-    for (let x: Container | null = parent; x; x = x.parent) if (x === child) return true;
+  private wouldLoop(child: number, parent: number): boolean {
+    for (let x = parent; x !== NONE; x = this.parent[x]) if (x === child) return true;
     return false;
   }
 
-  private static link(child: Container, parent: Container | null): void {
-    if (child.parent) child.parent.children.delete(child);
-    child.parent = parent;
-    if (parent) {
-      if (parent.children === NO_CHILDREN) parent.children = new Set();
-      parent.children.add(child);
-    }
+  private unlink(c: number): void {
+    const p = this.parent[c];
+    if (p === NONE) return;
+    const prev = this.prevSib[c];
+    const next = this.nextSib[c];
+    if (prev !== NONE) this.nextSib[prev] = next;
+    else this.firstChild[p] = next;
+    if (next !== NONE) this.prevSib[next] = prev;
+    this.prevSib[c] = NONE;
+    this.nextSib[c] = NONE;
+    this.childCount[p]--;
+    this.parent[c] = NONE;
+  }
+
+  private link(child: number, parent: number): void {
+    this.unlink(child);
+    this.parent[child] = parent;
+    // Children are kept unordered: threads() sorts siblings by a total order (date, then id).
+    const head = this.firstChild[parent];
+    this.nextSib[child] = head;
+    if (head !== NONE) this.prevSib[head] = child;
+    this.firstChild[parent] = child;
+    this.childCount[parent]++;
   }
 
   /** Number of records ignored because their Message-ID was already seen. */
@@ -122,12 +187,14 @@ export class Threader {
   add(r: ThreadInput): boolean {
     const id = r.messageId.trim();
     const c = this.get(id);
-    if (c.rec) {
+    if (this.has[c]) {
       this.duplicates++;
       return false;
     }
-    // Keep only date and subject: References arrays would make memory grow with the archive.
-    c.rec = { date: r.date, subject: r.subject };
+    // Keep only date (and subject): References arrays would make memory grow with the archive.
+    this.has[c] = 1;
+    this.dates[c] = dateValue(r.date);
+    if (this.subjects) this.subjects[c] = r.subject;
 
     // The chain of ancestors this message claims, oldest first, without repeats or itself.
     const chain: string[] = [];
@@ -150,107 +217,139 @@ export class Threader {
     for (let k = 0; k + 1 < chain.length; k++) {
       const p = this.get(chain[k]);
       const ch = this.get(chain[k + 1]);
-      if (ch.parent || Threader.wouldLoop(ch, p)) continue;
-      Threader.link(ch, p);
+      if (this.parent[ch] !== NONE || this.wouldLoop(ch, p)) continue;
+      this.link(ch, p);
     }
 
     // The message's own parent, from its own headers, replaces an implied one.
     if (own) {
       const p = this.get(own);
-      if (c.parent !== p && !Threader.wouldLoop(c, p)) Threader.link(c, p);
+      if (this.parent[c] !== p && !this.wouldLoop(c, p)) this.link(c, p);
     }
     return true;
   }
 
-  /** The threads as they stand. */
-  threads(): ThreadSkeletonOut[] {
-    // Roots, and ghosts left without children (their only child moved under its real parent).
-    const roots: Container[] = [];
-    const emptyGhosts: Container[] = [];
-    for (const c of this.byId.values()) {
-      if (!c.parent) roots.push(c);
-      if (!c.rec && c.children.size === 0) emptyGhosts.push(c);
-    }
-    const pruned = new Set<Container>();
-    for (let g of emptyGhosts) {
+  /**
+   * Drop ghosts left without children (their only child moved under its real parent), and
+   * ghosts that are left empty in turn. Returns the roots, in thread order: by the earliest
+   * date of a message in the thread (threads without dates last), then by root id.
+   */
+  roots(): Int32Array {
+    const roots: number[] = [];
+    for (let c = 0; c < this.n; c++) {
+      if (this.has[c] || this.childCount[c] > 0) {
+        if (this.parent[c] === NONE) roots.push(c);
+        continue;
+      }
       // Pruning may empty a ghost parent in turn.
-      for (;;) {
-        pruned.add(g);
-        const p = g.parent;
-        if (!p) break;
-        p.children.delete(g);
-        g.parent = null;
-        if (p.rec || p.children.size > 0) break;
+      for (let g = c; ; ) {
+        const p = this.parent[g];
+        if (p === NONE) break;
+        this.unlink(g);
+        if (this.has[p] || this.childCount[p] > 0) break;
         g = p;
       }
     }
-
-    const out: Array<{ t: ThreadSkeletonOut; first: number | null }> = [];
-    for (const root of roots) {
-      if (pruned.has(root)) continue;
-      // Post-order: effective date of each container (own date, or earliest below a ghost).
-      const eff = new Map<Container, number | null>();
-      const post: Container[] = [];
-      const stack: Container[] = [root];
+    // A pruned ghost that was found as a root before pruning reached it.
+    const live = roots.filter((r) => this.has[r] || this.childCount[r] > 0);
+    const first = new Float64Array(this.n);
+    const stack: number[] = [];
+    for (const root of live) {
+      let min = NaN;
+      stack.push(root);
       while (stack.length) {
         const x = stack.pop()!;
-        post.push(x);
-        for (const ch of x.children) stack.push(ch);
+        const d = this.dates[x];
+        if (this.has[x] && d === d && !(d >= min)) min = d;
+        for (let ch = this.firstChild[x]; ch !== NONE; ch = this.nextSib[ch]) stack.push(ch);
       }
-      let first: number | null = null;
-      for (let i = post.length - 1; i >= 0; i--) {
-        const x = post[i];
-        let d = x.rec ? dateValue(x.rec.date) : null;
-        if (x.rec && d !== null && (first === null || d < first)) first = d;
-        if (!x.rec) {
-          for (const ch of x.children) {
-            const cd = eff.get(ch) ?? null;
-            if (cd !== null && (d === null || cd < d)) d = cd;
-          }
-        }
-        eff.set(x, d);
-      }
-      const bySiblingOrder = (a: Container, b: Container): number => {
-        const da = eff.get(a) ?? null;
-        const db = eff.get(b) ?? null;
-        if (da !== db) {
-          if (da === null) return 1;
-          if (db === null) return -1;
-          return da - db;
-        }
-        return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
-      };
-
-      const messages: ThreadedMessage[] = [];
-      const dfs: Container[] = [root];
-      let subject: string | null = null;
-      while (dfs.length) {
-        const x = dfs.pop()!;
-        const kids = [...x.children].sort(bySiblingOrder);
-        messages.push({
-          messageId: x.id,
-          parent: x.parent ? x.parent.id : null,
-          ghost: !x.rec,
-          children: kids.map((k) => k.id),
-        });
-        if (subject === null && x.rec) subject = x.rec.subject;
-        for (let i = kids.length - 1; i >= 0; i--) dfs.push(kids[i]);
-      }
-      out.push({
-        t: { root: root.id, rootMissing: !root.rec, subject: subject ?? '', messages },
-        first,
-      });
+      first[root] = min;
     }
-    out.sort((a, b) => {
-      if (a.first !== b.first) {
-        if (a.first === null) return 1;
-        if (b.first === null) return -1;
-        return a.first - b.first;
-      }
-      return a.t.root < b.t.root ? -1 : a.t.root > b.t.root ? 1 : 0;
-    });
-    return out.map((x) => x.t);
+    live.sort((a, b) => cmpDates(first[a], first[b]) || cmpIds(this.ids[a], this.ids[b]));
+    return Int32Array.from(live);
   }
+
+  /** The thread below `root` (a number from roots()), messages depth-first, siblings by date. */
+  thread(root: number): ThreadSkeletonOut {
+    // Post-order: effective date of each container (own date, or earliest below a ghost).
+    const eff = new Map<number, number>();
+    const post: number[] = [];
+    const stack: number[] = [root];
+    while (stack.length) {
+      const x = stack.pop()!;
+      post.push(x);
+      for (let ch = this.firstChild[x]; ch !== NONE; ch = this.nextSib[ch]) stack.push(ch);
+    }
+    for (let i = post.length - 1; i >= 0; i--) {
+      const x = post[i];
+      let d = this.has[x] ? this.dates[x] : NaN;
+      if (!this.has[x]) {
+        for (let ch = this.firstChild[x]; ch !== NONE; ch = this.nextSib[ch]) {
+          const cd = eff.get(ch)!;
+          if (cd === cd && !(cd >= d)) d = cd;
+        }
+      }
+      eff.set(x, d);
+    }
+    const bySiblingOrder = (a: number, b: number): number =>
+      cmpDates(eff.get(a)!, eff.get(b)!) || cmpIds(this.ids[a], this.ids[b]);
+
+    const messages: ThreadedMessage[] = [];
+    const dfs: number[] = [root];
+    let subject: string | null = null;
+    const kids: number[] = [];
+    while (dfs.length) {
+      const x = dfs.pop()!;
+      kids.length = 0;
+      for (let ch = this.firstChild[x]; ch !== NONE; ch = this.nextSib[ch]) kids.push(ch);
+      kids.sort(bySiblingOrder);
+      const p = this.parent[x];
+      messages.push({
+        messageId: this.ids[x],
+        parent: p === NONE ? null : this.ids[p],
+        ghost: !this.has[x],
+        children: kids.map((k) => this.ids[k]),
+      });
+      if (subject === null && this.has[x] && this.subjects) subject = this.subjects[x];
+      for (let i = kids.length - 1; i >= 0; i--) dfs.push(kids[i]);
+    }
+    return { root: this.ids[root], rootMissing: !this.has[root], subject: subject ?? '', messages };
+  }
+
+  /** The threads as they stand. */
+  threads(): ThreadSkeletonOut[] {
+    return Array.from(this.roots(), (r) => this.thread(r));
+  }
+
+  // ---- the index by container number, for callers that keep per-message data of their own
+
+  /** Number of containers (messages and ghosts, pruned ones included). */
+  get size(): number {
+    return this.n;
+  }
+
+  /** Container number of a Message-ID (as given to add, or as referenced), or -1. */
+  indexOf(id: string): number {
+    return this.index.get(id) ?? NONE;
+  }
+
+  idOf(c: number): string {
+    return this.ids[c];
+  }
+
+  /** Parent container, or -1. */
+  parentOf(c: number): number {
+    return this.parent[c];
+  }
+
+  /** The container holds a message (not a ghost). */
+  hasMessage(c: number): boolean {
+    return this.has[c] === 1;
+  }
+}
+
+function cmpIds(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 /**

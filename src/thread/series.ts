@@ -52,6 +52,27 @@ export interface ThreadLike {
   messages: ReadonlyArray<{ messageId: string; parent: string | null; ghost: boolean }>;
 }
 
+/**
+ * Thread structure looked up by id, for callers that keep threads in an index of their own
+ * rather than as ThreadLike lists: `parent` is undefined for an id the threads do not know.
+ */
+export interface ThreadParents {
+  parent(id: string): string | null | undefined;
+  ghost(id: string): boolean;
+}
+
+function parentsOf(threads: ReadonlyArray<ThreadLike>): ThreadParents {
+  const parentOf = new Map<string, string | null>();
+  const ghosts = new Set<string>();
+  for (const t of threads) {
+    for (const m of t.messages) {
+      parentOf.set(m.messageId, m.parent);
+      if (m.ghost) ghosts.add(m.messageId);
+    }
+  }
+  return { parent: (id) => parentOf.get(id), ghost: (id) => ghosts.has(id) };
+}
+
 /** Unthreaded postings of one series are expected to be sent within this time of each other. */
 export const UNTHREADED_WINDOW_MS = 6 * 3600 * 1000;
 
@@ -141,22 +162,23 @@ function minDate(ms: Member[]): number | null {
 }
 
 /** Group patch mails into series and link their versions. */
-export function groupSeries(records: ReadonlyArray<MessageRecord>, threads: ReadonlyArray<ThreadLike>): Series[] {
+export function groupSeries(records: ReadonlyArray<MessageRecord>, threads: ReadonlyArray<ThreadLike> | ThreadParents): Series[] {
   const recById = new Map<string, MessageRecord>();
   for (const r of records) if (!recById.has(r.messageId)) recById.set(r.messageId, r);
 
   // Thread parents (ghost-aware); for records the threads do not know, their own headers.
-  const parentOf = new Map<string, string | null>();
-  const ghosts = new Set<string>();
-  for (const t of threads) {
-    for (const m of t.messages) {
-      parentOf.set(m.messageId, m.parent);
-      if (m.ghost) ghosts.add(m.messageId);
-    }
-  }
+  const tp = Array.isArray(threads) ? parentsOf(threads as ReadonlyArray<ThreadLike>) : (threads as ThreadParents);
+  const unthreaded = new Map<string, string | null>();
   for (const r of recById.values()) {
-    if (!parentOf.has(r.messageId)) parentOf.set(r.messageId, r.inReplyTo ?? r.references.at(-1) ?? null);
+    if (tp.parent(r.messageId) === undefined) unthreaded.set(r.messageId, r.inReplyTo ?? r.references.at(-1) ?? null);
   }
+  const parentOf = {
+    get: (id: string): string | null | undefined => {
+      const p = tp.parent(id);
+      return p !== undefined ? p : unthreaded.get(id);
+    },
+  };
+  const ghosts = { has: (id: string): boolean => tp.ghost(id) };
 
   const members = new Map<string, Member>();
   for (const r of recById.values()) {

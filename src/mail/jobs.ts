@@ -1,0 +1,149 @@
+// The work the parser threads do (or the main thread, when there are none):
+//  - parse: raw mail -> MessageRecord, written to this thread's spool file; what comes back
+//    is a handful of fields (threading keys, kind, series-candidate fields) and where the
+//    record is, so full records never cross threads as text;
+//  - anchor: once threads are known, anchor a reply's new text to the diff of the patch it
+//    answers (the costly part of thread assembly), also written to the spool.
+import type { Comment, InputError, MessageRecord, RawMessage } from '../model.js';
+import { recordFromRaw } from './record.js';
+import { encodeRecord } from './stored.js';
+import { anchorComments } from '../patch/anchor.js';
+import { SpoolReader, type SpoolWriter } from '../store/spool.js';
+
+/** Where a record is in the spool: file number, and the byte ranges of its head and rest. */
+export interface StoredAt {
+  file: number;
+  offset: number;
+  headLength: number;
+  restLength: number;
+}
+
+/** What the main thread gets of a parsed message. */
+export interface LightRecord {
+  messageId: string;
+  inReplyTo: string | null;
+  references: string[];
+  date: string | null;
+  kind: MessageRecord['kind'];
+  hasDiff: boolean;
+  /** The record has reply blocks (thread assembly anchors them). */
+  hasBlocks: boolean;
+  /** Series-grouping fields, or null for mail that can't be part of a series. */
+  candidate: CandidateFields | null;
+  at: StoredAt;
+}
+
+export type ParseResult = { ok: true; light: LightRecord } | { ok: false; error: InputError };
+
+/** The few fields series grouping reads of a patch or cover letter (see thread/series.ts). */
+export interface CandidateFields {
+  from: MessageRecord['from'];
+  /** Omitted when the same as `from`. */
+  author?: MessageRecord['author'];
+  parsedSubject: MessageRecord['parsedSubject'];
+  diffstat: boolean;
+  automated: boolean;
+}
+
+/** Series-grouping fields of a patch or cover letter; null for mail that can't be part of a series. */
+export function seriesCandidate(r: MessageRecord): CandidateFields | null {
+  const ps = r.parsedSubject;
+  if (ps.reply || !(ps.series || r.kind === 'patch' || r.kind === 'cover')) return null;
+  const same = r.author.address === r.from.address && r.author.name === r.from.name;
+  return {
+    from: r.from,
+    ...(same ? {} : { author: r.author }),
+    parsedSubject: ps,
+    diffstat: r.diffstat,
+    automated: r.automated,
+  };
+}
+
+/** A spool file this thread appends to. */
+export interface RecordSink {
+  file: number;
+  writer: SpoolWriter;
+}
+
+export function storeRecord(r: MessageRecord, sink: RecordSink): StoredAt {
+  const { head, rest } = encodeRecord(r);
+  const h = sink.writer.append(head);
+  const t = sink.writer.append(rest);
+  return { file: sink.file, offset: h.offset, headLength: h.length, restLength: t.length };
+}
+
+export function lightOf(r: MessageRecord, at: StoredAt): LightRecord {
+  return {
+    messageId: r.messageId,
+    inReplyTo: r.inReplyTo,
+    references: r.references,
+    date: r.date,
+    kind: r.kind,
+    hasDiff: r.diff !== null,
+    hasBlocks: r.blocks.length > 0,
+    candidate: seriesCandidate(r),
+    at,
+  };
+}
+
+/** Parse one message and store its record (the caller flushes the sink before handing results on). */
+export async function parseInto(msg: RawMessage, sink: RecordSink): Promise<ParseResult> {
+  let r: MessageRecord;
+  try {
+    r = await recordFromRaw(msg);
+  } catch (e) {
+    return { ok: false, error: { source: msg.ref.source, message: `skipped: ${(e as Error).message}` } };
+  }
+  return { ok: true, light: lightOf(r, storeRecord(r, sink)) };
+}
+
+// ---------------------------------------------------------------- anchoring
+
+/** Anchor the reply stored at `reply` to the diff of the patch stored at `patch` (none: null). */
+export interface AnchorJob {
+  reply: StoredAt;
+  patch: StoredAt | null;
+}
+
+/** Where a JSON list of comments is in the spool. */
+export interface StoredText {
+  file: number;
+  offset: number;
+  length: number;
+}
+
+/** Index of `diff` and `blocks` in a stored record's rest (see stored.ts). */
+const REST_DIFF = 5;
+const REST_BLOCKS = 6;
+
+/**
+ * Run anchor jobs, reading records through `reader` and writing each job's comments (JSON)
+ * to `sink`. Jobs for the same patch should come together: its diff is parsed once.
+ */
+export function runAnchorJobs(jobs: AnchorJob[], reader: SpoolReader, sink: RecordSink): StoredText[] {
+  let lastKey = '';
+  let lastDiff: MessageRecord['diff'] = null;
+  const out: StoredText[] = [];
+  for (const j of jobs) {
+    let diff: MessageRecord['diff'] = null;
+    if (j.patch) {
+      const key = `${j.patch.file}:${j.patch.offset}`;
+      if (key !== lastKey) {
+        lastKey = key;
+        lastDiff = restOf(reader, j.patch)[REST_DIFF] as MessageRecord['diff'];
+      }
+      diff = lastDiff;
+    }
+    const blocks = restOf(reader, j.reply)[REST_BLOCKS] as MessageRecord['blocks'];
+    const comments: Comment[] = anchorComments(blocks, diff);
+    const w = sink.writer.append(JSON.stringify(comments));
+    out.push({ file: sink.file, offset: w.offset, length: w.length });
+  }
+  return out;
+}
+
+function restOf(reader: SpoolReader, at: StoredAt): unknown[] {
+  return JSON.parse(reader.text(at.file, at.offset + at.headLength, at.restLength)) as unknown[];
+}
+
+export { SpoolReader };

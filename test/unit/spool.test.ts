@@ -1,0 +1,138 @@
+// The run's spool: records stored in two parts and read back lazily, spool files written by
+// one thread and read by another, and reply comments anchored ahead of time (what the worker
+// threads do) giving exactly what thread assembly would compute itself.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { splitMboxBuffer } from '../../src/sources/index.js';
+import { recordFromRaw } from '../../src/mail/record.js';
+import { decodeRecord, encodeRecord } from '../../src/mail/stored.js';
+import { runAnchorJobs, storeRecord, type RecordSink } from '../../src/mail/jobs.js';
+import { SpoolDir, SpoolReader, SpoolWriter } from '../../src/store/spool.js';
+import { buildThreads } from '../../src/thread/jwz.js';
+import { assembleThread } from '../../src/thread/assemble.js';
+import type { MessageRecord } from '../../src/model.js';
+
+const FIX = join(process.cwd(), '../shared/fixtures');
+
+async function records(name: string): Promise<MessageRecord[]> {
+  const out: MessageRecord[] = [];
+  for (const m of splitMboxBuffer(readFileSync(join(FIX, name)), name)) out.push(await recordFromRaw(m));
+  return out;
+}
+
+describe('stored records', () => {
+  test('a record read back is the same record, field order included', async () => {
+    for (const r of await records('xen-fpu-reset-v2-1of9.mbox')) {
+      const { head, rest } = encodeRecord(r);
+      let restReads = 0;
+      const back = decodeRecord(head, () => {
+        restReads++;
+        return rest;
+      });
+      expect(JSON.stringify(back)).toBe(JSON.stringify(r));
+      expect(Object.keys(back)).toEqual(Object.keys(r));
+      expect(restReads).toBe(1);
+    }
+  });
+
+  test('only the head is parsed until a bulky field is used; then once', async () => {
+    const [patch] = (await records('xen-fpu-reset-v2-1of9.mbox')).filter((r) => r.kind === 'patch');
+    const { head, rest } = encodeRecord(patch);
+    expect(head.length).toBeLessThan(rest.length); // the head is the small part
+    let restReads = 0;
+    const back = decodeRecord(head, () => {
+      restReads++;
+      return rest;
+    });
+    expect([back.messageId, back.kind, back.files, back.subject]).toEqual([patch.messageId, 'patch', patch.files, patch.subject]);
+    expect(restReads).toBe(0);
+    expect(back.diff).toEqual(patch.diff);
+    expect(back.blocks).toEqual(patch.blocks);
+    expect(restReads).toBe(1);
+  });
+
+  test('a bulky field can be replaced like any other', async () => {
+    const [r] = await records('xen-fpu-reset-v2-1of9.mbox');
+    const { head, rest } = encodeRecord(r);
+    const back = decodeRecord(head, () => rest);
+    back.warnings = ['changed'];
+    expect(back.warnings).toEqual(['changed']);
+    expect(back.cc).toEqual(r.cc);
+    const copy = { ...back, trailers: [] };
+    expect(copy.diff).toEqual(r.diff);
+    expect(copy.warnings).toEqual(['changed']);
+  });
+});
+
+describe('spool files', () => {
+  test('what one writer appends, a reader reads at the offsets it was given, multi-byte text included', () => {
+    const dir = new SpoolDir('patchvet-test-spool-');
+    try {
+      const a = dir.newFile();
+      const b = dir.newFile();
+      const wa = new SpoolWriter(a.path);
+      const wb = new SpoolWriter(b.path);
+      const big = 'x'.repeat(3 << 20); // larger than the staging buffer: written on its own
+      const pieces: Array<[number, { offset: number; length: number }, string]> = [];
+      for (const [w, f, s] of [
+        [wa, a.file, 'Roger Pau Monné'],
+        [wb, b.file, '日本語のメール'],
+        [wa, a.file, big],
+        [wa, a.file, 'after the big one'],
+      ] as const) {
+        pieces.push([f, w.append(s), s]);
+      }
+      wa.flush();
+      wb.close();
+      const r = new SpoolReader(dir.paths);
+      for (const [f, at, s] of pieces) expect(r.text(f, at.offset, at.length)).toBe(s);
+      r.close();
+      wa.close();
+    } finally {
+      dir.close();
+    }
+  });
+});
+
+describe('anchoring ahead of time', () => {
+  test('gives what assembleThread anchors itself, for every reply of the reference threads', async () => {
+    const recs = [
+      ...(await records('xen-fpu-reset-v2-1of9.mbox')),
+      ...(await records('xen-eager-fpu-v2.mbox')),
+      ...(await records('xen-ftw-alloc.mbox')),
+    ];
+    const byId = new Map(recs.map((r) => [r.messageId, r]));
+    const dir = new SpoolDir('patchvet-test-spool-');
+    try {
+      const f = dir.newFile();
+      const sink: RecordSink = { file: f.file, writer: new SpoolWriter(f.path) };
+      const at = new Map(recs.map((r) => [r.messageId, storeRecord(r, sink)]));
+      sink.writer.flush();
+      const reader = new SpoolReader(dir.paths);
+      let anchored = 0;
+      for (const t of buildThreads(recs).threads) {
+        const direct = assembleThread(t, (id) => byId.get(id));
+        // The patch each reply answers, as the pipeline finds it: nearest patch ancestor with a diff.
+        const parent = new Map(t.messages.map((m) => [m.messageId, m.parent]));
+        const jobs = t.messages
+          .filter((m) => byId.get(m.messageId)?.blocks.length)
+          .map((m) => {
+            let p = parent.get(m.messageId) ?? null;
+            while (p !== null && !(byId.get(p)?.kind === 'patch' && byId.get(p)?.diff)) p = parent.get(p) ?? null;
+            return { id: m.messageId, job: { reply: at.get(m.messageId)!, patch: p ? at.get(p)! : null } };
+          });
+        const out = runAnchorJobs(jobs.map((j) => j.job), reader, sink);
+        sink.writer.flush();
+        const pre = new Map(jobs.map((j, i) => [j.id, JSON.parse(reader.text(out[i].file, out[i].offset, out[i].length))]));
+        const ahead = assembleThread(t, (id) => byId.get(id), (id) => pre.get(id) ?? (byId.get(id)?.blocks.length ? undefined : null));
+        expect(JSON.parse(JSON.stringify(ahead))).toEqual(JSON.parse(JSON.stringify(direct)));
+        anchored += jobs.length;
+      }
+      expect(anchored).toBeGreaterThan(5);
+      reader.close();
+      sink.writer.close();
+    } finally {
+      dir.close();
+    }
+  });
+});
