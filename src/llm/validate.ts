@@ -128,9 +128,10 @@ const INSTRUCTION: RegExp[] = [
 
 const URLS: RegExp[] = [
   /!\[[^\]]*\]\([^)]*\)/g, // markdown images: gone
-  /\b(?:https?|ftp|file|mailto|data|javascript|ssh|git):\/*[^\s)>\]]*/gi,
-  /\bwww\.[^\s)>\]]+/gi,
-  /\b(?:[a-z0-9-]+\.)+(?:com|org|net|io|dev|xyz|info|biz|co|me|ly|gl|ai|app|ru|cn|tk|top|site|online|link)\/[^\s)>\]]*/gi,
+  // (A sentence's full stop after a URL is not part of it.)
+  /\b(?:https?|ftp|file|mailto|data|javascript|ssh|git):\/*(?:[^\s)>\]]*[^\s)>\].,;:!?'"])?/gi,
+  /\bwww\.(?:[^\s)>\]]*[^\s)>\].,;:!?'"])?/gi,
+  /\b(?:[a-z0-9-]+\.)+(?:com|org|net|io|dev|xyz|info|biz|co|me|ly|gl|ai|app|ru|cn|tk|top|site|online|link)\/(?:[^\s)>\]]*[^\s)>\].,;:!?'"])?/gi,
 ];
 
 export interface SanitisedMessage {
@@ -156,9 +157,10 @@ export function sanitiseMessage(input: string): SanitisedMessage {
   strip(/\[([^\]]*)\]\(([^)]*)\)/g, 'link', '$1'); // [text](url) -> text
   for (const re of URLS) strip(re, 'link');
   strip(/<?\b[\w.+-]+@[\w-]+(\.[\w-]+)+\b>?/g, 'address');
-  strip(/(^|[\s(,;:])@[A-Za-z0-9_][\w.-]*/g, 'mention', '$1');
+  strip(/(^|[\s(,;:])@[A-Za-z0-9_](?:[\w-]|\.(?=\w))*/g, 'mention', '$1');
   strip(/<\/?(a|img|script|iframe|style|link|meta|object|embed|form|input|button|svg|video|audio)\b[^>]*>/gi, 'html');
-  t = t.replace(/\s+/g, ' ').replace(/\s+([.,;:!?])/g, '$1').replace(/\(\s*\)/g, '').trim();
+  // Tidy what stripping left: "( )", " ." (a "()" after a function name is kept).
+  t = t.replace(/\(\s+\)/g, '').replace(/\s+/g, ' ').replace(/\s+([.,;:!?])/g, '$1').trim();
   if (t.length > 400) {
     const cut = t.slice(0, 400);
     const end = cut.lastIndexOf('. ');
