@@ -9,14 +9,21 @@ import { InputOpenError } from './sources/index.js';
 import { THREADS_SCHEMA, threadJson, threadText, seriesJson } from './sinks/threads.js';
 import { log } from './log.js';
 import { progressReporter } from './sinks/progress.js';
-import type { Finding, MessageRecord, Severity } from './model.js';
+import type { Finding, MessageRecord, Severity, Thread } from './model.js';
 import { loadPacks, defaultRulesDir, formatLoadErrors } from './rules/load.js';
 import { runExamples, formatExampleResults } from './rules/examples.js';
 import { recordFromText } from './mail/record.js';
-import { reviewThread } from './review/review.js';
+import { reviewRecord } from './review/review.js';
+import type { RuleSpec, TreeView } from './rules/types.js';
 import { TreeReader } from './review/tree.js';
 import { atOrAbove, reviewJson, reviewSarif, reviewText, type ReviewResult } from './sinks/findings.js';
 import { composeReply, replyToEml } from './sinks/email.js';
+import { compareFindings } from './rules/engine.js';
+import { LLM_ENV_HELP, LlmConfigError, endpointLabel, llmConfigFromEnv } from './llm/config.js';
+import { LlmReviewer, type LlmPatchResult } from './llm/review.js';
+import { openLlmStore } from './llm/store.js';
+import { EarlierVersions, JobPool } from './llm/corpus.js';
+import { evaluate, evalJson, evalText, reviewComments, type EvalPatch } from './review/eval.js';
 
 export class UsageError extends Error {}
 
@@ -76,6 +83,7 @@ interface ReviewOpts {
   minSeverity: Severity;
   workers?: number;
   llm?: boolean;
+  llmCache?: string;
 }
 
 function loadRules(extra: string[] | undefined, withDefault: boolean) {
@@ -90,52 +98,250 @@ function loadRules(extra: string[] | undefined, withDefault: boolean) {
   return packs;
 }
 
+// ---------------------------------------------------------------- the LLM pass in the CLI
+
+interface LlmRun {
+  reviewer: LlmReviewer;
+  label: string;
+  close(): Promise<void>;
+}
+
+/** --llm: the reviewer, or a usage error (exit 2) that says which variables to set. Nothing is sent without them. */
+async function setupLlm(cacheUrl: string | undefined): Promise<LlmRun> {
+  let config;
+  try {
+    config = llmConfigFromEnv(process.env);
+  } catch (e) {
+    if (e instanceof LlmConfigError) throw new UsageError(`--llm: ${e.message}`);
+    throw e;
+  }
+  if (!config) throw new UsageError(`--llm needs a model and an endpoint: ${LLM_ENV_HELP}`);
+  const url = cacheUrl ?? process.env.PATCHVET_LLM_CACHE;
+  let opened;
+  try {
+    opened = await openLlmStore(url);
+  } catch (e) {
+    throw new UsageError(`--llm-cache '${url}': ${(e as Error).message} (use memory, sqlite:PATH or postgres://...)`);
+  }
+  return { reviewer: new LlmReviewer(config, { store: opened.store }), label: `${config.model} at ${endpointLabel(config)}`, close: opened.close };
+}
+
+/** What the LLM pass did over a run: per-patch results folded into stats, notices and stderr lines. */
+class LlmTally {
+  patches = 0;
+  findings = 0;
+  tokens = 0;
+  requests = 0;
+  cached = 0;
+  failed = 0;
+  skipped = 0;
+  notices: string[] = [];
+  private breakerSkips = 0;
+  private lastFailure = '';
+
+  add(r: LlmPatchResult, io: Io): void {
+    if (r.skipped === 'not-a-patch') return;
+    this.patches++;
+    this.findings += r.findings.length;
+    this.tokens += r.usage.totalTokens;
+    this.requests += r.usage.requests;
+    if (r.cached) this.cached++;
+    if (r.skipped) this.skipped++;
+    this.notices.push(...r.notices);
+    for (const n of r.notices) io.stderr.write(`patchvet: ${n}\n`);
+    if (r.error) {
+      this.failed++;
+      // Once the server is known to be down, the patches after it are skipped at once: one line for them all.
+      if (r.errorKind === 'circuit-open') this.breakerSkips++;
+      else {
+        this.notices.push(r.error);
+        io.stderr.write(`patchvet: ${r.error}\n`);
+        this.lastFailure = r.error;
+      }
+    }
+  }
+
+  finish(label: string, io: Io): void {
+    if (this.breakerSkips) {
+      const n = `LLM pass skipped for ${this.breakerSkips} more patch${this.breakerSkips === 1 ? '' : 'es'}: the server did not answer earlier in this run`;
+      this.notices.push(n);
+      io.stderr.write(`patchvet: ${n}\n`);
+    }
+    const summary =
+      `LLM pass (${label}): ${this.patches} patch${this.patches === 1 ? '' : 'es'}, ${this.findings} finding${this.findings === 1 ? '' : 's'}, ` +
+      `${this.tokens.toLocaleString('en-US')} tokens in ${this.requests} request${this.requests === 1 ? '' : 's'}` +
+      (this.cached ? `, ${this.cached} from the cache` : '') +
+      (this.skipped ? `, ${this.skipped} skipped` : '') +
+      (this.failed ? `, ${this.failed} failed` : '');
+    if (this.failed && this.failed === this.patches) this.notices.push(`LLM pass failed: rule findings only (${this.lastFailure || 'see above'})`);
+    io.stderr.write(`patchvet: ${summary}\n`);
+  }
+
+  stats(): Record<string, number> {
+    return { llmPatches: this.patches, llmFindings: this.findings, llmTokens: this.tokens, llmRequests: this.requests, llmCached: this.cached, llmFailed: this.failed };
+  }
+}
+
+interface LlmJob {
+  record: MessageRecord;
+  thread: Thread;
+  ruleFindings: Finding[];
+  rules: RuleSpec[];
+  tree?: TreeView;
+  /** eval: review the patch as first posted (no reviewers' comments: they are what it is compared with). */
+  withThread: boolean;
+}
+
+function llmInput(job: LlmJob, earlier: EarlierVersions | null) {
+  const prev = job.withThread && earlier ? earlier.of(job.record, job.thread) : { ids: [], threads: [] };
+  return {
+    record: job.record,
+    ruleFindings: job.ruleFindings,
+    rules: job.rules,
+    thread: job.withThread ? job.thread : undefined,
+    earlierThreads: prev.threads,
+    earlierPatchIds: prev.ids,
+    tree: job.tree,
+  };
+}
+
 async function reviewCommand(inputs: string[], opts: ReviewOpts, io: Io): Promise<number> {
   const packs = loadRules(opts.rules, opts.defaultRules);
   const tree = opts.tree ? new TreeReader(opts.tree) : undefined;
-  if (opts.llm) log.warn('--llm: the LLM pass is not built yet; running the rules only');
-  const progress = progressReporter(io.stderr);
-  const corpus = await loadCorpus(inputs, { stdin: io.stdin, workers: opts.workers, onProgress: progress.tick });
-  progress.stop();
+  const llm = opts.llm ? await setupLlm(opts.llmCache) : null;
   try {
-    const findings: Finding[] = [];
-    const patches = new Map<string, MessageRecord>();
-    for (const t of corpus.threads) {
-      const thread = corpus.thread(t);
-      const fs = reviewThread(thread, { rules: packs.rules, kb: packs.kb, treeFor: tree ? (r) => tree.viewFor(r) : undefined }).filter(
-        (f) => atOrAbove(f, opts.minSeverity),
-      );
-      for (const f of fs) {
-        const rec = thread.messages.find((m) => m.messageId === f.messageId)?.record;
-        if (rec && opts.format === 'email') patches.set(rec.messageId, rec);
+    const progress = progressReporter(io.stderr);
+    const corpus = await loadCorpus(inputs, { stdin: io.stdin, workers: opts.workers, onProgress: progress.tick });
+    progress.stop();
+    try {
+      // Per patch, in corpus order: rule findings now, LLM findings when their call returns.
+      const perPatch: Array<{ record: MessageRecord; rule: Finding[]; llm: Finding[] }> = [];
+      const tally = new LlmTally();
+      const pool = new JobPool(Math.max(2, (llm?.reviewer.config.concurrency ?? 1) * 2));
+      const earlier = llm ? new EarlierVersions(corpus) : null;
+      for (const t of corpus.threads) {
+        const thread = corpus.thread(t);
+        for (const m of thread.messages) {
+          const rec = m.record;
+          if (!rec || rec.kind !== 'patch') continue;
+          const view = tree?.viewFor(rec);
+          const all = reviewRecord(rec, { rules: packs.rules, kb: packs.kb, treeFor: () => view });
+          const slot = { record: rec, rule: all.filter((f) => atOrAbove(f, opts.minSeverity)), llm: [] as Finding[] };
+          perPatch.push(slot);
+          if (llm && rec.diff) {
+            const job: LlmJob = { record: rec, thread, ruleFindings: all, rules: packs.rules, tree: view, withThread: true };
+            await pool.add(async () => {
+              const r = await llm.reviewer.reviewPatch(llmInput(job, earlier));
+              slot.llm = r.findings.filter((f) => atOrAbove(f, opts.minSeverity));
+              tally.add(r, io);
+            });
+          }
+        }
       }
-      findings.push(...fs);
-    }
-    const result: ReviewResult = {
-      findings,
-      errors: corpus.errors,
-      stats: { messages: corpus.stats.messages, threads: corpus.stats.threads, series: corpus.stats.series, patches: corpus.stats.patches },
-      rules: packs.rules,
-      notices: opts.llm ? ['--llm was given but the LLM pass is not available in this version: rule findings only'] : [],
-    };
-    const out = new Out(io.stdout);
-    if (opts.format === 'json') await out.write(reviewJson(result));
-    else if (opts.format === 'sarif') await out.write(reviewSarif(result));
-    else if (opts.format === 'text') await out.write(reviewText(result));
-    else {
-      // An mbox of the replies patchvet would send (dry run: nothing is sent).
-      for (const [id, rec] of patches) {
-        const fs = findings.filter((f) => f.messageId === id);
-        const reply = composeReply(rec, fs, { from: process.env.PATCHVET_FROM ?? 'patchvet <patchvet@localhost>', list: rec.listIds.find((l) => l.includes('@')) ?? null });
-        await out.write(`From patchvet ${new Date(0).toUTCString()}\n${replyToEml(reply).replace(/^(>*From )/gm, '>$1')}\n`);
+      await pool.drain();
+      if (llm) tally.finish(llm.label, io);
+
+      const findings: Finding[] = [];
+      const patches = new Map<string, MessageRecord>();
+      for (const p of perPatch) {
+        const fs = [...p.rule, ...p.llm].sort(compareFindings);
+        if (fs.length && opts.format === 'email') patches.set(p.record.messageId, p.record);
+        findings.push(...fs);
       }
-      if (!patches.size) io.stderr.write('patchvet: no findings: no reply would be sent\n');
+      const result: ReviewResult = {
+        findings,
+        errors: corpus.errors,
+        stats: {
+          messages: corpus.stats.messages,
+          threads: corpus.stats.threads,
+          series: corpus.stats.series,
+          patches: corpus.stats.patches,
+          ...(llm ? tally.stats() : {}),
+        },
+        rules: packs.rules,
+        notices: tally.notices,
+      };
+      const out = new Out(io.stdout);
+      if (opts.format === 'json') await out.write(reviewJson(result));
+      else if (opts.format === 'sarif') await out.write(reviewSarif(result));
+      else if (opts.format === 'text') await out.write(reviewText(result));
+      else {
+        // An mbox of the replies patchvet would send (dry run: nothing is sent).
+        for (const [id, rec] of patches) {
+          const fs = findings.filter((f) => f.messageId === id);
+          const reply = composeReply(rec, fs, { from: process.env.PATCHVET_FROM ?? 'patchvet <patchvet@localhost>', list: rec.listIds.find((l) => l.includes('@')) ?? null });
+          await out.write(`From patchvet ${new Date(0).toUTCString()}\n${replyToEml(reply).replace(/^(>*From )/gm, '>$1')}\n`);
+        }
+        if (!patches.size) io.stderr.write('patchvet: no findings: no reply would be sent\n');
+      }
+      for (const e of corpus.errors) io.stderr.write(`patchvet: ${e.source}: ${e.message}\n`);
+      // Only rule findings decide the exit status: an LLM's second opinion never gates CI.
+      if (opts.failOn && findings.some((f) => f.source === 'rule' && atOrAbove(f, opts.failOn!))) return 1;
+      return 0;
+    } finally {
+      corpus.close();
     }
-    for (const e of corpus.errors) io.stderr.write(`patchvet: ${e.source}: ${e.message}\n`);
-    if (opts.failOn && findings.some((f) => atOrAbove(f, opts.failOn!))) return 1;
-    return 0;
   } finally {
-    corpus.close();
+    await llm?.close();
+  }
+}
+
+interface EvalOpts {
+  format: 'text' | 'json';
+  rules?: string[];
+  defaultRules: boolean;
+  tree?: string;
+  window: number;
+  workers?: number;
+  llm?: boolean;
+  llmCache?: string;
+}
+
+/** `patchvet eval`: findings (rules, and the LLM with --llm) against the comments maintainers made on the same threads. */
+async function evalCommand(inputs: string[], opts: EvalOpts, io: Io): Promise<number> {
+  const packs = loadRules(opts.rules, opts.defaultRules);
+  const tree = opts.tree ? new TreeReader(opts.tree) : undefined;
+  const llm = opts.llm ? await setupLlm(opts.llmCache) : null;
+  try {
+    const progress = progressReporter(io.stderr);
+    const corpus = await loadCorpus(inputs, { stdin: io.stdin, workers: opts.workers, onProgress: progress.tick });
+    progress.stop();
+    try {
+      const patches: EvalPatch[] = [];
+      const tally = new LlmTally();
+      const pool = new JobPool(Math.max(2, (llm?.reviewer.config.concurrency ?? 1) * 2));
+      for (const t of corpus.threads) {
+        const thread = corpus.thread(t);
+        const comments = reviewComments(thread);
+        for (const m of thread.messages) {
+          const rec = m.record;
+          if (!rec || rec.kind !== 'patch' || !rec.diff) continue;
+          const view = tree?.viewFor(rec);
+          const ruleFindings = reviewRecord(rec, { rules: packs.rules, kb: packs.kb, treeFor: () => view });
+          const c = comments.get(rec.messageId) ?? { comments: [], general: 0 };
+          const p: EvalPatch = { record: rec, comments: c.comments, general: c.general, findings: ruleFindings };
+          patches.push(p);
+          if (llm) {
+            const job: LlmJob = { record: rec, thread, ruleFindings, rules: packs.rules, tree: view, withThread: false };
+            await pool.add(async () => {
+              const r = await llm.reviewer.reviewPatch(llmInput(job, null));
+              p.findings = [...p.findings, ...r.findings];
+              tally.add(r, io);
+            });
+          }
+        }
+      }
+      await pool.drain();
+      if (llm) tally.finish(llm.label, io);
+      const report = evaluate(patches, { window: opts.window, llm: !!llm });
+      await new Out(io.stdout).write(opts.format === 'json' ? evalJson(report) : evalText(report));
+      for (const e of corpus.errors) io.stderr.write(`patchvet: ${e.source}: ${e.message}\n`);
+      return 0;
+    } finally {
+      corpus.close();
+    }
+  } finally {
+    await llm?.close();
   }
 }
 
@@ -198,10 +404,27 @@ export function buildProgram(io: Io, result: { code: number }): Command {
     .option('--tree <dir>', 'a checkout of the target tree, for whole functions and callee bodies')
     .addOption(new Option('--fail-on <severity>', 'exit 1 when a finding is at or above this severity').choices(['info', 'warning', 'error']))
     .addOption(new Option('--min-severity <severity>', 'report findings at or above this severity').choices(['info', 'warning', 'error']).default('info'))
-    .option('--llm', 'also run the LLM pass (needs OPENAI_API_KEY / OPENAI_BASE_URL / PATCHVET_LLM_MODEL)')
+    .option('--llm', 'also run the LLM pass (needs PATCHVET_LLM_MODEL and OPENAI_API_KEY or OPENAI_BASE_URL)')
+    .option('--llm-cache <url>', 'where LLM answers and token counts are kept: memory (default), sqlite:PATH, postgres://...')
     .addOption(new Option('--workers <n>', 'parser threads (default: one per core)').argParser(parseCount))
     .action(async (inputs: string[], opts) => {
       result.code = await reviewCommand(inputs, opts, io);
+    });
+
+  program
+    .command('eval')
+    .description("compare findings (rules, and the LLM pass with --llm) with the comments maintainers made on the same threads")
+    .argument('<input...>', 'mbox (.gz too), maildir folder, .eml file, or - for stdin: threads with patches and their reviews')
+    .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
+    .option('--rules <dir>', 'an extra rules directory (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
+    .option('--no-default-rules', "don't load the bundled rules/ packs")
+    .option('--tree <dir>', 'a checkout of the target tree, for whole functions and callee bodies')
+    .addOption(new Option('--window <lines>', 'a finding matches a comment this many lines away or closer').argParser(parseWindow).default(3))
+    .option('--llm', 'also run the LLM pass (needs PATCHVET_LLM_MODEL and OPENAI_API_KEY or OPENAI_BASE_URL)')
+    .option('--llm-cache <url>', 'where LLM answers and token counts are kept: memory (default), sqlite:PATH, postgres://...')
+    .addOption(new Option('--workers <n>', 'parser threads (default: one per core)').argParser(parseCount))
+    .action(async (inputs: string[], opts) => {
+      result.code = await evalCommand(inputs, opts, io);
     });
 
   program
@@ -224,10 +447,11 @@ export function buildProgram(io: Io, result: { code: number }): Command {
 
   program
     .command('stats')
-    .description("per-rule findings, posts, disputes and precision from serve's store")
+    .description("per-rule findings, posts, disputes and precision, and LLM tokens spent, from serve's store")
     .option('--config <file>', 'the serve configuration naming the store (default: patchvet.yml when present)')
     .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
-    .action(async (opts: { config?: string; format: 'text' | 'json' }) => {
+    .addOption(new Option('--days <n>', 'LLM token use over this many UTC days, today included').argParser(parseDays).default(30))
+    .action(async (opts: { config?: string; format: 'text' | 'json'; days: number }) => {
       result.code = await statsCommand(opts, io);
     });
 
@@ -263,7 +487,7 @@ async function serveCommand(opts: { config: string; once?: boolean }): Promise<n
   }
 }
 
-async function statsCommand(opts: { config?: string; format: 'text' | 'json' }, io: Io): Promise<number> {
+async function statsCommand(opts: { config?: string; format: 'text' | 'json'; days?: number }, io: Io): Promise<number> {
   const config = await serveConfig(opts.config);
   const { collectStats, statsJson, statsText, storeExists } = await import('./serve/stats.js');
   const { redactUrl } = await import('./serve/config.js');
@@ -273,12 +497,24 @@ async function statsCommand(opts: { config?: string; format: 'text' | 'json' }, 
   const { openStore } = await import('./store/store.js');
   const store = await openStore(config.store);
   try {
-    const report = await collectStats(store, config.store);
+    const report = await collectStats(store, config.store, { lists: config.lists.map((l) => l.address), days: opts.days });
     await new Out(io.stdout).write(opts.format === 'json' ? statsJson(report) : statsText(report));
     return 0;
   } finally {
     await store.close();
   }
+}
+
+function parseDays(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 3660) throw new UsageError(`--days takes a whole number of days (1 or more), got '${v}'`);
+  return n;
+}
+
+function parseWindow(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 1000) throw new UsageError(`--window takes a whole number of lines, got '${v}'`);
+  return n;
 }
 
 function parseCount(v: string): number {
