@@ -11,6 +11,7 @@ import { resolve } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
 import { parseDocument } from 'yaml';
 import { didYouMean, fieldPath } from '../rules/schema.js';
+import { appFromEnv, GITHUB_DEFAULTS, type GithubSettings } from '../github/config.js';
 
 export type ReplyMode = 'off' | 'author' | 'list';
 
@@ -106,6 +107,8 @@ export interface ServeConfig {
   http: { host: string; port: number } | null;
   /** How often the loops look for work when nothing woke them (seconds). */
   pollSeconds: number;
+  /** The GitHub App (`github:` plus Probot's APP_ID, PRIVATE_KEY, WEBHOOK_SECRET, GHE_HOST, GHE_PROTOCOL); app null: off. */
+  github: GithubSettings;
 }
 
 export class ConfigError extends Error {
@@ -220,6 +223,42 @@ const SCHEMA = {
         },
       },
     },
+    github: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        dryRun: { type: 'boolean' },
+        dryRunFile: { type: 'string', minLength: 1 },
+        archive: { type: 'string', minLength: 1 },
+        mirror: { type: 'boolean' },
+        mirrorFrom: stringList,
+        checkName: { type: 'string', minLength: 1, maxLength: 100 },
+        maxCommits: { type: 'integer', minimum: 1 },
+        maxInline: { type: 'integer', minimum: 0 },
+        lists: stringList,
+        rules: stringList,
+        repos: stringList,
+        forward: {
+          type: 'array',
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['repo', 'users'],
+            properties: { repo: { type: 'string', minLength: 3 }, users: stringList },
+          },
+        },
+        retry: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            rateLimit: { type: 'integer', minimum: 0 },
+            secondaryRateLimit: { type: 'integer', minimum: 0 },
+            serverErrors: { type: 'integer', minimum: 0 },
+            maxWait: duration,
+          },
+        },
+      },
+    },
     http: {
       anyOf: [
         { enum: ['off', false, null] },
@@ -248,6 +287,11 @@ const HINTS: Record<string, string> = {
   listen: 'host:port, e.g. 127.0.0.1:3000, or off',
   maxAge: 'a duration such as 7d or 36h, or off',
   maxPermanentFailures: 'a whole number, e.g. 3',
+  archive: 'a URL with {messageId}, e.g. https://lore.kernel.org/xen-devel/{messageId}/',
+  forward: 'a list of {repo: owner/name, users: [login, ...]}',
+  users: 'a list of GitHub logins, e.g. [andyhhp, jbeulich]',
+  repos: 'a list of owner/name repositories, e.g. [xen-project/xen]',
+  maxCommits: 'a whole number, e.g. 100',
 };
 
 const ajv = new Ajv({ allErrors: true, strict: false, verbose: true });
@@ -355,7 +399,10 @@ export function redactUrl(url: string): string {
 type Env = Record<string, string | undefined>;
 
 /** Check and complete a parsed YAML document. Throws ConfigError listing every problem. */
-export function buildConfig(data: unknown, opts: { file?: string | null; env?: Env } = {}): ServeConfig {
+export function buildConfig(
+  data: unknown,
+  opts: { file?: string | null; env?: Env; readFile?: (path: string) => string } = {},
+): ServeConfig {
   const file = opts.file ?? null;
   const env = opts.env ?? process.env;
   if (data === null || data === undefined) data = {};
@@ -505,6 +552,7 @@ export function buildConfig(data: unknown, opts: { file?: string | null; env?: E
   }
 
   const pollSeconds = durationOr(d.pollInterval, 5, 'pollInterval', problems);
+  const github = githubSettings(d.github ?? {}, env, lists, problems, opts.readFile ?? ((p) => readFileSync(p, 'utf8')));
   if (problems.length) throw new ConfigError(file, problems);
   return {
     file,
@@ -517,6 +565,61 @@ export function buildConfig(data: unknown, opts: { file?: string | null; env?: E
     delivery: { email },
     http,
     pollSeconds: pollSeconds > 0 ? pollSeconds : 5,
+    github,
+  };
+}
+
+const REPO_RE = /^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/;
+
+/** The `github:` section and the App's environment variables. */
+function githubSettings(
+  g: Record<string, any>, // eslint-disable-line @typescript-eslint/no-explicit-any
+  env: Env,
+  lists: ListConfig[],
+  problems: string[],
+  readFile: (path: string) => string,
+): GithubSettings {
+  const app = appFromEnv(env, readFile);
+  if (Array.isArray(app)) problems.push(...app.map((p) => `GitHub App environment: ${p}`));
+  const repo = (r: string, field: string): string => {
+    if (!REPO_RE.test(r.trim())) problems.push(`${field}: "${r}" is not owner/name: ${HINTS.repos}`);
+    return r.trim().toLowerCase();
+  };
+  const archive: string = g.archive ?? GITHUB_DEFAULTS.archive;
+  if (!/\{(raw)?messageId\}/.test(archive)) problems.push(`github.archive: "${archive}" has no {messageId}: ${HINTS.archive}`);
+  else if (!/^https?:\/\//.test(archive)) problems.push(`github.archive: "${archive}" is not an http(s) URL: ${HINTS.archive}`);
+  const r = (g.retry ?? {}) as Record<string, unknown>;
+  const maxWait = durationOr(r.maxWait, GITHUB_DEFAULTS.retry.maxWaitSeconds, 'github.retry.maxWait', problems);
+  const forward = ((g.forward ?? []) as Array<{ repo: string; users: string[] }>).map((f, i) => ({
+    repo: repo(f.repo, `github.forward[${i}].repo`),
+    users: f.users.map((u) => u.trim().toLowerCase()),
+  }));
+  const seen = new Set<string>();
+  forward.forEach((f, i) => {
+    if (seen.has(f.repo)) problems.push(`github.forward[${i}].repo: ${f.repo} is listed twice: keep one entry`);
+    seen.add(f.repo);
+  });
+  if (forward.length && !lists.length) problems.push('github.forward: forwarding PR comments needs the list in lists: (its address is Cc\'d)');
+  return {
+    app: Array.isArray(app) ? null : app,
+    dryRun: g.dryRun ?? GITHUB_DEFAULTS.dryRun,
+    dryRunFile: g.dryRunFile ? expandPath(g.dryRunFile) : null,
+    archive,
+    mirror: g.mirror ?? GITHUB_DEFAULTS.mirror,
+    mirrorFrom: ((g.mirrorFrom as string[] | undefined) ?? GITHUB_DEFAULTS.mirrorFrom).map((x) => x.trim().toLowerCase()),
+    checkName: g.checkName ?? GITHUB_DEFAULTS.checkName,
+    maxCommits: g.maxCommits ?? GITHUB_DEFAULTS.maxCommits,
+    maxInline: g.maxInline ?? GITHUB_DEFAULTS.maxInline,
+    lists: ((g.lists as string[] | undefined) ?? lists.map((l) => l.address)).map((x) => x.trim().toLowerCase()),
+    rules: (g.rules as string[] | undefined) ?? null,
+    repos: ((g.repos as string[] | undefined) ?? []).map((x, i) => repo(x, `github.repos[${i}]`)),
+    forward,
+    retry: {
+      rateLimit: (r.rateLimit as number | undefined) ?? GITHUB_DEFAULTS.retry.rateLimit,
+      secondaryRateLimit: (r.secondaryRateLimit as number | undefined) ?? GITHUB_DEFAULTS.retry.secondaryRateLimit,
+      serverErrors: (r.serverErrors as number | undefined) ?? GITHUB_DEFAULTS.retry.serverErrors,
+      maxWaitSeconds: maxWait,
+    },
   };
 }
 
@@ -563,6 +666,10 @@ export function redactedConfig(c: ServeConfig): unknown {
         smtp: c.delivery.email.smtp ? redactUrl(c.delivery.email.smtp) : null,
         smtpPassword: c.delivery.email.smtpPassword ? '[redacted]' : undefined,
       },
+    },
+    github: {
+      ...c.github,
+      app: c.github.app ? { ...c.github.app, privateKey: '[redacted]', webhookSecret: '[redacted]' } : null,
     },
   };
 }

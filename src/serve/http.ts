@@ -1,7 +1,8 @@
 // The HTTP side of `patchvet serve` (node:http, no framework):
 //   GET /healthz  -> 200 {"ok":true,...} when the store answers and every source is healthy, else 503
 //   GET /metrics  -> Prometheus text exposition format 0.0.4
-// Everything else is 404 (POST /api/github/webhooks is reserved for the GitHub App, not built yet).
+//   POST /api/github/webhooks -> the GitHub App (Probot checks the signature), when it is configured
+// Everything else is 404 (the webhook path too when the App is not configured).
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
@@ -50,6 +51,14 @@ export function renderPrometheus(families: readonly MetricFamily[]): string {
     }
   }
   return out.join('\n') + '\n';
+}
+
+/** Where GitHub delivers webhooks (Probot's default path). */
+export const WEBHOOK_PATH = '/api/github/webhooks';
+
+export interface HttpOptions {
+  /** The GitHub App's webhook handler; it reads the request body itself. */
+  webhook?: (req: IncomingMessage, res: ServerResponse) => Promise<void>;
 }
 
 export interface HttpHandle {
@@ -107,9 +116,19 @@ export async function startHttp(
   listen: { host: string; port: number },
   provider: StatusProvider,
   log: Logger,
+  opts: HttpOptions = {},
 ): Promise<HttpHandle> {
   const server: Server = createServer((req, res) => {
-    // Request bodies are never read: drain them so keep-alive connections stay usable.
+    const path = (req.url ?? '/').split('?')[0]!.replace(/\/+$/, '');
+    if (opts.webhook && path === WEBHOOK_PATH) {
+      opts.webhook(req, res).catch((e) => {
+        log.error({ err: e }, 'http: webhook failed');
+        if (!res.headersSent) res.writeHead(500);
+        res.end();
+      });
+      return;
+    }
+    // Other request bodies are never read: drain them so keep-alive connections stay usable.
     req.resume();
     handle(req, res, provider, log).catch((e) => {
       log.error({ err: e }, 'http: request failed');

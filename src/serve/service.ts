@@ -23,8 +23,10 @@ import { composeReply, replyToEml } from '../sinks/email.js';
 import { openStore, type DisputeInput, type OutboxItem, type ReplyInput, type Store } from '../store/store.js';
 import { assembleThread } from '../thread/assemble.js';
 import { buildThreads } from '../thread/jwz.js';
+import { GithubIntegration, indexEntry, type MessagePlan } from '../github/integration.js';
+import type { OctokitClass } from '../github/octokit.js';
 import { ConfigError, redactUrl, type ListConfig, type ServeConfig, type SourceConfig } from './config.js';
-import { startHttp, type HealthReport, type HttpHandle, type MetricFamily } from './http.js';
+import { startHttp, WEBHOOK_PATH, type HealthReport, type HttpHandle, type MetricFamily } from './http.js';
 import { Delivery, type DeliveryEvent, type SendTransport } from './outbox.js';
 import {
   decide,
@@ -201,6 +203,8 @@ export interface ServiceOptions {
   rules?: { rules: RuleSpec[]; kb: KnowledgeBase };
   logger?: Logger;
   now?: () => Date;
+  /** The Octokit class for the GitHub App (tests: one with throttling and retries off). */
+  githubOctokit?: OctokitClass;
 }
 
 export interface ProcessResult {
@@ -248,6 +252,9 @@ export class Service {
   private runs = new Map<string, Promise<void>>();
   private wakeProcessing: (() => void) | null = null;
   private wakeDelivery: (() => void) | null = null;
+  private wakeGithub: (() => void) | null = null;
+  /** The GitHub App, when APP_ID, PRIVATE_KEY and WEBHOOK_SECRET are set. */
+  github: GithubIntegration | null = null;
   private reviewFailures = new Map<string, number>();
   private lastDelivery = new Map<string, number>();
   private loopFailure: string | null = null;
@@ -303,12 +310,37 @@ export class Service {
         `store: cannot open ${redactUrl(o.config.store)}: ${(e as Error).message}: check the path or URL, and that the database is running`,
       ]);
     }
+    let service: Service;
     try {
-      return new Service({ ...o, store, sources, rules });
+      service = new Service({ ...o, store, sources, rules });
     } catch (e) {
       await store.close();
       throw e;
     }
+    const app = o.config.github.app;
+    if (app) {
+      try {
+        service.github = await GithubIntegration.create({
+          settings: o.config.github,
+          app,
+          store,
+          rules: rules.rules,
+          kb: rules.kb,
+          lists: o.config.lists,
+          email: o.config.delivery.email,
+          log: service.log.child({ component: 'github' }),
+          worker: service.worker,
+          Octokit: o.githubOctokit,
+          onReplyQueued: () => service.wakeDelivery?.(),
+          onJobQueued: () => service.wakeGithub?.(),
+          now: o.now,
+        });
+      } catch (e) {
+        await store.close();
+        throw new ConfigError(o.config.file, [`GitHub App: cannot start it: ${(e as Error).message}`]);
+      }
+    }
+    return service;
   }
 
   get httpPort(): number | null {
@@ -475,6 +507,8 @@ export class Service {
     // Feedback on one of our replies, and our own replies coming back through the list.
     const disputes = rec.kind === 'patch' ? [] : await this.disputesIn(rec);
     const own = await store.replyByMessageId(rec.messageId);
+    const gh = await this.githubPlan(rec, own !== null);
+    let ghJobs = 0;
 
     const result: ProcessResult = { messageId: rec.messageId, decision, findings: findings.length, replied: false };
     await store.transaction(async (tx) => {
@@ -492,7 +526,9 @@ export class Service {
       }
       for (const d of disputes) await tx.recordDispute(d);
       if (own && own.state !== 'sent' && (await tx.markSent(own.key, { response: 'seen on the list' }))) result.confirmed = true;
+      if (gh) ghJobs = await GithubIntegration.applyPlan(tx, gh);
     });
+    if (ghJobs) this.wakeGithub?.();
     if (result.confirmed) {
       this.log.info({ reply: rec.messageId, state: own?.state }, 'processing: our reply came back through the list before it was marked sent; marked sent');
     }
@@ -523,6 +559,25 @@ export class Service {
       this.log.debug({ messageId: rec.messageId, reason: decision.reason }, 'processing: stored, nothing to answer');
     }
     return result;
+  }
+
+  /**
+   * The GitHub side of a processed mail: patches are always indexed (patch-id, title + author)
+   * so a pull request can be linked to them later; with the App configured, links and mirror
+   * jobs too. A failure here is logged and costs only the GitHub side, never the mail.
+   */
+  private async githubPlan(rec: MessageRecord, ownReply: boolean): Promise<MessagePlan | null> {
+    try {
+      if (!this.github) {
+        const index = indexEntry(rec);
+        return index ? { index, links: [], jobs: [] } : null;
+      }
+      return await this.github.planMessage(rec, ownReply || this.isOwn(rec));
+    } catch (e) {
+      this.countError('github');
+      this.log.error({ err: e, messageId: rec.messageId }, 'github: could not plan the GitHub side of this message; skipped');
+      return null;
+    }
   }
 
   /** Mail the bot sent (its From, or its X-Patchvet stamp, which makes it automated). */
@@ -648,7 +703,13 @@ export class Service {
     if (this.config.http) {
       const { host, port } = this.config.http;
       try {
-        this.http = await startHttp(this.config.http, { health: () => this.health(), metrics: () => this.metrics() }, this.log);
+        const github = this.github;
+        this.http = await startHttp(
+          this.config.http,
+          { health: () => this.health(), metrics: () => this.metrics() },
+          this.log,
+          github ? { webhook: (req, res) => github.handle(req, res) } : {},
+        );
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
         throw new ConfigError(this.config.file, [
@@ -656,6 +717,13 @@ export class Service {
         ]);
       }
       this.log.info({ host: this.http.host, port: this.http.port }, 'http: listening');
+    }
+    if (!this.github) {
+      this.log.info(
+        `github: App not configured (set APP_ID, PRIVATE_KEY or PRIVATE_KEY_PATH, and WEBHOOK_SECRET): POST ${WEBHOOK_PATH} answers 404, nothing is posted to GitHub`,
+      );
+    } else if (!this.config.http) {
+      this.log.warn(`github: the App is configured but http is off: GitHub cannot deliver webhooks (set http.listen)`);
     }
     for (const s of this.sources) {
       const p = this.runSource(s, this.abort.signal).catch((e) => {
@@ -673,6 +741,8 @@ export class Service {
         (f) => (this.wakeDelivery = f),
       ),
     );
+    const github = this.github;
+    if (github) this.loops.push(this.loop('github', async () => (await github.round()) > 0, (f) => (this.wakeGithub = f)));
     if (!this.sources.length) this.log.warn('serve: no sources configured (sources: in patchvet.yml): nothing will arrive');
     if (!this.config.lists.length) this.log.warn('serve: no lists configured (lists: in patchvet.yml): mail is stored, never reviewed');
     this.log.info(
@@ -721,7 +791,16 @@ export class Service {
     while (!this.stopping && Date.now() < deadline) {
       if ((await this.processPending()) === 0) break;
     }
+    await this.drainGithub(deadline);
     await this.delivery.drain();
+  }
+
+  /** Run GitHub jobs until none is due (bounded by `deadline`). */
+  private async drainGithub(deadline: number): Promise<void> {
+    if (!this.github) return;
+    while (!this.stopping && Date.now() < deadline) {
+      if ((await this.github.round()) === 0) break;
+    }
   }
 
   /**
@@ -734,6 +813,7 @@ export class Service {
     while (!this.stopping && Date.now() < deadline) {
       if ((await this.processPending()) === 0) break;
     }
+    await this.drainGithub(deadline);
     await this.delivery.drain();
     // The background delivery loop may hold a reply it is handling right now.
     while (!this.stopping && Date.now() < deadline && (await this.store.outboxStats()).sending > 0) await sleep(20);
@@ -782,6 +862,7 @@ export class Service {
       ok,
       store: { backend: this.store.backend, ok: storeOk, ...(storeError ? { error: storeError } : {}) },
       sources,
+      github: this.github ? { configured: true, dryRun: this.config.github.dryRun } : { configured: false },
       ...(this.loopFailure ? { lastError: this.loopFailure } : {}),
     };
   }
@@ -835,6 +916,19 @@ export class Service {
       });
     } catch (e) {
       this.log.warn({ err: e }, 'metrics: outbox stats unavailable');
+    }
+    if (this.github) {
+      try {
+        const st = await this.store.githubJobStats();
+        families.push({
+          name: 'patchvet_github_jobs',
+          help: 'GitHub jobs (PR reviews, mirrored list replies) in the store by state.',
+          type: 'gauge',
+          samples: (['queued', 'running', 'done', 'failed'] as const).map((state) => ({ labels: { state }, value: st[state] })),
+        });
+      } catch (e) {
+        this.log.warn({ err: e }, 'metrics: GitHub job stats unavailable');
+      }
     }
     return families;
   }

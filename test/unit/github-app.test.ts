@@ -1,0 +1,503 @@
+// The GitHub App in Probot's test style: signed webhook deliveries POSTed to the real HTTP
+// endpoint of `serve` (src/serve/http.ts), the GitHub API faked at HTTP level with nock, and the
+// exact requests asserted: the review body, each inline comment's path/line/side/body, the check
+// run and its annotations, the edits that mark findings resolved. Throttling and retries are off
+// (ProbotOctokit.defaults, function form); the App key is generated here.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import nock from 'nock';
+import { pino } from 'pino';
+import { parse as parseYaml } from 'yaml';
+import { EVENTS, HANDLED, PERMISSIONS } from '../../src/github/app.js';
+import { GITHUB_DEFAULTS, type GithubAppEnv, type GithubSettings } from '../../src/github/config.js';
+import { GithubIntegration } from '../../src/github/integration.js';
+import { cappedOctokit } from '../../src/github/octokit.js';
+import { recordFromRaw } from '../../src/mail/record.js';
+import type { Finding } from '../../src/model.js';
+import { reviewRecord } from '../../src/review/review.js';
+import { loadPacks } from '../../src/rules/load.js';
+import type { KnowledgeBase, RuleSpec } from '../../src/rules/types.js';
+import { buildConfig, type ServeConfig } from '../../src/serve/config.js';
+import { startHttp, type HttpHandle } from '../../src/serve/http.js';
+import { openStore, type Store } from '../../src/store/store.js';
+import {
+  INSTALLATION_ID,
+  TestOctokit,
+  delivery,
+  postWebhook,
+  pullRequestPayload,
+  testPrivateKey,
+  xenCommit,
+  xenMails,
+  type FakeCommit,
+} from '../helpers/fake-github.js';
+
+const API = 'https://api.github.com';
+const OWNER = 'xen-project';
+const REPO = 'xen';
+const FULL = `${OWNER}/${REPO}`;
+const PR = 12;
+const BASE = 'b'.repeat(40);
+const SECRET = 'webhook-secret-for-tests';
+const FILE = 'xen/arch/x86/domain.c';
+const FPS = { alloc: 'aea885b86bdad191', order: '2d5a14dc2de5ff3f', idle: 'f9d80aceeb9eacb7' };
+
+let rules: { rules: RuleSpec[]; kb: KnowledgeBase };
+let commit: FakeCommit;
+let listFindings: Finding[];
+let dir: string;
+
+beforeAll(async () => {
+  const packs = loadPacks();
+  expect(packs.errors).toEqual([]);
+  rules = { rules: packs.rules, kb: packs.kb };
+  commit = await xenCommit();
+  // What the list review says about the same patch: the PR must get the same findings.
+  listFindings = reviewRecord(await recordFromRaw(xenMails()[0]!), { rules: rules.rules, kb: rules.kb });
+  expect(listFindings.map((f) => f.fingerprint)).toEqual([FPS.alloc, FPS.order, FPS.idle]);
+  dir = mkdtempSync(join(tmpdir(), 'patchvet-github-app-'));
+  nock.disableNetConnect();
+  nock.enableNetConnect('127.0.0.1');
+});
+
+afterAll(() => {
+  nock.enableNetConnect();
+  nock.restore();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+// ---------------------------------------------------------------- harness
+
+let n = 0;
+interface Harness {
+  store: Store;
+  github: GithubIntegration;
+  http: HttpHandle;
+  config: ServeConfig;
+  unmatched: string[];
+  close(): Promise<void>;
+}
+
+const app: GithubAppEnv = {
+  appId: '123456',
+  privateKey: '',
+  webhookSecret: SECRET,
+  host: null,
+  protocol: 'https',
+  baseUrl: API,
+};
+
+async function harness(settings: Partial<GithubSettings> = {}): Promise<Harness> {
+  const config = buildConfig(
+    {
+      store: `sqlite:${join(dir, `store-${++n}.db`)}`,
+      lists: [{ address: 'xen-devel@lists.xenproject.org', rules: ['xen', 'common'] }],
+      delivery: { email: { from: 'patchvet <bot@patchvet.example>', outbox: join(dir, `outbox-${n}`) } },
+    },
+    { env: {} },
+  );
+  const store = await openStore(config.store);
+  const log = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+  const github = await GithubIntegration.create({
+    settings: { ...GITHUB_DEFAULTS, archive: 'https://lore.kernel.org/xen-devel/{messageId}/', ...settings, app: null },
+    app: { ...app, privateKey: testPrivateKey() },
+    store,
+    rules: rules.rules,
+    kb: rules.kb,
+    lists: config.lists,
+    email: config.delivery.email,
+    log,
+    worker: `test-${n}`,
+    Octokit: TestOctokit,
+  });
+  const http = await startHttp({ host: '127.0.0.1', port: 0 }, { health: async () => ({ ok: true }), metrics: async () => [] }, log, {
+    webhook: (req, res) => github.handle(req, res),
+  });
+  const unmatched: string[] = [];
+  // Requests to our own server on loopback pass through nock; anything else it did not expect is listed.
+  const onNoMatch = (req: { method?: string; path?: string; href?: string; hostname?: string }) => {
+    const where = req.href ?? `${req.hostname ?? ''}${req.path ?? ''}`;
+    if (!where.includes('127.0.0.1')) unmatched.push(`${req.method} ${where}`);
+  };
+  nock.emitter.on('no match', onNoMatch);
+  return {
+    store,
+    github,
+    http,
+    config,
+    unmatched,
+    async close() {
+      nock.emitter.removeListener('no match', onNoMatch);
+      nock.cleanAll();
+      await http.close();
+      await store.close();
+    },
+  };
+}
+
+/** Sign and POST a delivery; the HTTP status. */
+async function send(h: Harness, event: string, payload: unknown): Promise<number> {
+  return (await postWebhook(h.http.port, await delivery(SECRET, event, payload))).status;
+}
+
+const pr = (head: string) => ({ owner: OWNER, repo: REPO, number: PR, head, base: BASE, author: 'rosslagerwall' });
+
+/** The requests every review makes before it writes: token, config (repo, then owner's .github), commits, diffs, files, what is there. */
+function readsFor(c: FakeCommit, existing: { comments?: unknown[]; reviews?: unknown[]; token?: boolean; config?: string | null } = {}) {
+  const scope = nock(API);
+  if (existing.token !== false) {
+    scope.post(`/app/installations/${INSTALLATION_ID}/access_tokens`).reply(201, { token: 'ghs_test', expires_at: new Date(Date.now() + 3600e3).toISOString() });
+  }
+  if (existing.config) {
+    scope.get(`/repos/${FULL}/contents/.github%2Fpatchvet.yml`).reply(200, existing.config, { 'content-type': 'text/plain; charset=utf-8' });
+  } else {
+    scope.get(`/repos/${FULL}/contents/.github%2Fpatchvet.yml`).reply(404, { message: 'Not Found' });
+    scope.get(`/repos/${OWNER}/.github/contents/.github%2Fpatchvet.yml`).reply(404, { message: 'Not Found' });
+  }
+  scope
+    .get(`/repos/${FULL}/pulls/${PR}/commits`)
+    .query({ per_page: 100 })
+    .reply(200, [{ sha: c.sha, commit: { message: c.message, author: c.author } }])
+    .get(`/repos/${FULL}/commits/${c.sha}`)
+    .matchHeader('accept', /application\/vnd\.github\.v3\.diff/)
+    .reply(200, c.diff)
+    .get(`/repos/${FULL}/pulls/${PR}/files`)
+    .query({ per_page: 100 })
+    .reply(200, c.files.map((f) => ({ ...f, sha: 'f'.repeat(40) })))
+    .get(`/repos/${FULL}/pulls/${PR}/comments`)
+    .query({ per_page: 100 })
+    .reply(200, existing.comments ?? [])
+    .get(`/repos/${FULL}/pulls/${PR}/reviews`)
+    .query({ per_page: 100 })
+    .reply(200, existing.reviews ?? []);
+  return scope;
+}
+
+function expectedInline(fp: string, rule: string, title: string, message: string): string {
+  return [
+    `**warning** · \`${rule}\` · ${title}`,
+    '',
+    message.replace(/>/g, '&gt;'),
+    '',
+    `<sub>patchvet, commit ${commit.sha.slice(0, 12)} “x86/domain: Ensure a vCPU's FPU is reset early” (in \`arch_vcpu_create()\`)</sub>`,
+    `<!-- patchvet:finding=${fp} -->`,
+  ].join('\n');
+}
+
+// ---------------------------------------------------------------- the tests
+
+test('app.yml asks for exactly the events the app handles and least privilege', () => {
+  const manifest = parseYaml(readFileSync(join(process.cwd(), 'app.yml'), 'utf8')) as Record<string, unknown>;
+  expect([...(manifest.default_events as string[])].sort()).toEqual([...EVENTS].sort());
+  expect(manifest.default_permissions).toEqual(PERMISSIONS);
+  // Every handled action belongs to a subscribed event, and every event has a handler.
+  expect(new Set(HANDLED.map((h) => h.split('.')[0]))).toEqual(new Set(EVENTS));
+  expect((manifest.hook_attributes as { url: string }).url).toMatch(/\/api\/github\/webhooks$/);
+  expect(manifest.public).toBe(false);
+});
+
+test('a push gets ONE review: the three Xen findings inline at the vcpu_reset_fpu(v); line, plus a check run with annotations', async () => {
+  const h = await harness();
+  try {
+    const sent: { review?: Record<string, unknown>; check?: Record<string, unknown> } = {};
+    const scope = readsFor(commit)
+      .post(`/repos/${FULL}/pulls/${PR}/reviews`, (b) => ((sent.review = b), true))
+      .reply(200, { id: 501 })
+      .get(`/repos/${FULL}/pulls/${PR}/reviews/501/comments`)
+      .query({ per_page: 100 })
+      .reply(200, [
+        { id: 9001, body: `x <!-- patchvet:finding=${FPS.alloc} -->` },
+        { id: 9002, body: `x <!-- patchvet:finding=${FPS.order} -->` },
+        { id: 9003, body: `x <!-- patchvet:finding=${FPS.idle} -->` },
+      ])
+      .post(`/repos/${FULL}/check-runs`, (b) => ((sent.check = b), true))
+      .reply(201, { id: 77 });
+    const d = await delivery(SECRET, 'pull_request', pullRequestPayload('opened', pr(commit.sha)));
+    const res = await postWebhook(h.http.port, d);
+    expect(res.status).toBe(200);
+    expect(h.unmatched).toEqual([]);
+    scope.done();
+
+    const [alloc, order, idle] = listFindings;
+    expect(sent.review).toEqual({
+      commit_id: commit.sha,
+      event: 'COMMENT',
+      body: `<!-- patchvet:review=${commit.sha} -->\n**patchvet** reviewed 1 commit at ${commit.sha.slice(0, 12)}: 3 new points (3 warnings).`,
+      comments: [
+        { path: FILE, line: 525, side: 'RIGHT', body: expectedInline(FPS.alloc, 'xen/alloc-time-init', alloc!.title, alloc!.message) },
+        { path: FILE, line: 525, side: 'RIGHT', body: expectedInline(FPS.order, 'xen/fpu-init-order', order!.title, order!.message) },
+        { path: FILE, line: 525, side: 'RIGHT', body: expectedInline(FPS.idle, 'xen/idle-vcpu-path', idle!.title, idle!.message) },
+      ],
+    });
+    expect(sent.check).toMatchObject({ name: 'patchvet', head_sha: commit.sha, status: 'completed', conclusion: 'neutral' });
+    const output = sent.check!.output as { title: string; summary: string; annotations: unknown[] };
+    expect(output.title).toBe('3 findings (3 warnings)');
+    expect(output.annotations).toEqual(
+      listFindings.map((f) => ({
+        path: FILE,
+        start_line: 525,
+        end_line: 525,
+        annotation_level: 'warning',
+        title: `${f.rule}: ${f.title}`,
+        message: f.message,
+      })),
+    );
+    expect(output.summary).toContain('3 new, 0 already posted, 0 resolved since the last push');
+    expect(output.summary).toContain(`| warning | \`xen/idle-vcpu-path\` | \`${FILE}:525\` | ${commit.sha.slice(0, 12)} |`);
+
+    // What was posted is recorded with the GitHub ids.
+    const rows = (await h.store.githubComments(FULL, PR)).sort((a, b) => a.key.localeCompare(b.key));
+    expect(rows.map((r) => [r.key, r.kind, r.commentId, r.reviewId, r.line, r.side, r.state])).toEqual([
+      [`finding:${FPS.alloc}`, 'finding-inline', 9001, 501, 525, 'RIGHT', 'open'],
+      [`finding:${FPS.order}`, 'finding-inline', 9002, 501, 525, 'RIGHT', 'open'],
+      [`finding:${FPS.idle}`, 'finding-inline', 9003, 501, 525, 'RIGHT', 'open'],
+      [`check:${commit.sha}`, 'check', 77, null, null, null, 'open'],
+    ].sort((a, b) => String(a[0]).localeCompare(String(b[0]))));
+    expect(await h.store.githubJobStats()).toEqual({ queued: 0, running: 0, done: 1, failed: 0 });
+  } finally {
+    await h.close();
+  }
+});
+
+test('a second push of the same commit posts nothing; a redelivery of the same webhook is not even read', async () => {
+  const h = await harness();
+  try {
+    // First push.
+    readsFor(commit)
+      .post(`/repos/${FULL}/pulls/${PR}/reviews`)
+      .reply(200, { id: 501 })
+      .get(`/repos/${FULL}/pulls/${PR}/reviews/501/comments`)
+      .query({ per_page: 100 })
+      .reply(200, [{ id: 9001, body: `<!-- patchvet:finding=${FPS.alloc} -->` }, { id: 9002, body: `<!-- patchvet:finding=${FPS.order} -->` }, { id: 9003, body: `<!-- patchvet:finding=${FPS.idle} -->` }])
+      .post(`/repos/${FULL}/check-runs`)
+      .reply(201, { id: 77 });
+    const first = await delivery(SECRET, 'pull_request', pullRequestPayload('opened', pr(commit.sha)));
+    expect((await postWebhook(h.http.port, first)).status).toBe(200);
+    expect(nock.pendingMocks()).toEqual([]);
+
+    // Same commit pushed again: only reads (the comments now on GitHub carry their markers).
+    const scope = readsFor(commit, {
+      token: false, // Probot caches the installation token
+      comments: [9001, 9002, 9003].map((id, i) => ({ id, body: `text <!-- patchvet:finding=${Object.values(FPS)[i]} -->`, user: { login: 'patchvet[bot]' } })),
+      reviews: [{ id: 501, body: `<!-- patchvet:review=${commit.sha} -->` }],
+    });
+    const again = await delivery(SECRET, 'pull_request', pullRequestPayload('synchronize', pr(commit.sha)));
+    expect((await postWebhook(h.http.port, again)).status).toBe(200);
+    scope.done();
+    expect(h.unmatched).toEqual([]);
+
+    // GitHub redelivers the first delivery: the job is known, nothing is requested.
+    expect((await postWebhook(h.http.port, first)).status).toBe(200);
+    expect(h.unmatched).toEqual([]);
+    expect(await h.store.githubJobStats()).toEqual({ queued: 0, running: 0, done: 2, failed: 0 });
+  } finally {
+    await h.close();
+  }
+});
+
+test('findings that disappear are marked resolved by editing their comments (answered ones too; nothing is deleted)', async () => {
+  const h = await harness();
+  try {
+    readsFor(commit)
+      .post(`/repos/${FULL}/pulls/${PR}/reviews`)
+      .reply(200, { id: 501 })
+      .get(`/repos/${FULL}/pulls/${PR}/reviews/501/comments`)
+      .query({ per_page: 100 })
+      .reply(200, [{ id: 9001, body: `<!-- patchvet:finding=${FPS.alloc} -->` }, { id: 9002, body: `<!-- patchvet:finding=${FPS.order} -->` }, { id: 9003, body: `<!-- patchvet:finding=${FPS.idle} -->` }])
+      .post(`/repos/${FULL}/check-runs`)
+      .reply(201, { id: 77 });
+    expect(await send(h, 'pull_request', pullRequestPayload('opened', pr(commit.sha)))).toBe(200);
+    nock.cleanAll();
+
+    // v2 of the commit: the reset moved into the allocator, nothing left to say.
+    const fixed: FakeCommit = {
+      ...commit,
+      sha: 'c'.repeat(40),
+      diff: commit.diff.replace('+        vcpu_reset_fpu(v);\n+\n', '+        /* FPU state is reset in xstate_alloc_save_area(). */\n'),
+    };
+    fixed.diff = fixed.diff.replace('@@ -522,6 +522,8 @@', '@@ -522,6 +522,7 @@');
+    fixed.files = [{ filename: FILE, status: 'modified', patch: fixed.diff.slice(fixed.diff.indexOf('@@ ')).replace(/\n$/, '') }];
+    const bodies = Object.values(FPS).map((fp) => `original text of ${fp}\n<!-- patchvet:finding=${fp} -->`);
+    const edits: Array<{ id: number; body: string }> = [];
+    const scope = readsFor(fixed, {
+      token: false,
+      comments: [
+        { id: 9001, body: bodies[0], user: { login: 'patchvet[bot]' } },
+        { id: 9002, body: bodies[1], user: { login: 'patchvet[bot]' } },
+        { id: 9003, body: bodies[2], user: { login: 'patchvet[bot]' } },
+        // The author answered the second one.
+        { id: 9100, body: 'Fixed in v2.', in_reply_to_id: 9002, user: { login: 'rosslagerwall' } },
+      ],
+      reviews: [{ id: 501, body: `<!-- patchvet:review=${commit.sha} -->` }],
+    });
+    for (const id of [9001, 9002, 9003]) {
+      scope.patch(`/repos/${FULL}/pulls/comments/${id}`, (b) => (edits.push({ id, body: b.body }), true)).reply(200, {});
+    }
+    let check: Record<string, unknown> | undefined;
+    scope.post(`/repos/${FULL}/check-runs`, (b) => ((check = b), true)).reply(201, { id: 78 });
+    expect(await send(h, 'pull_request', pullRequestPayload('synchronize', pr(fixed.sha)))).toBe(200);
+    scope.done();
+    expect(h.unmatched).toEqual([]); // no review, no DELETE
+    expect(edits.map((e) => e.id)).toEqual([9001, 9002, 9003]);
+    expect(edits[1]!.body).toBe(
+      [
+        `**Resolved**: patchvet no longer finds this at ${fixed.sha.slice(0, 12)}.`,
+        '',
+        '<details><summary>What it said</summary>',
+        '',
+        bodies[1],
+        '',
+        '</details>',
+        `<!-- patchvet:resolved=${fixed.sha} -->`,
+      ].join('\n'),
+    );
+    expect(check).toMatchObject({ conclusion: 'success', output: { title: 'No findings', annotations: [] } });
+    expect((check!.output as { summary: string }).summary).toBe('patchvet found nothing in 1 commit (3 earlier points resolved).');
+    expect((await h.store.githubComments(FULL, PR)).filter((r) => r.key.startsWith('finding:')).map((r) => r.state)).toEqual(['resolved', 'resolved', 'resolved']);
+  } finally {
+    await h.close();
+  }
+});
+
+test('GitHub refuses the inline comments (422): the same review is posted with them in its body', async () => {
+  const h = await harness();
+  try {
+    const posts: Array<Record<string, unknown>> = [];
+    const scope = readsFor(commit)
+      .post(`/repos/${FULL}/pulls/${PR}/reviews`, (b) => (posts.push(b), true))
+      .reply(422, { message: 'Unprocessable Entity', errors: ['Line could not be resolved'] })
+      .post(`/repos/${FULL}/pulls/${PR}/reviews`, (b) => (posts.push(b), true))
+      .reply(200, { id: 502 })
+      .post(`/repos/${FULL}/check-runs`)
+      .reply(201, { id: 79 });
+    expect(await send(h, 'pull_request', pullRequestPayload('opened', pr(commit.sha)))).toBe(200);
+    scope.done();
+    expect(h.unmatched).toEqual([]);
+    expect(posts).toHaveLength(2);
+    const [first, second] = posts as Array<{ body: string; comments: Array<{ body: string }> }>;
+    expect(first!.comments).toHaveLength(3);
+    expect(second!.comments).toEqual([]);
+    expect(second!.body.startsWith(first!.body)).toBe(true);
+    for (const c of first!.comments) expect(second!.body).toContain(`On \`${FILE}\` line 525:\n\n${c.body}`);
+    // Recorded as body items of review 502: a later push does not post them again.
+    expect((await h.store.githubComments(FULL, PR)).filter((r) => r.kind === 'finding-body').map((r) => r.reviewId)).toEqual([502, 502, 502]);
+  } finally {
+    await h.close();
+  }
+});
+
+test('a webhook with a wrong or missing signature is refused and changes nothing', async () => {
+  const h = await harness();
+  try {
+    const payload = pullRequestPayload('opened', pr(commit.sha));
+    const wrong = await delivery(SECRET, 'pull_request', payload, 'sha256=' + '0'.repeat(64));
+    const r1 = await postWebhook(h.http.port, wrong);
+    expect(r1.status).toBe(400);
+    expect(r1.text).toMatch(/signature does not match/);
+    const otherSecret = await delivery('not-the-secret', 'pull_request', payload);
+    expect((await postWebhook(h.http.port, { headers: otherSecret.headers, body: otherSecret.body })).status).toBe(400);
+    const missing = await delivery(SECRET, 'pull_request', payload, null);
+    const r3 = await postWebhook(h.http.port, missing);
+    expect(r3.status).toBe(400);
+    expect(r3.text).toMatch(/x-hub-signature-256/);
+    // A body altered after signing.
+    const good = await delivery(SECRET, 'pull_request', payload);
+    expect((await postWebhook(h.http.port, { headers: good.headers, body: good.body.replace('"opened"', '"reopened"') })).status).toBe(400);
+    expect(h.unmatched).toEqual([]);
+    expect(await h.store.githubJobStats()).toEqual({ queued: 0, running: 0, done: 0, failed: 0 });
+    expect(await h.store.getGithubPr(FULL, PR)).toBeNull();
+    // Other paths and methods are not the webhook.
+    expect((await fetch(`http://127.0.0.1:${h.http.port}/api/github/webhooks`)).status).toBe(404);
+  } finally {
+    await h.close();
+  }
+});
+
+test('the repository config mutes rules and sets the check run to fail; a muted author gets nothing', async () => {
+  const h = await harness();
+  try {
+    let review: { comments: Array<{ body: string }> } | undefined;
+    let check: { conclusion: string; output: { annotations: unknown[] } } | undefined;
+    const scope = readsFor(commit, { config: 'mute: [xen/alloc-time-init, "xen/idle-*"]\nfailOn: warning\n' })
+      .post(`/repos/${FULL}/pulls/${PR}/reviews`, (b) => ((review = b), true))
+      .reply(200, { id: 503 })
+      .get(`/repos/${FULL}/pulls/${PR}/reviews/503/comments`)
+      .query({ per_page: 100 })
+      .reply(200, [])
+      .post(`/repos/${FULL}/check-runs`, (b) => ((check = b), true))
+      .reply(201, { id: 80 });
+    expect(await send(h, 'pull_request', pullRequestPayload('opened', pr(commit.sha)))).toBe(200);
+    scope.done();
+    expect(review!.comments).toHaveLength(1);
+    expect(review!.comments[0]!.body).toContain('`xen/fpu-init-order`');
+    expect(check!.conclusion).toBe('failure');
+    expect(check!.output.annotations).toHaveLength(1);
+
+    nock.cleanAll();
+    const muted = nock(API)
+      .get(`/repos/${FULL}/contents/.github%2Fpatchvet.yml`)
+      .reply(200, 'mute: [rosslagerwall]\n', { 'content-type': 'text/plain; charset=utf-8' });
+    expect(await send(h, 'pull_request', pullRequestPayload('reopened', pr(commit.sha)))).toBe(200);
+    muted.done();
+    expect(h.unmatched).toEqual([]);
+  } finally {
+    await h.close();
+  }
+});
+
+test('dry run: everything is read, nothing is written, what would be posted is logged and recorded nowhere', async () => {
+  const h = await harness({ dryRun: true, dryRunFile: join(dir, 'dry-run.jsonl') });
+  try {
+    const scope = readsFor(commit);
+    expect(await send(h, 'pull_request', pullRequestPayload('opened', pr(commit.sha)))).toBe(200);
+    scope.done();
+    expect(h.unmatched).toEqual([]);
+    const lines = readFileSync(join(dir, 'dry-run.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines.map((l) => [l.action, l.method, l.url])).toEqual([
+      ['review', 'POST', `/repos/${FULL}/pulls/${PR}/reviews`],
+      ['check-run', 'POST', `/repos/${FULL}/check-runs`],
+    ]);
+    expect(lines[0].body.comments.map((c: { path: string; line: number; side: string }) => [c.path, c.line, c.side])).toEqual([
+      [FILE, 525, 'RIGHT'],
+      [FILE, 525, 'RIGHT'],
+      [FILE, 525, 'RIGHT'],
+    ]);
+    expect(await h.store.githubComments(FULL, PR)).toEqual([]);
+  } finally {
+    await h.close();
+  }
+});
+
+test('Octokit limits: rate limits are retried a few times only, never after a long wait, and not by the retry plugin too', async () => {
+  const Octokit = cappedOctokit({ rateLimit: 2, secondaryRateLimit: 1, serverErrors: 1, maxWaitSeconds: 60 });
+  // Waits in milliseconds instead of seconds, so the test does not sleep.
+  const o = new Octokit({ auth: { token: 'ghs_x' }, throttle: { retryAfterBaseValue: 1 }, retry: { retryAfterBaseValue: 1 }, log: { debug() {}, info() {}, warn() {}, error() {} } } as never);
+  const soon = String(Math.floor(Date.now() / 1000) + 1);
+  const primary = nock(API)
+    .get('/rate')
+    .times(3)
+    .reply(403, { message: 'API rate limit exceeded' }, { 'x-ratelimit-remaining': '0', 'x-ratelimit-reset': soon });
+  await expect(o.request('GET /rate')).rejects.toMatchObject({ status: 403 });
+  primary.done(); // the first try and 2 retries
+
+  const secondary = nock(API)
+    .get('/secondary')
+    .times(2)
+    .reply(403, { message: 'You have exceeded a secondary rate limit' }, { 'retry-after': '1' });
+  await expect(o.request('GET /secondary')).rejects.toMatchObject({ status: 403 });
+  secondary.done(); // the first try and 1 retry
+
+  const late = String(Math.floor(Date.now() / 1000) + 3600);
+  const far = nock(API).get('/far').reply(403, { message: 'API rate limit exceeded' }, { 'x-ratelimit-remaining': '0', 'x-ratelimit-reset': late });
+  await expect(o.request('GET /far')).rejects.toMatchObject({ status: 403 });
+  far.done(); // reset in an hour: not retried here (the job is rescheduled)
+
+  const flaky = nock(API).get('/flaky').reply(502, 'bad gateway').get('/flaky').reply(200, { ok: true });
+  expect((await o.request('GET /flaky')).data).toEqual({ ok: true });
+  flaky.done();
+  const always = nock(API).get('/down').times(2).reply(503, 'unavailable');
+  await expect(o.request('GET /down')).rejects.toMatchObject({ status: 503 });
+  always.done(); // 1 retry for server errors
+  expect(nock.pendingMocks()).toEqual([]);
+});
