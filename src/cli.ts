@@ -534,6 +534,8 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
       if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.exitCode === 0) return 0;
       return 2;
     }
+    // The reader went away (`patchvet threads ... | head`): not an error of ours.
+    if ((e as NodeJS.ErrnoException)?.code === 'EPIPE') return 0;
     if (e instanceof InputOpenError || e instanceof UsageError) {
       io.stderr.write(`patchvet: ${e.message}\n`);
       return 2;
