@@ -14,7 +14,7 @@
 import OpenAI from 'openai';
 import type { ChatCompletionCreateParamsNonStreaming } from 'openai/resources/chat/completions';
 import { log } from '../log.js';
-import { endpointLabel, type LlmConfig } from './config.js';
+import { endpointLabel, NO_KEY, type LlmConfig } from './config.js';
 
 export type LlmErrorKind = 'unreachable' | 'timeout' | 'rate-limited' | 'server' | 'auth' | 'http' | 'circuit-open' | 'aborted';
 
@@ -102,6 +102,12 @@ export class LlmClient {
         maxRetries: 0,
         logLevel: 'off',
       });
+    if (config.baseURL && config.apiKey !== NO_KEY) {
+      const u = new URL(config.baseURL);
+      if (u.protocol === 'http:' && !/^(localhost|127\.\d+\.\d+\.\d+|\[::1\])$/.test(u.hostname)) {
+        log.warn({ endpoint: this.endpoint }, 'llm: OPENAI_BASE_URL is plain http to another host: the API key travels unencrypted');
+      }
+    }
     this.sem = new Semaphore(config.concurrency);
     this.sleep = deps.sleep ?? defaultSleep;
     this.now = deps.now ?? Date.now;

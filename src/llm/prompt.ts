@@ -56,7 +56,8 @@ export interface PromptInput {
   /** What the rules already reported on this patch. */
   ruleFindings: Finding[];
   maxFindings: number;
-  /** The list the patch came through, for the instructions ("patches sent to xen-devel@..."). */
+  /** Where the patch was sent, for the instructions: a list address ("the xen-devel@... mailing
+   *  list") or any other words ("pull requests to xen-project/xen"). */
   list?: string | null;
 }
 
@@ -216,7 +217,7 @@ export function verifySchema(): Record<string, unknown> {
 // ---------------------------------------------------------------- the review request
 
 function instructions(fence: string, input: PromptInput, guides: readonly TriggeredRule[]): string {
-  const where = input.list ? `the ${input.list} mailing list` : 'a mailing list';
+  const where = !input.list ? 'a mailing list' : input.list.includes('@') ? `the ${input.list} mailing list` : input.list;
   const parts = [
     `You are a second reviewer of patches sent to ${where}, working next to a rule-based checker. ` +
       'Maintainers read what you report, so report only what a senior maintainer of this code would raise in review: ' +

@@ -43,8 +43,11 @@ export interface LlmPatchInput {
   exclude?: (rec: MessageRecord) => boolean;
   /** --tree: enclosing functions (pre-image) become context. */
   tree?: TreeView;
-  /** Key of the daily budget (a list address); default: the patch's list. */
+  /** Key of the daily budget (a list address, "github:owner/repo"); default: the patch's list. */
   list?: string | null;
+  /** Where the patch was sent, in the model's instructions ("pull requests to owner/repo");
+   *  default: the list address. */
+  venue?: string;
   signal?: AbortSignal;
 }
 
@@ -221,7 +224,7 @@ export class LlmReviewer {
       temperature: cfg.temperature,
     };
     const built = buildReviewRequest(
-      { record, guides, functions: enclosingFunctions(record, input.tree), prior, ruleFindings: [...input.ruleFindings], maxFindings: cfg.maxFindings, list: input.list ?? budgetList(record) },
+      { record, guides, functions: enclosingFunctions(record, input.tree), prior, ruleFindings: [...input.ruleFindings], maxFindings: cfg.maxFindings, list: input.venue ?? (input.list ?? budgetList(record)).replace(/^\(no list\)$/, '') },
       opts,
     );
     if ('overBudget' in built) {
