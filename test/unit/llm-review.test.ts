@@ -206,6 +206,16 @@ describe('answers held to the diff', () => {
   });
 });
 
+describe('responses as OpenAI-compatible servers send them', () => {
+  test.each(['vllm', 'ollama', 'llamacpp'])('%s', async (name) => {
+    server.push({ body: readFileSync(join(process.cwd(), `test/fixtures/llm/responses/${name}.json`), 'utf8') });
+    const res = await reviewer().r.reviewPatch(input());
+    expect(res.error).toBeUndefined();
+    expect(res.findings.map((f) => `${f.rule} ${f.line}`)).toEqual(['llm/correctness 529']);
+    expect(res.usage.totalTokens).toBeGreaterThan(3000);
+  });
+});
+
 describe('robustness', () => {
   test('429 with Retry-After: waits what the server asks, then succeeds', async () => {
     server.push({ status: 429, headers: { 'retry-after': '2' } }, answer({ findings: [GOOD] }));
