@@ -74,7 +74,7 @@ export function isReviewText(text: string): boolean {
   return words.length >= 3 && !/^(thanks|thank you|ack(ed)?|looks good|lgtm)\b[.!,]?$/i.test(lines.join(' ').trim());
 }
 
-const BOT = /(^|[-_.+])(bot|robot|noreply|no-reply|patchwork|ci|automation)([-_.+@]|$)/i;
+const BOT = /(^|[-_.+])(bot|robot|noreply|no-reply|patchwork|patchvet|ci|automation)([-_.+@]|$)/i;
 
 /**
  * Automated senders: CI, patchwork, test robots ("kernel test robot <lkp@intel.com>").

@@ -4,7 +4,7 @@
 import { join } from 'node:path';
 import { loadCorpus, type Corpus } from '../../src/pipeline.js';
 import type { MessageRecord, Thread } from '../../src/model.js';
-import { priorComments } from '../../src/llm/thread-context.js';
+import { isBot, priorComments } from '../../src/llm/thread-context.js';
 import { EarlierVersions } from '../../src/llm/corpus.js';
 import { budgetList, enclosingFunctions } from '../../src/llm/review.js';
 import { buildReviewRequest } from '../../src/llm/prompt.js';
@@ -69,4 +69,14 @@ test('the daily budget is counted per list: the list address, else the List-Id, 
   expect(budgetList({ ...v2, listIds: ['xen-devel.lists.xenproject.org'] })).toBe('xen-devel.lists.xenproject.org');
   expect(budgetList({ ...v2, listIds: [], to: [{ name: '', address: 'linux-hyperv@vger.kernel.org' }], cc: [] })).toBe('(no list)');
   expect(budgetList({ ...v2, listIds: [], to: [{ name: '', address: 'dev@lists.example.org' }], cc: [] })).toBe('dev@lists.example.org');
+});
+
+test('bots are not reviewers: CI, robots, patchwork, patchvet itself; list mail marked bulk is not a bot', () => {
+  const as = (name: string, address: string) => ({ ...v1, from: { name, address }, automated: true });
+  expect(isBot(as('kernel test robot', 'lkp@intel.com'))).toBe(true);
+  expect(isBot(as('patchvet', 'patchvet@localhost'))).toBe(true);
+  expect(isBot(as('Xen CI', 'ci-bot@example.org'))).toBe(true);
+  expect(isBot(as('Patchwork', 'patchwork@kernel.org'))).toBe(true);
+  expect(isBot(as('Jan Beulich', 'jbeulich@suse.com'))).toBe(false);
+  expect(isBot(as('Ciara Cibot', 'ciara@example.org'))).toBe(false);
 });
