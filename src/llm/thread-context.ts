@@ -81,7 +81,7 @@ const BOT = /(^|[-_.+])(bot|robot|noreply|no-reply|patchwork|patchvet|ci|automat
  * Not `record.automated`: list servers mark every mail "Precedence: bulk".
  */
 export function isBot(rec: MessageRecord): boolean {
-  return BOT.test(rec.from.address.split('@')[0] ?? '') || /(bot|robot)/i.test(rec.from.name);
+  return BOT.test(rec.from.address.split('@')[0] ?? '') || /\b(bot|robot)\b/i.test(rec.from.name);
 }
 
 function same(a: Address | undefined, b: Address | undefined): boolean {
