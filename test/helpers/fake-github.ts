@@ -265,7 +265,12 @@ export class FakeGithub {
     if (!url.pathname.startsWith('/api/v3/')) return send(404, { message: 'Not Found (fake GitHub serves /api/v3)' });
     let m: RegExpExecArray | null;
     if (req.method === 'POST' && (m = /^\/app\/installations\/(\d+)\/access_tokens$/.exec(p))) {
-      if (!/^Bearer ey/.test(String(req.headers.authorization))) return send(401, { message: 'A JSON web token could not be decoded' });
+      // The App's JWT (RS256): three parts, issued by a numeric App id, short-lived.
+      const jwt = /^bearer (ey[\w-]+)\.(ey[\w-]+)\.([\w-]+)$/i.exec(String(req.headers.authorization));
+      const claims = jwt ? (JSON.parse(Buffer.from(jwt[2]!, 'base64url').toString('utf8')) as { iss?: unknown; exp?: number; iat?: number }) : null;
+      if (!claims || !/^\d+$/.test(String(claims.iss)) || !claims.exp || !claims.iat || claims.exp - claims.iat > 660) {
+        return send(401, { message: 'A JSON web token could not be decoded' });
+      }
       return send(201, { token: this.token, expires_at: new Date(Date.now() + 3600_000).toISOString(), permissions: {}, repository_selection: 'all' });
     }
     if (req.headers.authorization !== `token ${this.token}`) return send(401, { message: 'Bad credentials' });
