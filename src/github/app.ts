@@ -134,12 +134,15 @@ async function forward(deps: AppDeps, context: Context, full: string, prNumber: 
     log.debug({ reason: refusal }, 'github: comment not forwarded');
     return;
   }
+  if (await deps.store.githubForward(full, c.kind, c.id)) {
+    log.info('github: comment forwarded before (a redelivery); nothing to do');
+    return;
+  }
   const cfg = await repoConfig(context, log);
   if (!cfg.enabled || !cfg.forward) {
     log.info('github: forwarding turned off by .github/patchvet.yml');
     return;
   }
-  if (await deps.store.githubForward(full, c.kind, c.id)) return;
   const links = await deps.store.githubLinks(full, prNumber);
   const patches: MessageRecord[] = [];
   for (const l of links) {

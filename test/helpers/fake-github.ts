@@ -8,12 +8,21 @@ import { generateKeyPairSync } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { sign } from '@octokit/webhooks-methods';
+import { join } from 'node:path';
+import nock from 'nock';
+import { pino } from 'pino';
 import { ProbotOctokit } from 'probot';
 import type { RawMessage } from '../../src/model.js';
 import { splitPatchBody } from '../../src/patch/diff.js';
 import { recordFromRaw } from '../../src/mail/record.js';
 import { prDiff, type PrFile } from '../../src/github/pr.js';
 import type { OctokitClass } from '../../src/github/octokit.js';
+import { GITHUB_DEFAULTS, type GithubSettings } from '../../src/github/config.js';
+import { GithubIntegration } from '../../src/github/integration.js';
+import type { KnowledgeBase, RuleSpec } from '../../src/rules/types.js';
+import { buildConfig, type ServeConfig } from '../../src/serve/config.js';
+import { startHttp, type HttpHandle } from '../../src/serve/http.js';
+import { openStore, type Store } from '../../src/store/store.js';
 import { XEN_THREAD, mboxMessages } from './serve.js';
 
 /** ProbotOctokit without throttling and retries (the function form keeps Probot's other defaults). */
@@ -166,6 +175,76 @@ export async function delivery(
 export async function postWebhook(port: number, d: { headers: Record<string, string>; body: string }): Promise<{ status: number; text: string }> {
   const res = await fetch(`http://127.0.0.1:${port}/api/github/webhooks`, { method: 'POST', headers: d.headers, body: d.body });
   return { status: res.status, text: await res.text() };
+}
+
+// ---------------------------------------------------------------- the App on a real HTTP server, GitHub faked by nock
+
+export const API = 'https://api.github.com';
+export const SECRET = 'webhook-secret-for-tests';
+
+export interface AppHarness {
+  store: Store;
+  github: GithubIntegration;
+  http: HttpHandle;
+  config: ServeConfig;
+  /** Requests nock had no answer for (besides our own server on loopback). */
+  unmatched: string[];
+  close(): Promise<void>;
+}
+
+let harnesses = 0;
+/**
+ * The GitHub integration of `serve` (a fresh SQLite store in `dir`), its webhook endpoint on the
+ * real HTTP server of src/serve/http.ts, GitHub at https://api.github.com (nock it). The list is
+ * xen-devel; the bot mails as bot@patchvet.example.
+ */
+export async function appHarness(o: { dir: string; rules: { rules: RuleSpec[]; kb: KnowledgeBase }; settings?: Partial<GithubSettings> }): Promise<AppHarness> {
+  const n = ++harnesses;
+  const config = buildConfig(
+    {
+      store: `sqlite:${join(o.dir, `store-${process.pid}-${n}.db`)}`,
+      lists: [{ address: 'xen-devel@lists.xenproject.org', rules: ['xen', 'common'] }],
+      delivery: { email: { from: 'patchvet <bot@patchvet.example>', outbox: join(o.dir, `outbox-${n}`) } },
+    },
+    { env: {} },
+  );
+  const store = await openStore(config.store);
+  const log = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+  const github = await GithubIntegration.create({
+    settings: { ...GITHUB_DEFAULTS, archive: 'https://lore.kernel.org/xen-devel/{messageId}/', ...o.settings, app: null },
+    app: { appId: '123456', privateKey: testPrivateKey(), webhookSecret: SECRET, host: null, protocol: 'https', baseUrl: API },
+    store,
+    rules: o.rules.rules,
+    kb: o.rules.kb,
+    lists: config.lists,
+    email: config.delivery.email,
+    log,
+    worker: `test-${n}`,
+    Octokit: TestOctokit,
+  });
+  const http = await startHttp({ host: '127.0.0.1', port: 0 }, { health: async () => ({ ok: true }), metrics: async () => [] }, log, {
+    webhook: (req, res) => github.handle(req, res),
+  });
+  const unmatched: string[] = [];
+  // Requests to our own server on loopback pass through nock; anything else it did not expect is listed.
+  const onNoMatch = (req: { method?: string; path?: string; href?: string; hostname?: string }) => {
+    const where = req.href ?? `${req.hostname ?? ''}${req.path ?? ''}`;
+    if (!where.includes('127.0.0.1')) unmatched.push(`${req.method} ${where}`);
+  };
+  nock.emitter.on('no match', onNoMatch);
+  return {
+    store,
+    github,
+    http,
+    config,
+    unmatched,
+    async close() {
+      nock.emitter.removeListener('no match', onNoMatch);
+      nock.cleanAll();
+      await http.close();
+      await store.close();
+    },
+  };
 }
 
 // ---------------------------------------------------------------- a fake GitHub server

@@ -7,39 +7,34 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import nock from 'nock';
-import { pino } from 'pino';
 import { parse as parseYaml } from 'yaml';
 import { EVENTS, HANDLED, PERMISSIONS } from '../../src/github/app.js';
-import { GITHUB_DEFAULTS, type GithubAppEnv, type GithubSettings } from '../../src/github/config.js';
-import { GithubIntegration } from '../../src/github/integration.js';
 import { cappedOctokit } from '../../src/github/octokit.js';
 import { recordFromRaw } from '../../src/mail/record.js';
 import type { Finding } from '../../src/model.js';
 import { reviewRecord } from '../../src/review/review.js';
 import { loadPacks } from '../../src/rules/load.js';
 import type { KnowledgeBase, RuleSpec } from '../../src/rules/types.js';
-import { buildConfig, type ServeConfig } from '../../src/serve/config.js';
-import { startHttp, type HttpHandle } from '../../src/serve/http.js';
-import { openStore, type Store } from '../../src/store/store.js';
 import {
+  API,
   INSTALLATION_ID,
-  TestOctokit,
+  appHarness,
   delivery,
   postWebhook,
+  SECRET,
   pullRequestPayload,
-  testPrivateKey,
   xenCommit,
   xenMails,
+  type AppHarness,
   type FakeCommit,
 } from '../helpers/fake-github.js';
+import type { GithubSettings } from '../../src/github/config.js';
 
-const API = 'https://api.github.com';
 const OWNER = 'xen-project';
 const REPO = 'xen';
 const FULL = `${OWNER}/${REPO}`;
 const PR = 12;
 const BASE = 'b'.repeat(40);
-const SECRET = 'webhook-secret-for-tests';
 const FILE = 'xen/arch/x86/domain.c';
 const FPS = { alloc: 'aea885b86bdad191', order: '2d5a14dc2de5ff3f', idle: 'f9d80aceeb9eacb7' };
 
@@ -67,77 +62,10 @@ afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-// ---------------------------------------------------------------- harness
-
-let n = 0;
-interface Harness {
-  store: Store;
-  github: GithubIntegration;
-  http: HttpHandle;
-  config: ServeConfig;
-  unmatched: string[];
-  close(): Promise<void>;
-}
-
-const app: GithubAppEnv = {
-  appId: '123456',
-  privateKey: '',
-  webhookSecret: SECRET,
-  host: null,
-  protocol: 'https',
-  baseUrl: API,
-};
-
-async function harness(settings: Partial<GithubSettings> = {}): Promise<Harness> {
-  const config = buildConfig(
-    {
-      store: `sqlite:${join(dir, `store-${++n}.db`)}`,
-      lists: [{ address: 'xen-devel@lists.xenproject.org', rules: ['xen', 'common'] }],
-      delivery: { email: { from: 'patchvet <bot@patchvet.example>', outbox: join(dir, `outbox-${n}`) } },
-    },
-    { env: {} },
-  );
-  const store = await openStore(config.store);
-  const log = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
-  const github = await GithubIntegration.create({
-    settings: { ...GITHUB_DEFAULTS, archive: 'https://lore.kernel.org/xen-devel/{messageId}/', ...settings, app: null },
-    app: { ...app, privateKey: testPrivateKey() },
-    store,
-    rules: rules.rules,
-    kb: rules.kb,
-    lists: config.lists,
-    email: config.delivery.email,
-    log,
-    worker: `test-${n}`,
-    Octokit: TestOctokit,
-  });
-  const http = await startHttp({ host: '127.0.0.1', port: 0 }, { health: async () => ({ ok: true }), metrics: async () => [] }, log, {
-    webhook: (req, res) => github.handle(req, res),
-  });
-  const unmatched: string[] = [];
-  // Requests to our own server on loopback pass through nock; anything else it did not expect is listed.
-  const onNoMatch = (req: { method?: string; path?: string; href?: string; hostname?: string }) => {
-    const where = req.href ?? `${req.hostname ?? ''}${req.path ?? ''}`;
-    if (!where.includes('127.0.0.1')) unmatched.push(`${req.method} ${where}`);
-  };
-  nock.emitter.on('no match', onNoMatch);
-  return {
-    store,
-    github,
-    http,
-    config,
-    unmatched,
-    async close() {
-      nock.emitter.removeListener('no match', onNoMatch);
-      nock.cleanAll();
-      await http.close();
-      await store.close();
-    },
-  };
-}
+const harness = (settings: Partial<GithubSettings> = {}) => appHarness({ dir, rules, settings });
 
 /** Sign and POST a delivery; the HTTP status. */
-async function send(h: Harness, event: string, payload: unknown): Promise<number> {
+async function send(h: AppHarness, event: string, payload: unknown): Promise<number> {
   return (await postWebhook(h.http.port, await delivery(SECRET, event, payload))).status;
 }
 
