@@ -396,8 +396,24 @@ export class GithubWorker {
     };
   }
 
+  /** Jobs of one PR run one after the other in this process (two pushes in quick succession must not both post). */
+  private readonly perPr = new Map<string, Promise<void>>();
+
   /** Run one claimed job and record its outcome. */
   async run(job: GithubJob): Promise<void> {
+    const k = `${job.repo}#${job.pr}`;
+    const before = this.perPr.get(k) ?? Promise.resolve();
+    const mine = before.then(() => this.runNowSerial(job));
+    const tail = mine.catch(() => undefined);
+    this.perPr.set(k, tail);
+    try {
+      await mine;
+    } finally {
+      if (this.perPr.get(k) === tail) this.perPr.delete(k);
+    }
+  }
+
+  private async runNowSerial(job: GithubJob): Promise<void> {
     const { store } = this.d;
     try {
       if (job.installationId === null) throw Object.assign(new Error('no installation id for this repository'), { status: 400 });

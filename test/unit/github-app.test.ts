@@ -397,6 +397,64 @@ test('dry run: everything is read, nothing is written, what would be posted is l
   }
 });
 
+test('two pushes delivered at once are handled one after the other: one review, one check run', async () => {
+  const h = await harness();
+  try {
+    let reviews = 0;
+    let checks = 0;
+    const scope = readsFor(commit);
+    readsFor(commit, { token: false }); // the second delivery reads the same
+    scope
+      .post(`/repos/${FULL}/pulls/${PR}/reviews`, () => (reviews++, true))
+      .reply(200, { id: 601 })
+      .get(`/repos/${FULL}/pulls/${PR}/reviews/601/comments`)
+      .query({ per_page: 100 })
+      .reply(200, [])
+      .post(`/repos/${FULL}/check-runs`, () => (checks++, true))
+      .reply(201, { id: 81 });
+    const [a, b] = await Promise.all([
+      send(h, 'pull_request', pullRequestPayload('opened', pr(commit.sha))),
+      send(h, 'pull_request', pullRequestPayload('synchronize', pr(commit.sha))),
+    ]);
+    expect([a, b]).toEqual([200, 200]);
+    expect(h.unmatched).toEqual([]);
+    expect([reviews, checks]).toEqual([1, 1]);
+    expect(await h.store.githubJobStats()).toEqual({ queued: 0, running: 0, done: 2, failed: 0 });
+  } finally {
+    await h.close();
+  }
+});
+
+test('"Re-run" on the check run (check_run.rerequested) reviews the head again; other apps\' check runs are ignored', async () => {
+  const h = await harness();
+  try {
+    let posted = false;
+    const scope = readsFor(commit)
+      .post(`/repos/${FULL}/pulls/${PR}/reviews`, () => ((posted = true), true))
+      .reply(200, { id: 602 })
+      .get(`/repos/${FULL}/pulls/${PR}/reviews/602/comments`)
+      .query({ per_page: 100 })
+      .reply(200, [])
+      .post(`/repos/${FULL}/check-runs`)
+      .reply(201, { id: 82 });
+    const payload = (name: string) => ({
+      action: 'rerequested',
+      check_run: { id: 5, name, head_sha: commit.sha, pull_requests: [{ number: PR, head: { sha: commit.sha }, base: { sha: BASE } }] },
+      repository: { id: 1, name: REPO, full_name: FULL, owner: { login: OWNER } },
+      installation: { id: INSTALLATION_ID },
+      sender: { login: 'andyhhp', type: 'User' },
+    });
+    expect(await send(h, 'check_run', payload('some-ci'))).toBe(200);
+    expect(posted).toBe(false);
+    expect(await send(h, 'check_run', payload('patchvet'))).toBe(200);
+    scope.done();
+    expect(posted).toBe(true);
+    expect(h.unmatched).toEqual([]);
+  } finally {
+    await h.close();
+  }
+});
+
 test('Octokit limits: rate limits are retried a few times only, never after a long wait, and not by the retry plugin too', async () => {
   const Octokit = cappedOctokit({ rateLimit: 2, secondaryRateLimit: 1, serverErrors: 1, maxWaitSeconds: 60 });
   // Waits in milliseconds instead of seconds, so the test does not sleep.

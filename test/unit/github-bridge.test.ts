@@ -31,7 +31,7 @@ import {
   type AppHarness,
   type FakeCommit,
 } from '../helpers/fake-github.js';
-import { ANSWER_ID, PATCH_ID, REVIEW_ID, header, rawMail } from '../helpers/serve.js';
+import { ANSWER_ID, FIXTURES, PATCH_ID, REVIEW_ID, header, mboxMessages, rawMail } from '../helpers/serve.js';
 
 const OWNER = 'xen-project';
 const REPO = 'xen';
@@ -357,6 +357,40 @@ test('not forwarded: users outside the allowlist, bots, patchvet itself, reposit
     expect((await none.store.outboxStats()).queued).toBe(0);
   } finally {
     await none.close();
+  }
+});
+
+test('a conversation comment on the PR is forwarded as a reply to the series cover letter', async () => {
+  const h = await linked({ forward: [{ repo: FULL, users: ['andyhhp'] }] });
+  try {
+    const [coverMsg] = mboxMessages(join(FIXTURES, 'xen-eager-fpu-v2.mbox'));
+    const cover = await recordFromRaw(coverMsg!);
+    expect(cover.kind).toBe('cover');
+    await h.store.putMessage(cover, coverMsg!.raw, { key: 'test', position: 'cover' });
+    const scope = configReads();
+    const payload = {
+      action: 'created',
+      issue: { number: PR, pull_request: { url: `https://api.github.com/repos/${FULL}/pulls/${PR}` } },
+      comment: { id: 77, body: 'Could the series be split in two?', html_url: `https://github.com/${FULL}/pull/${PR}#issuecomment-77`, user: { login: 'andyhhp', type: 'User' } },
+      repository: { id: 1, name: REPO, full_name: FULL, owner: { login: OWNER } },
+      installation: { id: INSTALLATION_ID },
+      sender: { login: 'andyhhp', type: 'User' },
+    };
+    expect((await postWebhook(h.http.port, await delivery(SECRET, 'issue_comment', payload))).status).toBe(200);
+    scope.done();
+    const item = await h.store.getReply(`github-forward:${FULL}:issue-comment:77`);
+    expect(item?.inReplyTo).toBe(cover.messageId);
+    const eml = item!.eml.toString('utf8');
+    expect(header(eml, 'Subject')).toBe('Re: [PATCH v2 0/9] x86: Always use eager-fpu');
+    expect(header(eml, 'References')).toBe(cover.messageId);
+    expect(eml).toContain(`andyhhp commented on GitHub, ${FULL}#${PR}:\n<https://github.com/${FULL}/pull/${PR}#issuecomment-77>\n\nCould the series be split in two?\n`);
+    // An issue (not a PR) is never forwarded.
+    const issue = { ...payload, issue: { number: 99 }, comment: { ...payload.comment, id: 78 } };
+    expect((await postWebhook(h.http.port, await delivery(SECRET, 'issue_comment', issue))).status).toBe(200);
+    expect(h.unmatched).toEqual([]);
+    expect((await h.store.outboxStats()).queued).toBe(1);
+  } finally {
+    await h.close();
   }
 });
 

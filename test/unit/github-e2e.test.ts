@@ -177,8 +177,13 @@ describe.each<[string, () => StoreHarness]>([
       await svc.settle();
       expect(fake.reviews).toHaveLength(3);
       expect(await svc.store.githubJobStats()).toMatchObject({ queued: 0, running: 0, failed: 0 });
-      // A webhook for our own mirrored comment is not forwarded back (forwarding is not configured: 200, nothing queued).
       expect((await svc.store.outboxStats()).queued).toBe(0);
+      // The operator sees the GitHub side in /metrics and /healthz.
+      const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      expect(metrics).toMatch(/^patchvet_github_jobs\{state="done"\} 4$/m); // 2 pushes, 2 replies mirrored
+      expect(metrics).toMatch(/^patchvet_github_jobs\{state="failed"\} 0$/m);
+      const health = (await (await fetch(`http://127.0.0.1:${port}/healthz`)).json()) as { github: unknown };
+      expect(health.github).toEqual({ configured: true, dryRun: false });
     } finally {
       await svc.stop();
     }
