@@ -455,6 +455,59 @@ test('"Re-run" on the check run (check_run.rerequested) reviews the head again; 
   }
 });
 
+test('a large PR: files are read page by page, commits only up to maxCommits (no more pages, no more diffs), and the check run says what was left out', async () => {
+  const h = await harness({ maxCommits: 100 });
+  try {
+    const many = Array.from({ length: 101 }, (_, i) => {
+      const sha = (i + 1).toString(16).padStart(40, '0');
+      const file = `tools/misc/file${i}.c`;
+      const diff = `diff --git a/${file} b/${file}\nindex 1111111..2222222 100644\n--- a/${file}\n+++ b/${file}\n@@ -1,2 +1,3 @@\n int a;\n+int b${i};\n int c;\n`;
+      return { sha, file, diff, message: `tools/misc: add b${i}\n\nWhy it is needed.\n\nSigned-off-by: Dev <dev@example.org>\n` };
+    });
+    const link = (path: string, page: number, last: number) =>
+      `<${API}${path}?per_page=100&page=${page}>; rel="next", <${API}${path}?per_page=100&page=${last}>; rel="last"`;
+    const commitsPath = `/repos/${FULL}/pulls/${PR}/commits`;
+    const filesPath = `/repos/${FULL}/pulls/${PR}/files`;
+    const asCommit = (c: (typeof many)[number]) => ({ sha: c.sha, commit: { message: c.message, author: { name: 'Dev', email: 'dev@example.org', date: '2026-03-24T18:19:29Z' } } });
+    const asFile = (c: (typeof many)[number]) => ({ filename: c.file, status: 'modified', patch: c.diff.slice(c.diff.indexOf('@@')).trimEnd() });
+    const scope = nock(API)
+      .post(`/app/installations/${INSTALLATION_ID}/access_tokens`)
+      .reply(201, { token: 'ghs_test', expires_at: new Date(Date.now() + 3600e3).toISOString() })
+      .get(`/repos/${FULL}/contents/.github%2Fpatchvet.yml`)
+      .reply(404, {})
+      .get(`/repos/${OWNER}/.github/contents/.github%2Fpatchvet.yml`)
+      .reply(404, {})
+      .get(commitsPath)
+      .query({ per_page: 100 })
+      .reply(200, many.slice(0, 100).map(asCommit), { link: link(commitsPath, 2, 2) })
+      .get(filesPath)
+      .query({ per_page: 100 })
+      .reply(200, many.slice(0, 100).map(asFile), { link: link(filesPath, 2, 2) })
+      .get(filesPath)
+      .query({ per_page: 100, page: 2 })
+      .reply(200, many.slice(100).map(asFile))
+      .get(`/repos/${FULL}/pulls/${PR}/comments`)
+      .query({ per_page: 100 })
+      .reply(200, [])
+      .get(`/repos/${FULL}/pulls/${PR}/reviews`)
+      .query({ per_page: 100 })
+      .reply(200, []);
+    for (const c of many.slice(0, 100)) scope.get(`/repos/${FULL}/commits/${c.sha}`).reply(200, c.diff);
+    let check: { output: { summary: string } } | undefined;
+    scope.post(`/repos/${FULL}/check-runs`, (b) => ((check = b), true)).reply(201, { id: 90 });
+    // Anything the rules say about these commits goes in one review (not asserted here).
+    scope.post(`/repos/${FULL}/pulls/${PR}/reviews`).optionally().reply(200, { id: 91 });
+    scope.get(`/repos/${FULL}/pulls/${PR}/reviews/91/comments`).query({ per_page: 100 }).optionally().reply(200, []);
+    expect(await send(h, 'pull_request', { ...pullRequestPayload('opened', pr(many[100]!.sha)), pull_request: { ...(pullRequestPayload('opened', pr(many[100]!.sha)).pull_request as object), commits: 101 } })).toBe(200);
+    scope.done();
+    expect(h.unmatched).toEqual([]); // the 101st commit's diff was not fetched, page 2 of commits not needed
+    expect(check!.output.summary).toContain('in 100 commits');
+    expect(check!.output.summary).toContain('1 commit of this pull request was not reviewed (over the per-PR limit).');
+  } finally {
+    await h.close();
+  }
+});
+
 test('Octokit limits: rate limits are retried a few times only, never after a long wait, and not by the retry plugin too', async () => {
   const Octokit = cappedOctokit({ rateLimit: 2, secondaryRateLimit: 1, serverErrors: 1, maxWaitSeconds: 60 });
   // Waits in milliseconds instead of seconds, so the test does not sleep.
