@@ -6,6 +6,10 @@
 //       markProcessed (false: someone else did it) + putFindings + enqueueReply + markFindingPosted
 //       (+ recordDispute for feedback on our replies, + markSent when our own reply comes back)
 //   delivery loop: claimReplies under a lease -> outbox file / SMTP -> markSent / markFailed(retryAt)
+//   GitHub (when APP_ID/PRIVATE_KEY/WEBHOOK_SECRET are set, src/github/): webhooks on the HTTP server
+//       queue jobs (PR reviews) and run them; the processing transaction also indexes patches,
+//       links them to PR commits and queues mirror jobs for replies on linked PRs; the github
+//       loop runs due jobs (network I/O outside transactions; see src/github/worker.ts)
 //
 // Why it is exactly-once: see src/store/store.ts (top). Reviews are deterministic and are done
 // before the transaction opens (reads and CPU only); the transaction only writes, so it is short.
