@@ -2,9 +2,10 @@
 // What mailparser does not do for patches is done here: the body `git am` would see
 // (in-body From:/Subject:/Date:, scissors), patch attachments, CRLF kept in base64
 // bodies, format=flowed detection, 8-bit headers without a declared charset.
-import { simpleParser, type ParsedMail as MpMail, type AddressObject, type Attachment } from 'mailparser';
+import { simpleParser, type AddressObject, type Attachment } from 'mailparser';
 import { createHash } from 'node:crypto';
 import type { Address, RawMessage, SourceRef } from '../model.js';
+import { readSimpleMail, type MimeParts } from './fast.js';
 
 export interface ParsedMail {
   ref: SourceRef;
@@ -45,18 +46,27 @@ const PARSER_OPTIONS = {
 
 export class MailParseError extends Error {}
 
-export async function parseMail(msg: RawMessage): Promise<ParsedMail> {
+export interface ParseOptions {
+  /** Always use mailparser, never the fast path for simple mail (tests compare the two). */
+  mailparserOnly?: boolean;
+}
+
+export async function parseMail(msg: RawMessage, opts: ParseOptions = {}): Promise<ParsedMail> {
   const warnings: string[] = [];
   if (msg.raw.length === 0) throw new MailParseError('empty message');
   const headerEnd = findHeaderEnd(msg.raw);
   if (headerEnd < 0 && !/^[\x21-\x39\x3b-\x7e]+:/.test(msg.raw.subarray(0, 200).toString('latin1'))) {
     throw new MailParseError('not a mail: no header block');
   }
-  let mp: MpMail;
-  try {
-    mp = await simpleParser(headerEnd > 0 ? trimHeaders(msg.raw, headerEnd) : msg.raw, PARSER_OPTIONS);
-  } catch (e) {
-    throw new MailParseError(`MIME structure could not be parsed: ${(e as Error).message}`);
+  // A single text/plain part with plain headers (most list mail) is read directly, to the same
+  // result; anything else goes through mailparser.
+  let mp: MimeParts | null = opts.mailparserOnly ? null : readSimpleMail(msg.raw, headerEnd);
+  if (!mp) {
+    try {
+      mp = await simpleParser(headerEnd > 0 ? trimHeaders(msg.raw, headerEnd) : msg.raw, PARSER_OPTIONS);
+    } catch (e) {
+      throw new MailParseError(`MIME structure could not be parsed: ${(e as Error).message}`);
+    }
   }
   const rawHeaders = msg.raw.subarray(0, headerEnd < 0 ? msg.raw.length : headerEnd);
 
@@ -96,7 +106,7 @@ export async function parseMail(msg: RawMessage): Promise<ParsedMail> {
   // (patches to CRLF files), decode again ourselves so the diff keeps its bytes.
   let text = mp.text ?? '';
   if (!text && mp.html) text = htmlToPlain(String(mp.html));
-  const crlf = recoverCrlfBody(msg.raw, headerEnd, mp);
+  const crlf = recoverCrlfBody(msg.raw, rawHeaders, headerEnd, mp);
   if (crlf !== null) text = crlf;
 
   const flowed = isFlowed(msg.raw);
@@ -179,20 +189,59 @@ export function findHeaderEnd(raw: Buffer): number {
   return lf + 2;
 }
 
-/** First value of each header (lowercase name -> raw unfolded value), per header block and encoding. */
-const headerCache = new WeakMap<Buffer, Map<BufferEncoding, Map<string, string>>>();
+/**
+ * Where the first occurrence of each header is in a raw header block: the byte ranges of its
+ * value (the rest of its first line, then each continuation line). One scan of the bytes per
+ * block; values are decoded only when asked for, in the encoding asked for. null when a header
+ * name holds 8-bit bytes (decoding could then change which name it is): headerMapSlow reads those.
+ */
+type HeaderRanges = Map<string, number[]>;
+const rangesCache = new WeakMap<Buffer, HeaderRanges | null>();
 
-function headerMap(rawHeaders: Buffer, encoding: BufferEncoding): Map<string, string> {
-  let byEnc = headerCache.get(rawHeaders);
-  if (!byEnc) headerCache.set(rawHeaders, (byEnc = new Map()));
-  let map = byEnc.get(encoding);
-  if (map) return map;
-  map = new Map();
+function headerRanges(raw: Buffer): HeaderRanges | null {
+  const cached = rangesCache.get(raw);
+  if (cached !== undefined) return cached;
+  const first: HeaderRanges = new Map();
+  let cur: number[] | null = null;
+  let ranges: HeaderRanges | null = first;
+  for (let i = 0; i < raw.length; ) {
+    const nl = raw.indexOf(0x0a, i);
+    const next = nl < 0 ? raw.length : nl + 1;
+    let e = nl < 0 ? raw.length : nl;
+    if (e > i && raw[e - 1] === 0x0d) e--;
+    if (e === i) break; // the empty line that ends the block
+    const c = raw[i];
+    if (c === 0x20 || c === 0x09) {
+      cur?.push(i, e);
+    } else {
+      const colon = raw.indexOf(0x3a, i);
+      if (colon <= i || colon >= e) cur = null;
+      else {
+        let ascii = true;
+        for (let k = i; k < colon; k++) if (raw[k] >= 0x80) ascii = false;
+        if (!ascii) {
+          ranges = null;
+          break;
+        }
+        const name = raw.toString('latin1', i, colon).trim().toLowerCase();
+        if (first.has(name)) cur = null;
+        else first.set(name, (cur = [colon + 1, e]));
+      }
+    }
+    i = next;
+  }
+  rangesCache.set(raw, ranges);
+  return ranges;
+}
+
+/** First value of each header (lowercase name -> unfolded value): the plain reading, for blocks with 8-bit names. */
+function headerMapSlow(rawHeaders: Buffer, encoding: BufferEncoding): Map<string, string> {
+  const map = new Map<string, string>();
   const text = rawHeaders.toString(encoding);
   let name: string | null = null;
   let value = '';
   const flush = () => {
-    if (name !== null && !map!.has(name)) map!.set(name, value.trim());
+    if (name !== null && !map.has(name)) map.set(name, value.trim());
   };
   for (let i = 0; i < text.length; ) {
     let j = text.indexOf('\n', i);
@@ -214,13 +263,21 @@ function headerMap(rawHeaders: Buffer, encoding: BufferEncoding): Map<string, st
     value = line.slice(colon + 1);
   }
   flush();
-  byEnc.set(encoding, map);
   return map;
 }
 
-/** The unfolded value of the first header `name` in a raw header block. */
+/**
+ * The unfolded value of the first header `name` in a raw header block: the rest of its first
+ * line, then each continuation line trimmed, joined by spaces, trimmed.
+ */
 export function headerValue(rawHeaders: Buffer, name: string, encoding: BufferEncoding = 'utf8'): string | null {
-  return headerMap(rawHeaders, encoding).get(name.toLowerCase()) ?? null;
+  const ranges = headerRanges(rawHeaders);
+  if (!ranges) return headerMapSlow(rawHeaders, encoding).get(name.toLowerCase()) ?? null;
+  const r = ranges.get(name.toLowerCase());
+  if (!r) return null;
+  let value = rawHeaders.toString(encoding, r[0], r[1]);
+  for (let k = 2; k < r.length; k += 2) value += ' ' + rawHeaders.toString(encoding, r[k], r[k + 1]).trim();
+  return value.trim();
 }
 
 export function extractIds(text: string): string[] {
@@ -269,7 +326,7 @@ function unquote(s: string): string {
   return t.trim();
 }
 
-function listIds(mp: MpMail, rawHeaders: Buffer): string[] {
+function listIds(mp: MimeParts, rawHeaders: Buffer): string[] {
   const out = new Set<string>();
   const id = headerValue(rawHeaders, 'list-id');
   if (id) {
@@ -285,7 +342,7 @@ function listIds(mp: MpMail, rawHeaders: Buffer): string[] {
   return [...out];
 }
 
-function isAutomated(mp: MpMail, rawHeaders: Buffer, from: Address): boolean {
+function isAutomated(mp: MimeParts, rawHeaders: Buffer, from: Address): boolean {
   const auto = headerValue(rawHeaders, 'auto-submitted');
   if (auto && auto.toLowerCase() !== 'no') return true;
   const prec = headerValue(rawHeaders, 'precedence');
@@ -333,9 +390,9 @@ function stripEmbeddedMailHeaders(text: string): string {
 }
 
 /** Re-decode a single-part base64 text body when its decoded bytes hold CRLF line ends. */
-function recoverCrlfBody(raw: Buffer, headerEnd: number, mp: MpMail): string | null {
+function recoverCrlfBody(raw: Buffer, rawHeaders: Buffer, headerEnd: number, mp: MimeParts): string | null {
   if (headerEnd < 0) return null;
-  const cte = headerValue(raw.subarray(0, headerEnd), 'content-transfer-encoding', 'latin1');
+  const cte = headerValue(rawHeaders, 'content-transfer-encoding', 'latin1');
   if (!cte || !/^base64/i.test(cte)) return null;
   const headers = raw.subarray(0, headerEnd).toString('latin1');
   const ct = /^content-type:\s*([^;\r\n]+)(.*(?:\r?\n[ \t].*)*)/im.exec(headers);
@@ -380,53 +437,63 @@ const SCISSORS = /^[ \t]*(?:-+\s*)?(?:>8|8<)(?:\s*-+)?[ \t]*$|^[ \t]*-{2,}[ \t]*
  * line) override the mail's headers and are removed from the body.
  */
 export function applyInBodyHeaders(text: string): InBody {
-  let body = text.replace(/^\uFEFF/, '');
+  let body = text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
   let scissors = false;
-  const lines = body.split('\n');
-  for (let i = 0; i < lines.length; i++) {
-    const l = lines[i].replace(/\r$/, '');
-    if (isScissorsLine(l)) {
-      // Only a scissors line before the diff counts.
-      const before = lines.slice(0, i).join('\n');
-      if (!/^diff --git |^--- a\//m.test(before)) {
-        body = lines.slice(i + 1).join('\n');
-        scissors = true;
+  // No ">8"/"8<" anywhere: no line can be a scissors line, and the scan below only looks for one.
+  if (body.includes('>8') || body.includes('8<')) {
+    const lines = body.split('\n');
+    for (let i = 0; i < lines.length; i++) {
+      const l = lines[i].replace(/\r$/, '');
+      if (isScissorsLine(l)) {
+        // Only a scissors line before the diff counts.
+        const before = lines.slice(0, i).join('\n');
+        if (!/^diff --git |^--- a\//m.test(before)) {
+          body = lines.slice(i + 1).join('\n');
+          scissors = true;
+        }
+        break;
       }
-      break;
+      if (/^(diff --git |---\s*$)/.test(l)) break;
     }
-    if (/^(diff --git |---\s*$)/.test(l)) break;
   }
   const res: InBody = { body, from: null, subject: null, date: null, scissors };
+  // The lines of the body are read one at a time from the top (a line starts at p; past the
+  // last line p is body.length + 1): only the first few matter.
+  const end = body.length;
+  const next = (p: number): number => {
+    const nl = body.indexOf('\n', p);
+    return nl < 0 ? end + 1 : nl + 1;
+  };
+  const line = (p: number): string => body.slice(p, next(p) - 1);
   // Skip leading blank lines, then read header-like lines.
-  const bl = body.split('\n');
-  let i = 0;
-  while (i < bl.length && bl[i].trim() === '') i++;
-  const start = i;
+  let p = 0;
+  while (p <= end && line(p).trim() === '') p = next(p);
   let seen = false;
-  while (i < bl.length) {
-    const l = bl[i].replace(/\r$/, '');
+  while (p <= end) {
+    const l = line(p).replace(/\r$/, '');
     const m = /^(From|Subject|Date)[ \t]*:[ \t]*(.*)$/i.exec(l);
     if (!m) break;
     let value = m[2];
-    while (i + 1 < bl.length && /^[ \t]+\S/.test(bl[i + 1]) && !/^(From|Subject|Date):/i.test(bl[i + 1].trim())) {
-      value += ' ' + bl[i + 1].trim();
-      i++;
+    for (let q = next(p); q <= end; q = next(q)) {
+      const u = line(q);
+      if (!/^[ \t]+\S/.test(u) || /^(From|Subject|Date):/i.test(u.trim())) break;
+      value += ' ' + u.trim();
+      p = q;
     }
     const key = m[1].toLowerCase();
     if (key === 'from') res.from = parseAddressText(decodeWords(value)) ?? res.from;
     else if (key === 'subject') res.subject = decodeWords(value).replace(/\s+/g, ' ').trim();
     else res.date = toIso(value);
     seen = true;
-    i++;
+    p = next(p);
   }
-  if (seen && (i >= bl.length || bl[i].trim() === '')) {
-    res.body = bl.slice(i).join('\n').replace(/^\n+/, '');
+  if (seen && (p > end || line(p).trim() === '')) {
+    res.body = body.slice(p).replace(/^\n+/, '');
   } else if (seen) {
     // "From: x" followed directly by text is prose, not an in-body header block.
     res.from = null;
     res.subject = null;
     res.date = null;
-    void start;
   }
   return res;
 }
