@@ -3,10 +3,9 @@
 //
 // A hunk's body is exactly as long as its header says ("@@ -a,b +c,d @@": b old-side and
 // d new-side lines). That is how git apply reads it, and the only way to tell a removed
-// line "-- foo" or "- " from the mail signature "-- ". parse-diff (used in diff.ts for the
-// line numbering) trusts the counts blindly and reads anything as a context line, so a
-// hunk that lost lines swallows the next file's header; this scanner finds the frame
-// first, tolerantly, and says what it had to guess.
+// line "-- foo" or "- " from the mail signature "-- ". parse-diff trusts the counts blindly
+// and reads anything as a context line, so a hunk that lost lines swallows the next file's
+// header; this scanner finds the frame first, tolerantly, and says what it had to guess.
 
 export interface SrcLine {
   /** The line without its "\n" and without a trailing "\r". */
@@ -181,8 +180,24 @@ const WRAP_CANDIDATE = 60;
 /** Display width with tabs to 8 columns: clients wrap by what they show, and kernel code is tab-indented. */
 function displayWidth(s: string): number {
   let w = 0;
-  for (const c of s) w = c === '\t' ? w + 8 - (w % 8) : w + 1;
+  for (let k = 0; k < s.length; k++) {
+    const c = s.charCodeAt(k);
+    if (c === 0x09) w += 8 - (w % 8);
+    else {
+      w++;
+      // a surrogate pair is one character
+      if (c >= 0xd800 && c <= 0xdbff && k + 1 < s.length) {
+        const d = s.charCodeAt(k + 1);
+        if (d >= 0xdc00 && d <= 0xdfff) k++;
+      }
+    }
+  }
   return w;
+}
+
+/** displayWidth(s) >= WRAP_CANDIDATE, without measuring lines too short to get there. */
+function wrapCandidate(s: string): boolean {
+  return s.length * 8 >= WRAP_CANDIDATE && displayWidth(s) >= WRAP_CANDIDATE;
 }
 
 function excerpt(s: string): string {
@@ -197,7 +212,7 @@ function readBody(lines: SrcLine[], start: number, h: HunkHeader, strategy: Stra
   const problems: string[] = [];
   let blankContext = 0;
   let unprefixed = 0;
-  let lastWidth = 0;
+  let lastWide = false;
   let i = start;
   let cut: string | null = null;
   while ((oldLeft > 0 || newLeft > 0) && i < lines.length) {
@@ -241,7 +256,7 @@ function readBody(lines: SrcLine[], start: number, h: HunkHeader, strategy: Stra
       const prev = out[out.length - 1];
       const join =
         prev !== undefined &&
-        (strategy === 'join' || (strategy === 'auto' && lastWidth >= WRAP_CANDIDATE && !/^\s/.test(t)));
+        (strategy === 'join' || (strategy === 'auto' && lastWide && !/^\s/.test(t)));
       if (join) {
         prev.text += prev.text.endsWith(' ') || prev.text.endsWith('\t') ? t : ` ${t}`;
         problems.push(`line without diff prefix inside a hunk, read as the wrapped end of the line before: ${excerpt(t)}`);
@@ -252,7 +267,7 @@ function readBody(lines: SrcLine[], start: number, h: HunkHeader, strategy: Stra
         problems.push(`line without diff prefix inside a hunk, read as a context line: ${excerpt(t)}`);
       }
     }
-    lastWidth = displayWidth(t);
+    lastWide = wrapCandidate(t);
     i++;
   }
   // The last line's "\ No newline at end of file" comes after the counts are used up.
@@ -274,7 +289,7 @@ function readBody(lines: SrcLine[], start: number, h: HunkHeader, strategy: Stra
       `more lines than the header says (old side ${h.oldLines - oldLeft} for ${h.oldLines}, new side ${h.newLines - newLeft} for ${h.newLines})`,
     );
   }
-  const after = trailingBodyLikeLines(lines, i, lastWidth >= WRAP_CANDIDATE);
+  const after = trailingBodyLikeLines(lines, i, lastWide);
   if (clean && after > 0) {
     clean = false;
     problems.push(`${after === 1 ? '1 line' : `${after} lines`} right after the hunk beyond its counts (${after === 1 ? 'looks' : 'look'} like diff lines)`);

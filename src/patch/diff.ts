@@ -7,9 +7,8 @@
 // never flags binary files, keeps C-quoted names escaped ("x\\ty"), keeps "\r" in line
 // content, turns "\ No newline at end of file" into an extra change, and reads any line as
 // a context line, so a hunk that lost lines silently swallows the next file's
-// "diff --git" header, with nothing reported. parse-diff then reads what the scanner framed
-// (each hunk re-emitted with exact counts, and the mode/index headers): it numbers the
-// lines and counts additions/deletions, and gives modes and blob ids.
+// "diff --git" header, with nothing reported. The lines of the framed hunks are numbered
+// here; parse-diff reads the mode/index headers (modes and blob ids).
 
 import parseUnified from 'parse-diff';
 import type { Diff, DiffLine, FileDiff, FileStatus, Hunk } from '../model.js';
@@ -85,6 +84,15 @@ function hasDiffstat(lines: SrcLine[]): boolean {
  * signature is cut from the last section.
  */
 export function splitPatchBody(body: string): PatchBodyParts {
+  const { diffLines, ...parts } = splitBody(body);
+  return {
+    ...parts,
+    diffText: diffLines === null ? null : diffLines.map((l) => `${l.text}${l.cr ? '\r' : ''}\n`).join(''),
+  };
+}
+
+/** splitPatchBody, with the diff as its lines (what splitLines would make of diffText). */
+function splitBody(body: string): Omit<PatchBodyParts, 'diffText'> & { diffLines: SrcLine[] | null } {
   const lines = splitLines(body);
   let separator = -1;
   let diffStart = -1;
@@ -99,22 +107,17 @@ export function splitPatchBody(body: string): PatchBodyParts {
   let message = lines.slice(0, separator >= 0 ? separator : stop);
   let notes = separator >= 0 ? lines.slice(separator + 1, stop) : [];
   const diffstat = hasDiffstat(lines.slice(0, stop));
-  let diffText: string | null = null;
+  let diffLines: SrcLine[] | null = null;
   if (diffStart >= 0) {
     const rest = lines.slice(diffStart);
     const scan = scanDiff(rest);
-    if (scan.files.length > 0) {
-      diffText = rest
-        .slice(0, scan.end)
-        .map((l) => `${l.text}${l.cr ? '\r' : ''}\n`)
-        .join('');
-    }
+    if (scan.files.length > 0) diffLines = rest.slice(0, scan.end);
   } else if (separator >= 0) {
     notes = withoutSignature(notes);
   } else {
     message = withoutSignature(message);
   }
-  return { commitMessage: joinTrimmed(message), notes: joinTrimmed(notes), diffText, diffstat };
+  return { commitMessage: joinTrimmed(message), notes: joinTrimmed(notes), diffLines, diffstat };
 }
 
 // ---------------------------------------------------------------- reading the framed diff
@@ -212,8 +215,15 @@ function hunkRange(h: ScanHunk): string {
   return parseHunkHeader(h.header)?.range.trim() ?? h.header;
 }
 
-/** Re-emit one framed hunk with exact counts and let parse-diff number its lines. */
-function readHunk(h: ScanHunk, where: string, damage: string[]): { hunk: Hunk; additions: number; deletions: number } {
+/**
+ * Number the lines of one framed hunk: old-side numbers count up from oldStart over context
+ * and removed lines, new-side numbers from newStart over context and added lines. (This is
+ * what parse-diff gave for the hunk re-emitted with exact counts, which is how it was done
+ * before: parse-diff agreed with the scanner on every such hunk, as its reading of a hunk with
+ * exact counts cannot differ, and the re-emitting and re-parsing was a quarter of the cost of
+ * reading a diff.)
+ */
+function readHunk(h: ScanHunk): { hunk: Hunk; additions: number; deletions: number } {
   const hunk: Hunk = {
     header: h.header,
     oldStart: h.oldStart,
@@ -223,42 +233,24 @@ function readHunk(h: ScanHunk, where: string, damage: string[]): { hunk: Hunk; a
     headerFunction: h.headerFunction,
     lines: [],
   };
-  if (h.lines.length === 0) return { hunk, additions: 0, deletions: 0 };
-  const oldCount = h.lines.filter((l) => l.kind !== 'add').length;
-  const newCount = h.lines.filter((l) => l.kind !== 'del').length;
-  const body = h.lines.map((l) => {
-    const prefix = l.kind === 'add' ? '+' : l.kind === 'del' ? '-' : ' ';
-    return `${prefix}${l.text}${l.noNewline ? '\n\\ No newline at end of file' : ''}`;
-  });
-  const text = `@@ -${h.oldStart},${oldCount} +${h.newStart},${newCount} @@\n${body.join('\n')}\n`;
-  const chunk = parseUnified(text)[0]?.chunks[0];
-  const changes = (chunk?.changes ?? []).filter((c) => c.content !== '\\ No newline at end of file');
-  if (changes.length !== h.lines.length) {
-    damage.push(`${where}: internal: parse-diff read ${changes.length} lines, expected ${h.lines.length}`);
-  }
   let additions = 0;
   let deletions = 0;
-  h.lines.forEach((l, k) => {
-    const c = changes[k];
-    let oldLine: number | null = null;
-    let newLine: number | null = null;
-    if (c?.type === 'normal') {
-      oldLine = c.ln1;
-      newLine = c.ln2;
-    } else if (c?.type === 'add') {
-      newLine = c.ln;
-    } else if (c?.type === 'del') {
-      oldLine = c.ln;
+  let oldLine = h.oldStart;
+  let newLine = h.newStart;
+  for (const l of h.lines) {
+    let line: DiffLine;
+    if (l.kind === 'add') {
+      additions++;
+      line = { kind: 'add', text: l.text, oldLine: null, newLine: newLine++, fn: null };
+    } else if (l.kind === 'del') {
+      deletions++;
+      line = { kind: 'del', text: l.text, oldLine: oldLine++, newLine: null, fn: null };
+    } else {
+      line = { kind: 'ctx', text: l.text, oldLine: oldLine++, newLine: newLine++, fn: null };
     }
-    if (c === undefined || (c.type === 'normal' ? 'ctx' : c.type) !== l.kind) {
-      damage.push(`${where}: internal: parse-diff disagrees on line ${k + 1}`);
-    }
-    if (l.kind === 'add') additions++;
-    if (l.kind === 'del') deletions++;
-    const line: DiffLine = { kind: l.kind, text: l.text, oldLine, newLine, fn: null };
     if (l.noNewline) line.noNewline = true;
     hunk.lines.push(line);
-  });
+  }
   return { hunk, additions, deletions };
 }
 
@@ -300,7 +292,7 @@ function readFile(f: ScanFile, damage: string[]): FileDiff | null {
   for (const h of f.hunks) {
     const where = `${path} hunk ${hunkRange(h)}`;
     for (const p of h.problems) damage.push(`${where}: ${p}`);
-    const r = readHunk(h, where, damage);
+    const r = readHunk(h);
     file.hunks.push(r.hunk);
     file.additions += r.additions;
     file.deletions += r.deletions;
@@ -311,7 +303,10 @@ function readFile(f: ScanFile, damage: string[]): FileDiff | null {
 
 /** Read a diff (git, `diff -u`, or pasted without "diff --git") into FileDiffs. */
 export function parseDiff(diffText: string): Diff {
-  const lines = splitLines(diffText);
+  return parseDiffLines(splitLines(diffText));
+}
+
+function parseDiffLines(lines: SrcLine[]): Diff {
   const scan = scanDiff(lines);
   const damage: string[] = [];
   const files: FileDiff[] = [];
@@ -328,11 +323,13 @@ export function parseDiff(diffText: string): Diff {
 
 /** splitPatchBody + parseDiff. */
 export function extractDiff(body: string): ExtractedDiff {
-  const parts = splitPatchBody(body);
+  // The diff's lines go to parseDiff as they are: joining them into diffText and splitting
+  // that again gives the same lines.
+  const parts = splitBody(body);
   return {
     commitMessage: parts.commitMessage,
     notes: parts.notes,
-    diff: parts.diffText === null ? null : parseDiff(parts.diffText),
+    diff: parts.diffLines === null ? null : parseDiffLines(parts.diffLines),
     diffstat: parts.diffstat,
   };
 }

@@ -53,6 +53,8 @@ export interface CDefinition {
 
 /** Replace comments by spaces, keeping every other character at its index. */
 function blankComments(s: string): string {
+  // Without "/*" or "//" anywhere there is no comment: the line comes back as it is.
+  if (!s.includes('/*') && !s.includes('//')) return s;
   let out = '';
   let i = 0;
   while (i < s.length) {
