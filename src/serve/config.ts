@@ -32,6 +32,8 @@ export interface ListConfig {
   rateLimit: { perHour: number } | null;
   /** Override of the top-level maxAge for this list (seconds; null: no limit; undefined: the global one). */
   maxAgeSeconds?: number | null;
+  /** false: never send this list's patches to the LLM, even when the LLM pass is on (default true). */
+  llm?: boolean;
 }
 
 interface SourceCommon {
@@ -107,6 +109,11 @@ export interface ServeConfig {
   http: { host: string; port: number } | null;
   /** How often the loops look for work when nothing woke them (seconds). */
   pollSeconds: number;
+  /**
+   * The LLM pass (src/llm/): 'auto' (the default) runs it when the environment configures it
+   * (PATCHVET_LLM_MODEL plus OPENAI_API_KEY or OPENAI_BASE_URL), 'on' requires that, 'off' never.
+   */
+  llm: 'auto' | 'on' | 'off';
   /** The GitHub App (`github:` plus Probot's APP_ID, PRIVATE_KEY, WEBHOOK_SECRET, GHE_HOST, GHE_PROTOCOL); app null: off. */
   github: GithubSettings;
 }
@@ -188,9 +195,11 @@ const SCHEMA = {
             properties: { perHour: { type: 'integer', minimum: 1 } },
           },
           maxAge: { anyOf: [duration, { enum: ['off', false, null] }] },
+          llm: { type: 'boolean' },
         },
       },
     },
+    llm: { enum: ['auto', 'on', 'off', true, false] },
     rulesDirs: stringList,
     defaultRules: { type: 'boolean' },
     maxAge: { anyOf: [duration, { enum: ['off', false, null] }] },
@@ -484,6 +493,7 @@ export function buildConfig(
       mute: (l.mute ?? []).map((m: string) => m.trim().toLowerCase()),
       embargoHours: l.embargoHours ?? 0,
       rateLimit: l.rateLimit ? { perHour: l.rateLimit.perHour } : null,
+      llm: l.llm ?? true,
     };
     const ma = maxAge(l.maxAge, `lists[${i}].maxAge`, problems);
     if (ma !== undefined) entry.maxAgeSeconds = ma;
@@ -565,6 +575,7 @@ export function buildConfig(
     delivery: { email },
     http,
     pollSeconds: pollSeconds > 0 ? pollSeconds : 5,
+    llm: d.llm === true ? 'on' : d.llm === false ? 'off' : (d.llm ?? 'auto'),
     github,
   };
 }

@@ -47,6 +47,9 @@ import {
   type Spot,
 } from './policy.js';
 import type { LiveSource, SourceBatch } from './types.js';
+import { endpointLabel, LLM_ENV_HELP, LlmConfigError, llmConfigFromEnv } from '../llm/config.js';
+import { LlmReviewer, type LlmPatchResult } from '../llm/review.js';
+import { compareFindings } from '../rules/engine.js';
 
 // ---------------------------------------------------------------- sources from config
 
@@ -209,6 +212,13 @@ export interface ServiceOptions {
   now?: () => Date;
   /** The Octokit class for the GitHub App (tests: one with throttling and retries off). */
   githubOctokit?: OctokitClass;
+  /**
+   * The LLM pass. Default: per config.llm, from the environment (OPENAI_*, PATCHVET_LLM_*), with
+   * its cache and token budgets in the store. null: off.
+   */
+  llm?: LlmReviewer | null;
+  /** Environment for the LLM settings (default process.env). */
+  env?: Record<string, string | undefined>;
 }
 
 export interface ProcessResult {
@@ -235,6 +245,24 @@ function checkPacks(config: ServeConfig, rules: readonly RuleSpec[]): void {
     }
   });
   if (problems.length) throw new ConfigError(config.file, problems);
+}
+
+/** The LLM reviewer serve's config and environment ask for (null: off). Throws ConfigError. */
+export function llmReviewerFor(config: ServeConfig, store: Store, env: Record<string, string | undefined>): LlmReviewer | null {
+  if (config.llm === 'off') return null;
+  let cfg;
+  try {
+    cfg = llmConfigFromEnv(env);
+  } catch (e) {
+    if (e instanceof LlmConfigError) throw new ConfigError(config.file, [`llm: ${e.message}`]);
+    throw e;
+  }
+  if (!cfg) {
+    if (config.llm === 'on') throw new ConfigError(config.file, [`llm: on, but the environment does not configure it: ${LLM_ENV_HELP}`]);
+    return null;
+  }
+  rootLog.info({ model: cfg.model, endpoint: endpointLabel(cfg) }, 'serve: the LLM pass is on');
+  return new LlmReviewer(cfg, { store });
 }
 
 export class Service {
@@ -268,9 +296,14 @@ export class Service {
   private readonly findingsTotal = new Map<string, number>();
   private readonly repliesTotal = new Map<string, number>();
   private readonly errorsTotal = new Map<string, number>();
+  private readonly llmTokensTotal = new Map<string, number>();
+  private readonly llmPatchesTotal = new Map<string, number>();
+  /** The LLM pass (null: off); one per process: it holds the concurrency limit and the breaker. */
+  readonly llm: LlmReviewer | null;
 
   private constructor(o: ServiceOptions & { store: Store; sources: LiveSource[]; rules: { rules: RuleSpec[]; kb: KnowledgeBase } }) {
     this.config = o.config;
+    this.llm = o.llm ?? null;
     this.store = o.store;
     this.sources = o.sources;
     this.log = (o.logger ?? rootLog).child({ component: 'serve' });
@@ -314,9 +347,16 @@ export class Service {
         `store: cannot open ${redactUrl(o.config.store)}: ${(e as Error).message}: check the path or URL, and that the database is running`,
       ]);
     }
+    let llm: LlmReviewer | null;
+    try {
+      llm = o.llm !== undefined ? o.llm : llmReviewerFor(o.config, store, o.env ?? process.env);
+    } catch (e) {
+      await store.close();
+      throw e;
+    }
     let service: Service;
     try {
-      service = new Service({ ...o, store, sources, rules });
+      service = new Service({ ...o, store, sources, rules, llm });
     } catch (e) {
       await store.close();
       throw e;
@@ -338,6 +378,7 @@ export class Service {
           onReplyQueued: () => service.wakeDelivery?.(),
           onJobQueued: () => service.wakeGithub?.(),
           now: o.now,
+          llm: service.llm,
         });
       } catch (e) {
         await store.close();
@@ -464,16 +505,40 @@ export class Service {
       const around = await store.messagesInThread(rec.messageId);
       const current = pure(rec, () => threadOf(rec.messageId, around));
       const me = current?.messages.find((m) => m.messageId === rec.messageId)?.record ?? rec;
-      findings = pure(rec, () => reviewRecord(me, { rules: this.rulesByList.get(list.address) ?? this.rules, kb: this.kb }));
+      const listRules = this.rulesByList.get(list.address) ?? this.rules;
+      findings = pure(rec, () => reviewRecord(me, { rules: listRules, kb: this.kb }));
 
-      if (findings.length) {
-        const threads: Thread[] = current ? [current] : [];
+      // The threads of this patch and of its earlier versions: what reviewers already said.
+      const useLlm = this.llm !== null && list.llm !== false && me.kind === 'patch';
+      const threads: Thread[] = current ? [current] : [];
+      if (findings.length || useLlm) {
         for (const v of earlier) {
           if (current?.messages.some((m) => m.messageId === v.id)) continue;
           const recs = await store.messagesInThread(v.id);
           const t = pure(rec, () => threadOf(v.id, recs));
           if (t) threads.push(t);
         }
+      }
+
+      // The LLM's second opinion, before (and outside) the transaction: it never throws, its
+      // answers are cached by patch-id, so a crash before COMMIT costs no second request.
+      if (useLlm) {
+        const r = await this.llm!.reviewPatch({
+          record: me,
+          ruleFindings: findings,
+          rules: listRules,
+          lists: [list.address],
+          list: list.address,
+          thread: current ?? undefined,
+          earlierThreads: threads.filter((t) => t !== current),
+          earlierPatchIds: earlier.map((v) => v.id),
+          exclude: (m) => this.isOwn(m),
+        });
+        this.noteLlm(list.address, r);
+        if (r.findings.length) findings = [...findings, ...r.findings].sort(compareFindings);
+      }
+
+      if (findings.length) {
         const answered: Spot[] = [];
         const ignored = new Set<string>();
         const earlierIds = new Set(earlier.map((v) => v.id));
@@ -581,6 +646,22 @@ export class Service {
       this.countError('github');
       this.log.error({ err: e, messageId: rec.messageId }, 'github: could not plan the GitHub side of this message; skipped');
       return null;
+    }
+  }
+
+  /** Log and count what the LLM pass did for one patch (the rule findings stand whatever it did). */
+  private noteLlm(list: string, r: LlmPatchResult): void {
+    const outcome = r.error ? (r.errorKind ?? 'failed') : r.skipped ? r.skipped : r.cached ? 'cached' : 'answered';
+    this.llmPatchesTotal.set(outcome, (this.llmPatchesTotal.get(outcome) ?? 0) + 1);
+    if (r.usage.totalTokens) this.llmTokensTotal.set(list, (this.llmTokensTotal.get(list) ?? 0) + r.usage.totalTokens);
+    if (r.error) {
+      this.countError('llm');
+      this.log.warn({ messageId: r.messageId, kind: r.errorKind }, `llm: ${r.error}; the rule findings go out alone`);
+    } else {
+      this.log.info(
+        { messageId: r.messageId, outcome, findings: r.findings.length, dropped: r.dropped.length, tokens: r.usage.totalTokens, notices: r.notices },
+        'llm: patch reviewed',
+      );
     }
   }
 
@@ -867,6 +948,7 @@ export class Service {
       store: { backend: this.store.backend, ok: storeOk, ...(storeError ? { error: storeError } : {}) },
       sources,
       github: this.github ? { configured: true, dryRun: this.config.github.dryRun } : { configured: false },
+      llm: this.llm ? { on: true, model: this.llm.config.model, endpoint: endpointLabel(this.llm.config) } : { on: false },
       ...(this.loopFailure ? { lastError: this.loopFailure } : {}),
     };
   }
@@ -907,6 +989,22 @@ export class Service {
         samples: this.sources.map((s) => ({ labels: { source: s.key }, value: s.health().lagSeconds ?? NaN })),
       },
     ];
+    if (this.llm) {
+      families.push(
+        {
+          name: 'patchvet_llm_tokens_total',
+          help: 'Tokens spent by the LLM pass (this process), per list or GitHub repository.',
+          type: 'counter',
+          samples: [...this.llmTokensTotal].map(([list, value]) => ({ labels: { list }, value })),
+        },
+        {
+          name: 'patchvet_llm_patches_total',
+          help: 'Patches given to the LLM pass, by outcome: answered, cached, patch-budget, daily-budget, or the failure kind.',
+          type: 'counter',
+          samples: [...this.llmPatchesTotal].map(([outcome, value]) => ({ labels: { outcome }, value })),
+        },
+      );
+    }
     try {
       const st = await this.store.outboxStats();
       families.push({

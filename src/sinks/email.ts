@@ -155,7 +155,10 @@ export function composeReply(record: MessageRecord, findings: Finding[], opts: R
     '-- ',
     wrap(
       `${bot} is an automated reviewer; these are questions for a human to weigh, not a verdict. ` +
-        `To silence a rule on this thread, reply with "Review-Bot-Ignore: <rule-id>".`,
+        `To silence a rule on this thread, reply with "Review-Bot-Ignore: <rule-id>".` +
+        (findings.some((f) => f.source === 'llm')
+          ? ' Points marked llm/... are a language model\'s second reading, held to the lines it quotes.'
+          : ''),
     ),
   );
 
