@@ -3,6 +3,7 @@
 // message (index patches, link them to PR commits seen earlier, queue mirror jobs for replies on
 // linked PRs). The bridge's reads and pure steps run before the service's transaction; its writes
 // join it (applyPlan), so a mirror job exists exactly when its mail is marked processed.
+import type { LlmReviewer } from '../llm/review.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createNodeMiddleware, Probot } from 'probot';
 import type { Logger } from 'pino';
@@ -40,6 +41,8 @@ export interface IntegrationOptions {
   onReplyQueued?: () => void;
   onJobQueued?: () => void;
   now?: () => Date;
+  /** The LLM pass (null/absent: off): PR commits get the same second opinion as list patches. */
+  llm?: LlmReviewer | null;
 }
 
 /** What processing one mail adds on the GitHub side (see the top of this file). */
@@ -99,6 +102,7 @@ export class GithubIntegration {
       worker: o.worker,
       auth: (id) => this.probot.auth(id) as Promise<Octokit>,
       now: o.now,
+      llm: o.llm ?? null,
       onLinked: async (links) => {
         if ((await this.backfill(links)) > 0) o.onJobQueued?.();
       },

@@ -269,7 +269,8 @@ export function planReview(commits: readonly CommitFindings[], pr: PrDiff, known
     });
   }
   const findings = all.map((x) => x.f);
-  const failing = o.failOn !== null && findings.some((f) => severityRank(f.severity) >= severityRank(o.failOn!));
+  // LLM findings are a second opinion: they are reported, but never fail the check (acceptance).
+  const failing = o.failOn !== null && findings.some((f) => f.source !== 'llm' && severityRank(f.severity) >= severityRank(o.failOn!));
   const conclusion: CheckOutput['conclusion'] = failing ? 'failure' : findings.length ? 'neutral' : 'success';
   const title = findings.length ? `${plural(findings.length, 'finding')} (${severityCounts(findings)})` : 'No findings';
   const summary: string[] = [

@@ -6,6 +6,8 @@
 //
 //   review  a push to a PR: commits -> rules -> one review + a check run; links to list patches
 //   mirror  a list reply on a linked PR: one review with its comments at the quoted lines
+import type { LlmReviewer } from '../llm/review.js';
+import { compareFindings } from '../rules/engine.js';
 import { appendFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { Finding, MessageRecord } from '../model.js';
@@ -359,6 +361,8 @@ export interface WorkerDeps {
   now?: () => Date;
   /** New links were recorded (the integration queues mirror jobs for replies already stored). */
   onLinked?: (links: GithubLink[]) => Promise<void>;
+  /** The LLM pass (null/absent: off). */
+  llm?: LlmReviewer | null;
 }
 
 export interface ReviewOutcome {
@@ -507,7 +511,15 @@ export class GithubWorker {
       const diff = await api.commitDiff(c.sha);
       const commit: PrCommit = { sha: c.sha, message: c.message, author: c.author, diff };
       const rec: MessageRecord = commitRecord(commit, { repo: full, index: i + 1, total: reviewed.length, lists: settings.lists });
-      const found = reviewRecord(rec, { rules, kb: this.d.kb }).filter((f) => GithubWorker.keep(f, cfg));
+      let found = reviewRecord(rec, { rules, kb: this.d.kb }).filter((f) => GithubWorker.keep(f, cfg));
+      if (this.d.llm) {
+        // Same second opinion as on the list (never throws; cached by patch-id, so a re-push or
+        // the same patch seen on the list costs nothing). Its failure leaves the rule findings.
+        const r = await this.d.llm.reviewPatch({ record: rec, ruleFindings: found, rules, list: `github:${full}`, venue: `pull requests to ${full}` });
+        if (r.error) this.log.warn({ pr: `${full}#${n}`, commit: c.sha, kind: r.errorKind }, `llm: ${r.error}; rule findings only`);
+        const extra = r.findings.filter((f) => GithubWorker.keep(f, cfg));
+        if (extra.length) found = [...found, ...extra].sort(compareFindings);
+      }
       const { title } = splitCommitMessage(c.message);
       perCommit.push({ sha: c.sha, title, findings: found });
       const entry: PrCommitEntry = {

@@ -4,6 +4,7 @@
 // GHE_HOST and GHE_PROTOCOL=http). It keeps state (reviews, comments, check runs), records every
 // request, checks the installation token, and answers 422 to a review whose comment is not on a
 // line of the PR's diff, as GitHub does.
+import type { LlmReviewer } from '../../src/llm/review.js';
 import { generateKeyPairSync } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -198,7 +199,13 @@ let harnesses = 0;
  * real HTTP server of src/serve/http.ts, GitHub at https://api.github.com (nock it). The list is
  * xen-devel; the bot mails as bot@patchvet.example.
  */
-export async function appHarness(o: { dir: string; rules: { rules: RuleSpec[]; kb: KnowledgeBase }; settings?: Partial<GithubSettings> }): Promise<AppHarness> {
+export async function appHarness(o: {
+  dir: string;
+  rules: { rules: RuleSpec[]; kb: KnowledgeBase };
+  settings?: Partial<GithubSettings>;
+  /** The LLM pass, when the test wants one (built on the harness's store). */
+  llm?: (store: Store) => LlmReviewer;
+}): Promise<AppHarness> {
   const n = ++harnesses;
   const config = buildConfig(
     {
@@ -221,6 +228,7 @@ export async function appHarness(o: { dir: string; rules: { rules: RuleSpec[]; k
     log,
     worker: `test-${n}`,
     Octokit: TestOctokit,
+    llm: o.llm ? o.llm(store) : null,
   });
   const http = await startHttp({ host: '127.0.0.1', port: 0 }, { health: async () => ({ ok: true }), metrics: async () => [] }, log, {
     webhook: (req, res) => github.handle(req, res),

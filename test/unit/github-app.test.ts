@@ -29,6 +29,9 @@ import {
   type FakeCommit,
 } from '../helpers/fake-github.js';
 import type { GithubSettings } from '../../src/github/config.js';
+import { llmConfigFromEnv } from '../../src/llm/config.js';
+import { LlmReviewer } from '../../src/llm/review.js';
+import { FakeOpenAI, answer } from '../helpers/fake-openai.js';
 
 const OWNER = 'xen-project';
 const REPO = 'xen';
@@ -371,6 +374,59 @@ test('the repository config mutes rules and sets the check run to fail; a muted 
     expect(h.unmatched).toEqual([]);
   } finally {
     await h.close();
+  }
+});
+
+test('with the LLM pass on, its point joins the same review inline (llm/<category>) and never fails the check', async () => {
+  const ai = await FakeOpenAI.start();
+  ai.push(
+    answer({
+      findings: [
+        {
+          file: FILE,
+          line: 529,
+          code: '        arch_vcpu_regs_init(v);',
+          category: 'correctness',
+          severity: 'warning',
+          message: 'arch_vcpu_regs_init() rewrites the FPU control words that vcpu_reset_fpu() just set, so the early reset is lost.',
+          rule: 'none',
+          confidence: 0.9,
+        },
+      ],
+    }),
+  );
+  const llmConfig = llmConfigFromEnv({ OPENAI_BASE_URL: ai.url, PATCHVET_LLM_MODEL: 'review-model', PATCHVET_LLM_RETRIES: '0' })!;
+  const h = await appHarness({ dir, rules, llm: (store) => new LlmReviewer(llmConfig, { store }) });
+  try {
+    let review: { comments: Array<{ path: string; line: number; side: string; body: string }> } | undefined;
+    let check: { conclusion: string; output: { annotations: Array<{ start_line: number; title: string }> } } | undefined;
+    // The Xen rules muted and failOn: warning: only the LLM's warning is left, and it must not fail the check.
+    const scope = readsFor(commit, { config: 'mute: ["xen/*"]\nfailOn: warning\n' })
+      .post(`/repos/${FULL}/pulls/${PR}/reviews`, (b) => ((review = b), true))
+      .reply(200, { id: 504 })
+      .get(`/repos/${FULL}/pulls/${PR}/reviews/504/comments`)
+      .query({ per_page: 100 })
+      .reply(200, [])
+      .post(`/repos/${FULL}/check-runs`, (b) => ((check = b), true))
+      .reply(201, { id: 81 });
+    expect(await send(h, 'pull_request', pullRequestPayload('opened', pr(commit.sha)))).toBe(200);
+    scope.done();
+    expect(h.unmatched).toEqual([]);
+    // One request, budgeted against the repository, with the PR commit as delimited data.
+    expect(ai.chats).toHaveLength(1);
+    const user = ai.chats[0]!.body.messages.find((m: { role: string }) => m.role === 'user').content as string;
+    expect(user).toContain('+|        vcpu_reset_fpu(v);');
+    expect(ai.chats[0]!.body.messages[0].content).toContain(`pull requests to ${FULL}`);
+    expect(await h.store.tokensFor(new Date().toISOString().slice(0, 10), `github:${FULL}`)).toBeGreaterThan(0);
+
+    expect(review!.comments.map((c) => [c.path, c.line, c.side])).toEqual([[FILE, 529, 'RIGHT']]);
+    expect(review!.comments[0]!.body).toContain('`llm/correctness`');
+    expect(review!.comments[0]!.body).toContain('arch_vcpu_regs_init() rewrites the FPU control words');
+    expect(check!.conclusion).toBe('neutral');
+    expect(check!.output.annotations.map((a) => [a.start_line, a.title.split(':')[0]])).toEqual([[529, 'llm/correctness']]);
+  } finally {
+    await h.close();
+    await ai.close();
   }
 });
 
