@@ -10,7 +10,8 @@ export const log: Logger = pino(
     redact: {
       paths: [
         'password', '*.password', 'apiKey', '*.apiKey', 'token', '*.token', 'privateKey', '*.privateKey',
-        'secret', '*.secret', 'headers.authorization', '*.headers.authorization', 'url.password',
+        'secret', '*.secret', 'webhookSecret', '*.webhookSecret', 'headers.authorization', '*.headers.authorization',
+        'url.password', 'OPENAI_API_KEY', '*.OPENAI_API_KEY', 'PRIVATE_KEY', '*.PRIVATE_KEY', 'WEBHOOK_SECRET', '*.WEBHOOK_SECRET',
       ],
       censor: '[redacted]',
     },
