@@ -31,9 +31,15 @@ export interface StatsOptions {
  * Token use per day and list. The store counts tokens by (day, list) but cannot list its
  * counters, so the lists are the configured ones plus those the LLM pass noted (LISTS_KEY).
  */
-export async function tokenStats(store: LlmStore, opts: StatsOptions = {}): Promise<StatsReport['llm']> {
+export async function tokenStats(store: LlmStore & Partial<Pick<Store, 'tokenUsage'>>, opts: StatsOptions = {}): Promise<StatsReport['llm']> {
   const days = opts.days ?? 30;
   const now = opts.now ?? new Date();
+  if (store.tokenUsage) {
+    // serve's store lists its counters (every list and GitHub repository), newest day first.
+    const since = utcDay(new Date(now.getTime() - (days - 1) * 86_400_000));
+    const tokens = (await store.tokenUsage(since)).filter((t) => t.tokens > 0).sort((a, b) => b.day.localeCompare(a.day) || a.list.localeCompare(b.list));
+    return { days, tokens, total: tokens.reduce((a, t) => a + t.tokens, 0) };
+  }
   const lists = [...new Set([...(opts.lists ?? []).map((l) => l.toLowerCase()), ...((await store.cacheGet<string[]>(LISTS_KEY)) ?? [])])].sort();
   const tokens: StatsReport['llm']['tokens'] = [];
   for (let i = 0; i < days; i++) {

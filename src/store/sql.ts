@@ -1020,6 +1020,16 @@ export class SqlStore implements Store {
     });
   }
 
+  async tokenUsage(sinceDay: string): Promise<Array<{ day: string; list: string; tokens: number }>> {
+    return this.exec(async (c) => {
+      const rows = await c.all<{ day: unknown; list: unknown; tokens: unknown }>(
+        'SELECT day, list, tokens FROM llm_tokens WHERE day >= ? ORDER BY day, list',
+        [sinceDay],
+      );
+      return rows.map((r) => ({ day: String(r.day), list: String(r.list), tokens: num(r.tokens) }));
+    });
+  }
+
   async cacheGet<T = unknown>(key: string): Promise<T | undefined> {
     return this.exec(async (c) => {
       const rows = await c.all<{ value: unknown }>(

@@ -336,6 +336,8 @@ export interface Store {
   /** Add tokens spent on `day` (YYYY-MM-DD) for `list`; returns the new total. */
   addTokens(day: string, list: string, tokens: number): Promise<number>;
   tokensFor(day: string, list: string): Promise<number>;
+  /** Every (day, list) counter from `sinceDay` (YYYY-MM-DD) on, by day then list. */
+  tokenUsage(sinceDay: string): Promise<Array<{ day: string; list: string; tokens: number }>>;
   /** A cached JSON value, or undefined when absent or expired. */
   cacheGet<T = unknown>(key: string): Promise<T | undefined>;
   /** Store a JSON value (replacing any), optionally expiring after ttlSeconds. */

@@ -645,6 +645,13 @@ describe.each(harnesses)('store on %s', (_name, h) => {
     expect(await s.tokensFor('2026-03-24', 'xen-devel')).toBe(expected);
     expect(await s.tokensFor('2026-03-25', 'xen-devel')).toBe(0);
     expect(await s.tokensFor('2026-03-24', 'linux-hyperv')).toBe(0);
+    // Every counter can be listed (stats), from a day on: lists and GitHub repositories alike.
+    await s.addTokens('2026-03-23', 'xen-devel', 7);
+    await s.addTokens('2026-03-25', 'github:xen-project/xen', 300);
+    expect(await s.tokenUsage('2026-03-24')).toEqual([
+      { day: '2026-03-24', list: 'xen-devel', tokens: expected },
+      { day: '2026-03-25', list: 'github:xen-project/xen', tokens: 300 },
+    ]);
 
     expect(await s.cacheGet('llm:abc')).toBeUndefined();
     await s.cachePut('llm:abc', { answer: 'no finding', tokens: 512 });
