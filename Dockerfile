@@ -3,7 +3,12 @@
 #   docker build -t patchvet .
 #   docker run -d --name patchvet \
 #     -v /etc/patchvet:/etc/patchvet:ro -v patchvet-data:/var/lib/patchvet \
-#     -e PATCHVET_SMTP_PASSWORD -e PATCHVET_IMAP_PASSWORD patchvet
+#     -e PATCHVET_SMTP_PASSWORD -e PATCHVET_IMAP_PASSWORD \
+#     -e APP_ID -e PRIVATE_KEY -e WEBHOOK_SECRET \
+#     -e OPENAI_API_KEY -e OPENAI_BASE_URL -e PATCHVET_LLM_MODEL patchvet
+#
+# The GitHub App (APP_ID, PRIVATE_KEY, WEBHOOK_SECRET, GHE_HOST) and the LLM pass (OPENAI_*,
+# PATCHVET_LLM_*) are off unless their variables are set; both are optional.
 #
 # The working directory /var/lib/patchvet holds the default store (sqlite:./patchvet.db) and the
 # outbox (./outbox); mount a volume there. /healthz is checked inside the container on
