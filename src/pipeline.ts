@@ -9,10 +9,10 @@
 // plus the few fields series grouping reads of patches and cover letters. Records are written
 // to the spool by the thread that parsed them and read back one thread at a time, and only
 // their small head is parsed unless a caller reads a diff or reply blocks (see mail/stored.ts).
-import type { Address, Comment, InputError, MessageRecord, RawMessage, Series } from './model.js';
+import type { Address, Comment, InputError, MessageRecord, RawMessage, Series, SeriesMarker } from './model.js';
 import { readInputs } from './sources/index.js';
 import { Pool } from './mail/pool.js';
-import { parseInto, type AnchorJob, type CandidateFields, type ParseResult, type RecordSink, type StoredAt, type StoredText } from './mail/jobs.js';
+import { parseInto, type AnchorJob, type CandidateFields, type LightRecord, type ParseResult, type RecordSink, type StoredAt, type StoredText } from './mail/jobs.js';
 import { decodeRecord } from './mail/stored.js';
 import { SpoolDir, SpoolReader, SpoolWriter } from './store/spool.js';
 import { Threader } from './thread/jwz.js';
@@ -110,84 +110,160 @@ class RecordTable {
   }
 }
 
-/** A series candidate: its container and the fields groupSeries reads. */
-interface Candidate {
-  c: number;
-  date: string | null;
-  kind: MessageRecord['kind'];
-  hasDiff: boolean;
-  fields: CandidateFields;
-}
+/**
+ * Series candidates (patches and cover letters), in typed arrays: what groupSeries reads of
+ * each, about 100 bytes a candidate (its clean subject, mostly). Senders and prefix lists are
+ * shared: a list has few of them.
+ */
+class CandidateTable {
+  private n = 0;
+  private cap = 0;
+  /** Threader container. */
+  c = new Int32Array(0);
+  date = new Float64Array(0);
+  /** kind index | HAS_DIFF << 2 | ... (see add) */
+  bits = new Uint16Array(0);
+  version = new Float64Array(0);
+  /** Series index and total; -1 for null. */
+  index = new Int32Array(0);
+  total = new Int32Array(0);
+  from = new Int32Array(0);
+  /** -1: the author is the sender. */
+  author = new Int32Array(0);
+  prefixes = new Int32Array(0);
+  targets = new Int32Array(0);
+  clean: string[] = [];
+  private addresses: Address[] = [];
+  private addressIds = new Map<string, number>();
+  private lists: string[][] = [];
+  private listIds = new Map<string, number>();
+  /** Dates that are not toISOString() text, by candidate. */
+  private odd = new Map<number, string>();
 
-/** Shares equal senders and prefix lists among candidates (a list has few senders). */
-class Interner {
-  private addresses = new Map<string, Address>();
-  private lists = new Map<string, string[]>();
+  get size(): number {
+    return this.n;
+  }
 
-  address(a: Address): Address {
+  private grow(): void {
+    const cap = Math.max(1024, this.cap * 2);
+    const g = <T extends Int32Array | Float64Array | Uint16Array>(a: T, make: (n: number) => T): T => {
+      const b = make(cap);
+      b.set(a);
+      return b;
+    };
+    this.c = g(this.c, (k) => new Int32Array(k));
+    this.date = g(this.date, (k) => new Float64Array(k));
+    this.bits = g(this.bits, (k) => new Uint16Array(k));
+    this.version = g(this.version, (k) => new Float64Array(k));
+    this.index = g(this.index, (k) => new Int32Array(k));
+    this.total = g(this.total, (k) => new Int32Array(k));
+    this.from = g(this.from, (k) => new Int32Array(k));
+    this.author = g(this.author, (k) => new Int32Array(k));
+    this.prefixes = g(this.prefixes, (k) => new Int32Array(k));
+    this.targets = g(this.targets, (k) => new Int32Array(k));
+    this.cap = cap;
+  }
+
+  private address(a: Address): number {
     const k = `${a.name}\u0000${a.address}`;
-    const hit = this.addresses.get(k);
-    if (hit) return hit;
-    this.addresses.set(k, a);
-    return a;
-  }
-
-  list(l: string[]): string[] {
-    const k = l.join('\u0000');
-    const hit = this.lists.get(k);
-    if (hit) return hit;
-    this.lists.set(k, l);
-    return l;
-  }
-
-  fields(f: CandidateFields): CandidateFields {
-    f.from = this.address(f.from);
-    if (f.author) f.author = this.address(f.author);
-    const s = f.parsedSubject.series;
-    if (s) {
-      s.prefixes = this.list(s.prefixes);
-      s.targets = this.list(s.targets);
+    let id = this.addressIds.get(k);
+    if (id === undefined) {
+      id = this.addresses.push(a) - 1;
+      this.addressIds.set(k, id);
     }
-    return f;
+    return id;
+  }
+
+  private list(l: string[]): number {
+    const k = l.join('\u0000');
+    let id = this.listIds.get(k);
+    if (id === undefined) {
+      id = this.lists.push(l) - 1;
+      this.listIds.set(k, id);
+    }
+    return id;
+  }
+
+  add(c: number, r: LightRecord, f: CandidateFields): void {
+    if (this.n === this.cap) this.grow();
+    const i = this.n++;
+    const ps = f.parsedSubject;
+    const s = ps.series;
+    this.c[i] = c;
+    // Record dates are toISOString() text or null, so the number gives the same text back
+    // (kept aside otherwise).
+    this.date[i] = r.date === null ? NaN : Date.parse(r.date);
+    if (r.date !== null && (Number.isNaN(this.date[i]) || new Date(this.date[i]).toISOString() !== r.date)) {
+      this.odd.set(i, r.date);
+    }
+    this.bits[i] =
+      KINDS.indexOf(r.kind) |
+      (r.hasDiff ? 4 : 0) |
+      (f.diffstat ? 8 : 0) |
+      (f.automated ? 16 : 0) |
+      (ps.reply ? 32 : 0) |
+      (ps.forward ? 64 : 0) |
+      (s ? 128 : 0) |
+      (s?.rfc ? 256 : 0) |
+      (s?.resend ? 512 : 0);
+    this.version[i] = s ? s.version : 0;
+    this.index[i] = s && s.index !== null ? s.index : -1;
+    this.total[i] = s && s.total !== null ? s.total : -1;
+    this.from[i] = this.address(f.from);
+    this.author[i] = f.author ? this.address(f.author) : -1;
+    this.prefixes[i] = s ? this.list(s.prefixes) : -1;
+    this.targets[i] = s ? this.list(s.targets) : -1;
+    this.clean[i] = ps.clean;
+  }
+
+  /** A MessageRecord shell for groupSeries: everything it does not read points at shared constants. */
+  record(i: number, id: string): MessageRecord {
+    const b = this.bits[i];
+    const from = this.addresses[this.from[i]];
+    const series: SeriesMarker | null =
+      b & 128
+        ? {
+            version: this.version[i],
+            index: this.index[i] < 0 ? null : this.index[i],
+            total: this.total[i] < 0 ? null : this.total[i],
+            rfc: (b & 256) !== 0,
+            resend: (b & 512) !== 0,
+            prefixes: this.lists[this.prefixes[i]],
+            targets: this.lists[this.targets[i]],
+          }
+        : null;
+    const d = this.date[i];
+    return {
+      messageId: id,
+      ref: NO_REF,
+      inReplyTo: null,
+      references: NONE,
+      from,
+      author: this.author[i] < 0 ? from : this.addresses[this.author[i]],
+      date: this.odd.get(i) ?? (Number.isNaN(d) ? null : new Date(d).toISOString()),
+      subject: '',
+      parsedSubject: { clean: this.clean[i], reply: (b & 32) !== 0, forward: (b & 64) !== 0, series },
+      kind: KINDS[b & 3],
+      listIds: NONE,
+      to: NONE,
+      cc: NONE,
+      commitMessage: null,
+      diff: b & 4 ? NO_DIFF : null,
+      files: NONE,
+      diffstat: (b & 8) !== 0,
+      trailers: NONE,
+      blocks: NONE,
+      whitespaceDamaged: false,
+      damage: NONE,
+      automated: (b & 16) !== 0,
+      warnings: NONE,
+    };
   }
 }
 
 const NONE: never[] = [];
 const NO_DIFF = { files: NONE, damage: NONE };
 const NO_REF = { source: '', file: '', offset: 0, length: 0 };
-
-/**
- * A MessageRecord shell around candidate fields, for groupSeries: everything it does not read
- * points at shared constants.
- */
-function candidateRecord(id: string, k: Candidate): MessageRecord {
-  const f = k.fields;
-  return {
-    messageId: id,
-    ref: NO_REF,
-    inReplyTo: null,
-    references: NONE,
-    from: f.from,
-    author: f.author ?? f.from,
-    date: k.date,
-    subject: '',
-    parsedSubject: f.parsedSubject,
-    kind: k.kind,
-    listIds: NONE,
-    to: NONE,
-    cc: NONE,
-    commitMessage: null,
-    diff: k.hasDiff ? NO_DIFF : null,
-    files: NONE,
-    diffstat: f.diffstat,
-    trailers: NONE,
-    blocks: NONE,
-    whitespaceDamaged: false,
-    damage: NONE,
-    automated: f.automated,
-    warnings: NONE,
-  };
-}
 
 async function* parseHere(src: AsyncIterable<RawMessage>, sink: RecordSink): AsyncGenerator<ParseResult> {
   for await (const m of src) {
@@ -204,8 +280,7 @@ export async function loadCorpus(inputs: string[], opts: LoadOptions = {}): Prom
   const dir = new SpoolDir();
   const threader = new Threader({ subjects: false });
   const table = new RecordTable();
-  const interner = new Interner();
-  let candidates: Candidate[] = [];
+  let candidates: CandidateTable | null = new CandidateTable();
   const stats: CorpusStats = { messages: 0, duplicates: 0, threads: 0, series: 0, patches: 0, errors: 0 };
   let pool: Pool | null = null;
   let reader: SpoolReader | null = null;
@@ -235,7 +310,7 @@ export async function loadCorpus(inputs: string[], opts: LoadOptions = {}): Prom
         if (r.kind === 'patch') stats.patches++;
         const c = threader.indexOf(r.messageId.trim());
         table.set(c, r.at, r.kind, (r.hasDiff ? HAS_DIFF : 0) | (r.hasBlocks ? HAS_BLOCKS : 0));
-        if (r.candidate) candidates.push({ c, date: r.date, kind: r.kind, hasDiff: r.hasDiff, fields: interner.fields(r.candidate) });
+        if (r.candidate) candidates!.add(c, r, r.candidate);
       }
     } finally {
       local?.writer.close();
@@ -254,11 +329,12 @@ export async function loadCorpus(inputs: string[], opts: LoadOptions = {}): Prom
         return c >= 0 && !threader.hasMessage(c);
       },
     };
-    const series = groupSeries(
-      candidates.map((k) => candidateRecord(threader.idOf(k.c), k)),
-      parents,
-    );
-    candidates = [];
+    const cands = candidates!;
+    const shells: MessageRecord[] = new Array(cands.size);
+    for (let i = 0; i < cands.size; i++) shells[i] = cands.record(i, threader.idOf(cands.c[i]));
+    candidates = null;
+    const series = groupSeries(shells, parents);
+    shells.length = 0;
     stats.threads = roots.length;
     stats.series = series.length;
     stats.errors = errors.length;
@@ -283,25 +359,39 @@ export async function loadCorpus(inputs: string[], opts: LoadOptions = {}): Prom
  * ancestor holding a patch with a diff.
  */
 async function anchorInAdvance(pool: Pool, threader: Threader, table: RecordTable): Promise<void> {
-  const replies: number[] = [];
-  const patches: number[] = [];
+  let replies = new Int32Array(1024);
+  let patches = new Int32Array(1024);
+  let n = 0;
   for (let c = 0; c < threader.size; c++) {
     if (!threader.hasMessage(c) || !(table.flags[c] & HAS_BLOCKS)) continue;
     let p = threader.parentOf(c);
     while (p >= 0 && !(threader.hasMessage(p) && KINDS[table.kind[p]] === 'patch' && table.flags[p] & HAS_DIFF)) {
       p = threader.parentOf(p);
     }
-    replies.push(c);
-    patches.push(p);
+    if (n === replies.length) {
+      const r = new Int32Array(n * 2);
+      r.set(replies);
+      replies = r;
+      const q = new Int32Array(n * 2);
+      q.set(patches);
+      patches = q;
+    }
+    replies[n] = c;
+    patches[n] = p;
+    n++;
   }
   // Replies to the same patch together: the worker parses that patch's diff once.
-  const order = replies.map((_, i) => i).sort((a, b) => patches[a] - patches[b] || replies[a] - replies[b]);
-  const jobs: AnchorJob[] = order.map((i) => ({ reply: table.at(replies[i]), patch: patches[i] >= 0 ? table.at(patches[i]) : null }));
-  const done = await pool.anchor(jobs);
-  for (let k = 0; k < order.length; k++) {
-    const t = done[k];
-    if (t) table.setComments(replies[order[k]], t);
-  }
+  const order = new Int32Array(n);
+  for (let i = 0; i < n; i++) order[i] = i;
+  order.sort((a, b) => patches[a] - patches[b] || replies[a] - replies[b]);
+  await pool.anchor(
+    n,
+    (k): AnchorJob => {
+      const i = order[k];
+      return { reply: table.at(replies[i]), patch: patches[i] >= 0 ? table.at(patches[i]) : null };
+    },
+    (k, t) => table.setComments(replies[order[k]], t),
+  );
 }
 
 function corpus(

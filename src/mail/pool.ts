@@ -173,38 +173,36 @@ export class Pool {
   }
 
   /**
-   * Run anchor jobs on all workers; the answer for job i is at i (null: not done, the worker
-   * died). Jobs for the same patch should be adjacent (they are batched together).
+   * Run `count` anchor jobs on all workers, job(k) making the k-th when it is sent (so the
+   * jobs never all exist at once), done(k, where) receiving its comments. A job whose worker
+   * died gets no done() call. Adjacent jobs for the same patch share a batch when they can.
    */
-  async anchor(jobs: AnchorJob[]): Promise<Array<StoredText | null>> {
+  async anchor(count: number, job: (k: number) => AnchorJob, done: (k: number, at: StoredText) => void): Promise<void> {
     const paths = this.spool.paths;
-    const out: Array<StoredText | null> = new Array(jobs.length).fill(null);
     const pending: Array<{ start: number; reply: Promise<WorkerReply> }> = [];
     const limit = this.slots.length * 2;
-    for (let start = 0; start < jobs.length; ) {
-      let end = Math.min(start + ANCHOR_BATCH, jobs.length);
+    const take = async (p: { start: number; reply: Promise<WorkerReply> }) => {
+      const r = await p.reply;
+      if (r.kind === 'anchor') r.results.forEach((t, i) => done(p.start + i, t));
+    };
+    let next = count > 0 ? job(0) : null;
+    for (let start = 0; start < count; ) {
+      const jobs: AnchorJob[] = [];
       // Keep a patch's replies in one batch when it is not too long.
-      while (end < jobs.length && end - start < ANCHOR_BATCH * 2 && samePatch(jobs[end - 1], jobs[end])) end++;
-      pending.push({ start, reply: this.send(this.least(), { kind: 'anchor', jobs: jobs.slice(start, end), paths: [...paths] }, []) });
-      start = end;
-      while (pending.length >= limit) take(await settle(pending.shift()!));
+      while (next && (jobs.length < ANCHOR_BATCH || (jobs.length < ANCHOR_BATCH * 2 && samePatch(jobs[jobs.length - 1], next)))) {
+        jobs.push(next);
+        next = start + jobs.length < count ? job(start + jobs.length) : null;
+      }
+      pending.push({ start, reply: this.send(this.least(), { kind: 'anchor', jobs, paths: [...paths] }, []) });
+      start += jobs.length;
+      while (pending.length >= limit) await take(pending.shift()!);
     }
-    while (pending.length) take(await settle(pending.shift()!));
-    return out;
-
-    function take(r: { start: number; results: StoredText[] }): void {
-      for (let i = 0; i < r.results.length; i++) out[r.start + i] = r.results[i];
-    }
+    while (pending.length) await take(pending.shift()!);
   }
 
   async close(): Promise<void> {
     await Promise.all([...this.slots, ...(this.quarantine ? [this.quarantine] : [])].map((s) => s.worker.terminate()));
   }
-}
-
-async function settle(p: { start: number; reply: Promise<WorkerReply> }): Promise<{ start: number; results: StoredText[] }> {
-  const r = await p.reply;
-  return { start: p.start, results: r.kind === 'anchor' ? r.results : [] };
 }
 
 function samePatch(a: AnchorJob, b: AnchorJob): boolean {
