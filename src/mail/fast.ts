@@ -80,21 +80,26 @@ export function readSimpleMail(raw: Buffer, headerEnd: number): MimeParts | null
   const decoded = bytes.toString('utf8');
   const text = bytes.indexOf(0x0d) < 0 ? decoded : decoded.replace(/\r?\n/g, '\n');
 
-  const out: MimeParts = { attachments: [], html: false };
+  // simpleParser leaves a field out where this has it undefined: the same to every reader,
+  // and one object shape for all mails.
   const messageId = first.get('message-id');
-  if (messageId) out.messageId = messageIdFormat(messageId) as string;
+  let references: string | string[] | undefined;
   if (refs.length) {
     const all = refs.flatMap((v) => v.split(/\s+/).map(messageIdFormat).filter((x): x is string => x !== false));
-    out.references = all.length === 1 ? all[0] : all;
+    references = all.length === 1 ? all[0] : all;
   }
-  const subject = first.get('subject');
-  if (subject) out.subject = subject;
-  if (date) out.date = date;
-  if (fromList) out.from = addressObject(fromList);
-  if (toList) out.to = toList.length === 1 ? addressObject(toList[0]) : toList.map(addressObject);
-  if (ccList) out.cc = ccList.length === 1 ? addressObject(ccList[0]) : ccList.map(addressObject);
-  if (text) out.text = text;
-  return out;
+  return {
+    messageId: messageId ? (messageIdFormat(messageId) as string) : undefined,
+    references,
+    subject: first.get('subject') || undefined,
+    from: fromList ? addressObject(fromList) : undefined,
+    to: toList ? (toList.length === 1 ? addressObject(toList[0]) : toList.map(addressObject)) : undefined,
+    cc: ccList ? (ccList.length === 1 ? addressObject(ccList[0]) : ccList.map(addressObject)) : undefined,
+    date,
+    text: text || undefined,
+    html: false,
+    attachments: [],
+  };
 }
 
 interface HeaderLine {

@@ -47,7 +47,21 @@ interface DiffIndex {
   hunkStart: Map<string, number>;
 }
 
+/**
+ * The index of a diff, made once per diff object: the replies to one patch are anchored
+ * against the same diff one after another (thread assembly, the pipeline's workers), and
+ * indexing compacts every line of it. The index only reads the diff, which nobody changes
+ * once it is parsed.
+ */
+const indexes = new WeakMap<Diff, DiffIndex>();
+
 function indexDiff(diff: Diff): DiffIndex {
+  let ix = indexes.get(diff);
+  if (!ix) indexes.set(diff, (ix = buildIndex(diff)));
+  return ix;
+}
+
+function buildIndex(diff: Diff): DiffIndex {
   const entries: Entry[] = [];
   const exact = new Map<string, number[]>();
   const hunkStart = new Map<string, number>();

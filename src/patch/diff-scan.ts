@@ -17,7 +17,8 @@ export interface SrcLine {
 export interface ScanLine {
   kind: 'add' | 'del' | 'ctx';
   text: string;
-  noNewline?: boolean;
+  /** Followed by "\ No newline at end of file" (always present: one object shape). */
+  noNewline: boolean;
 }
 
 export interface ScanHunk {
@@ -225,7 +226,7 @@ function readBody(lines: SrcLine[], start: number, h: HunkHeader, strategy: Stra
     }
     const c = t[0];
     if (c === '+') {
-      out.push({ kind: 'add', text: t.slice(1) });
+      out.push({ kind: 'add', text: t.slice(1), noNewline: false });
       newLeft--;
     } else if (c === '-') {
       if (isSignatureAt(lines, i)) {
@@ -236,15 +237,15 @@ function readBody(lines: SrcLine[], start: number, h: HunkHeader, strategy: Stra
         cut = 'the next file header';
         break;
       }
-      out.push({ kind: 'del', text: t.slice(1) });
+      out.push({ kind: 'del', text: t.slice(1), noNewline: false });
       oldLeft--;
     } else if (c === ' ') {
-      out.push({ kind: 'ctx', text: t.slice(1) });
+      out.push({ kind: 'ctx', text: t.slice(1), noNewline: false });
       oldLeft--;
       newLeft--;
     } else if (t === '') {
       // An empty context line whose single space a mail client (or editor) stripped.
-      out.push({ kind: 'ctx', text: '' });
+      out.push({ kind: 'ctx', text: '', noNewline: false });
       blankContext++;
       oldLeft--;
       newLeft--;
@@ -261,7 +262,7 @@ function readBody(lines: SrcLine[], start: number, h: HunkHeader, strategy: Stra
         prev.text += prev.text.endsWith(' ') || prev.text.endsWith('\t') ? t : ` ${t}`;
         problems.push(`line without diff prefix inside a hunk, read as the wrapped end of the line before: ${excerpt(t)}`);
       } else {
-        out.push({ kind: 'ctx', text: t });
+        out.push({ kind: 'ctx', text: t, noNewline: false });
         oldLeft--;
         newLeft--;
         problems.push(`line without diff prefix inside a hunk, read as a context line: ${excerpt(t)}`);
@@ -351,7 +352,9 @@ function skipGitBinary(lines: SrcLine[], i: number): number {
 }
 
 function newFile(kind: ScanFile['kind']): ScanFile {
-  return { kind, ext: [], binary: false, hunks: [], problems: [] };
+  // Every field present from the start (undefined when unknown): one object shape for all
+  // files, so the code reading them is not deoptimised each time a new combination shows up.
+  return { kind, gitNames: undefined, minus: undefined, plus: undefined, binaryNames: undefined, ext: [], binary: false, hunks: [], problems: [] };
 }
 
 /** Frame a diff: files, their headers and hunks, and the damage found on the way. */

@@ -178,9 +178,12 @@ function gitNames(f: ScanFile): Names | string {
   }
   if (status === 'added') oldName = null;
   if (status === 'deleted') newName = null;
-  const names: Names = { oldPath: oldName, newPath: newName, status };
-  if (similarity !== undefined && !Number.isNaN(similarity)) names.similarity = similarity;
-  return names;
+  return {
+    oldPath: oldName,
+    newPath: newName,
+    status,
+    similarity: similarity !== undefined && !Number.isNaN(similarity) ? similarity : undefined,
+  };
 }
 
 function plainNames(f: ScanFile): Names | string {
@@ -208,6 +211,7 @@ function plainNames(f: ScanFile): Names | string {
     oldPath: status === 'added' ? null : oldPath,
     newPath: status === 'deleted' ? null : newPath,
     status,
+    similarity: undefined,
   };
 }
 
