@@ -2,10 +2,9 @@
 // What mailparser does not do for patches is done here: the body `git am` would see
 // (in-body From:/Subject:/Date:, scissors), patch attachments, CRLF kept in base64
 // bodies, format=flowed detection, 8-bit headers without a declared charset.
-import { simpleParser, type AddressObject, type Attachment } from 'mailparser';
+import { simpleParser, type AddressObject, type Attachment, type ParsedMail as MpParsedMail } from 'mailparser';
 import { createHash } from 'node:crypto';
 import type { Address, RawMessage, SourceRef } from '../model.js';
-import { readSimpleMail, type MimeParts } from './fast.js';
 
 export interface ParsedMail {
   ref: SourceRef;
@@ -46,27 +45,22 @@ const PARSER_OPTIONS = {
 
 export class MailParseError extends Error {}
 
-export interface ParseOptions {
-  /** Always use mailparser, never the fast path for simple mail (tests compare the two). */
-  mailparserOnly?: boolean;
-}
+/** The fields of mailparser's ParsedMail that this module reads. */
+type MimeParts = Pick<MpParsedMail, 'messageId' | 'references' | 'subject' | 'from' | 'to' | 'cc' | 'date' | 'text' | 'html' | 'attachments'>;
 
-export async function parseMail(msg: RawMessage, opts: ParseOptions = {}): Promise<ParsedMail> {
+export async function parseMail(msg: RawMessage): Promise<ParsedMail> {
   const warnings: string[] = [];
   if (msg.raw.length === 0) throw new MailParseError('empty message');
   const headerEnd = findHeaderEnd(msg.raw);
   if (headerEnd < 0 && !/^[\x21-\x39\x3b-\x7e]+:/.test(msg.raw.subarray(0, 200).toString('latin1'))) {
     throw new MailParseError('not a mail: no header block');
   }
-  // A single text/plain part with plain headers (most list mail) is read directly, to the same
-  // result; anything else goes through mailparser.
-  let mp: MimeParts | null = opts.mailparserOnly ? null : readSimpleMail(msg.raw, headerEnd);
-  if (!mp) {
-    try {
-      mp = await simpleParser(headerEnd > 0 ? trimHeaders(msg.raw, headerEnd) : msg.raw, PARSER_OPTIONS);
-    } catch (e) {
-      throw new MailParseError(`MIME structure could not be parsed: ${(e as Error).message}`);
-    }
+  // Every mail is read by mailparser (given only the headers patchvet uses).
+  let mp: MimeParts;
+  try {
+    mp = await simpleParser(headerEnd > 0 ? trimHeaders(msg.raw, headerEnd) : msg.raw, PARSER_OPTIONS);
+  } catch (e) {
+    throw new MailParseError(`MIME structure could not be parsed: ${(e as Error).message}`);
   }
   const rawHeaders = msg.raw.subarray(0, headerEnd < 0 ? msg.raw.length : headerEnd);
 
@@ -121,8 +115,12 @@ export async function parseMail(msg: RawMessage, opts: ParseOptions = {}): Promi
   const inBody = applyInBodyHeaders(text);
   if (inBody.scissors) warnings.push('scissors line: text above it was cut, as git am does');
 
-  const dateHeader = mp.date && !Number.isNaN(mp.date.getTime()) ? mp.date.toISOString() : null;
-  if (!dateHeader && headerValue(rawHeaders, 'date')) warnings.push('Date header could not be parsed');
+  // mailparser gives the time of parsing for a Date it cannot read (new Date(value) failing):
+  // such a mail has no date, not "now".
+  const rawDate = headerValue(rawHeaders, 'date');
+  const dateReadable = rawDate !== null && !Number.isNaN(new Date(rawDate.trim()).getTime());
+  const dateHeader = dateReadable && mp.date && !Number.isNaN(mp.date.getTime()) ? mp.date.toISOString() : null;
+  if (!dateHeader && rawDate) warnings.push('Date header could not be parsed');
 
   return {
     ref: msg.ref,

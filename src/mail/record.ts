@@ -1,7 +1,7 @@
 // mail stage, second half: ParsedMail -> MessageRecord, the compact description of one
 // mail every later stage works on (kind, series marker, diff, trailers, reply structure).
 import type { MessageKind, MessageRecord, RawMessage, SourceRef, Trailer } from '../model.js';
-import { parseMail, applyInBodyHeaders, type ParsedMail, type ParseOptions } from './parse.js';
+import { parseMail, applyInBodyHeaders, type ParsedMail } from './parse.js';
 import { parseSubject } from '../thread/subject.js';
 import { extractDiff } from '../patch/diff.js';
 import { splitReply, newText } from '../patch/quote.js';
@@ -94,8 +94,8 @@ function classify(
 }
 
 /** Parse raw bytes into a record. */
-export async function recordFromRaw(msg: RawMessage, opts?: ParseOptions): Promise<MessageRecord> {
-  return buildRecord(await parseMail(msg, opts));
+export async function recordFromRaw(msg: RawMessage): Promise<MessageRecord> {
+  return buildRecord(await parseMail(msg));
 }
 
 /** Parse a mail given as text (tests, rule examples). A bare diff is wrapped into a minimal patch mail. */

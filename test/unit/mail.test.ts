@@ -90,6 +90,15 @@ describe('encodings and damage', () => {
     expect(r.warnings.join(' ')).toMatch(/no Message-ID/);
   });
 
+  test('a Date header that does not parse gives no date (not the time of parsing) and a warning', async () => {
+    const text = 'Message-ID: <d@example.org>\nDate: someday soon\nFrom: a@example.org\nSubject: s\n\nbody\n';
+    const r = await recordFromRaw({ raw: Buffer.from(text), ref: { source: 'd:0', file: 'd', offset: 0, length: text.length } });
+    expect(r.date).toBeNull();
+    expect(r.warnings).toContain('Date header could not be parsed');
+    const ok = await recordFromRaw({ raw: Buffer.from(text.replace('someday soon', 'Tue, 24 Mar 2026 18:19:29 +0000')), ref: { source: 'd:0', file: 'd', offset: 0, length: text.length } });
+    expect(ok.date).toBe('2026-03-24T18:19:29.000Z');
+  });
+
   test('garbage is rejected with a clear error', async () => {
     const buf = Buffer.from('\x00\x01\x02 binary junk without headers');
     await expect(parseMail({ raw: buf, ref: { source: 'x:0', file: 'x', offset: 0, length: buf.length } })).rejects.toThrow(/no header block/);
