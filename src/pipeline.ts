@@ -12,11 +12,12 @@
 import type { Address, Comment, InputError, MessageRecord, RawMessage, Series, SeriesMarker } from './model.js';
 import { readInputs } from './sources/index.js';
 import { Pool } from './mail/pool.js';
-import { parseInto, type AnchorJob, type CandidateFields, type LightRecord, type ParseResult, type RecordSink, type StoredAt, type StoredText } from './mail/jobs.js';
+import type { AnchorJob, CandidateFields, LightRecord, ParseResult, RecordSink, StoredAt, StoredText } from './mail/jobs.js';
 import { decodeRecord } from './mail/stored.js';
 import { SpoolDir, SpoolReader, SpoolWriter } from './store/spool.js';
 import { Threader } from './thread/jwz.js';
 import { groupSeries, type ThreadParents } from './thread/series.js';
+import { CHUNK, Float64Column, Int32Column, Uint16Column, Uint32Column, Uint8Column } from './thread/columns.js';
 import { assembleThread, type ThreadSkeleton } from './thread/assemble.js';
 import { log } from './log.js';
 
@@ -53,60 +54,53 @@ const HAS_BLOCKS = 2;
 
 /**
  * Per Threader container: where its record is in the spool, its kind, and where the anchored
- * comments of a reply are. Typed arrays, grown by doubling: about 40 bytes per message.
+ * comments of a reply are. Columns of typed-array chunks: about 40 bytes per message.
  */
 class RecordTable {
-  private cap = 0;
-  file = new Uint16Array(0);
-  offset = new Float64Array(0);
-  headLength = new Uint32Array(0);
-  restLength = new Uint32Array(0);
-  kind = new Uint8Array(0);
-  flags = new Uint8Array(0);
+  readonly file = new Uint16Column();
+  readonly offset = new Float64Column();
+  readonly headLength = new Uint32Column();
+  readonly restLength = new Uint32Column();
+  readonly kind = new Uint8Column();
+  readonly flags = new Uint8Column();
   /** Comments: file + 1 (0 = not anchored in advance), offset, length. */
-  cFile = new Uint16Array(0);
-  cOffset = new Float64Array(0);
-  cLength = new Uint32Array(0);
+  readonly cFile = new Uint16Column();
+  readonly cOffset = new Float64Column();
+  readonly cLength = new Uint32Column();
+  /** Containers below this have room in every column. */
+  private n = 0;
 
   private ensure(c: number): void {
-    if (c < this.cap) return;
-    let cap = Math.max(1024, this.cap);
-    while (cap <= c) cap *= 2;
-    const grow = <T extends Uint8Array | Uint16Array | Uint32Array | Float64Array>(a: T, make: (n: number) => T): T => {
-      const b = make(cap);
-      b.set(a);
-      return b;
-    };
-    this.file = grow(this.file, (n) => new Uint16Array(n));
-    this.offset = grow(this.offset, (n) => new Float64Array(n));
-    this.headLength = grow(this.headLength, (n) => new Uint32Array(n));
-    this.restLength = grow(this.restLength, (n) => new Uint32Array(n));
-    this.kind = grow(this.kind, (n) => new Uint8Array(n));
-    this.flags = grow(this.flags, (n) => new Uint8Array(n));
-    this.cFile = grow(this.cFile, (n) => new Uint16Array(n));
-    this.cOffset = grow(this.cOffset, (n) => new Float64Array(n));
-    this.cLength = grow(this.cLength, (n) => new Uint32Array(n));
-    this.cap = cap;
+    if (c < this.n) return;
+    this.n = Math.ceil((c + 1) / CHUNK) * CHUNK;
+    for (const col of [this.file, this.offset, this.headLength, this.restLength, this.kind, this.flags, this.cFile, this.cOffset, this.cLength]) {
+      col.ensure(this.n);
+    }
   }
 
   set(c: number, at: StoredAt, kind: MessageRecord['kind'], flags: number): void {
     this.ensure(c);
-    this.file[c] = at.file;
-    this.offset[c] = at.offset;
-    this.headLength[c] = at.headLength;
-    this.restLength[c] = at.restLength;
-    this.kind[c] = KINDS.indexOf(kind);
-    this.flags[c] = flags;
+    this.file.set(c, at.file);
+    this.offset.set(c, at.offset);
+    this.headLength.set(c, at.headLength);
+    this.restLength.set(c, at.restLength);
+    this.kind.set(c, KINDS.indexOf(kind));
+    this.flags.set(c, flags);
+  }
+
+  /** Flags of container c (0 for a ghost never set). */
+  flagsOf(c: number): number {
+    return c < this.n ? this.flags.get(c) : 0;
   }
 
   at(c: number): StoredAt {
-    return { file: this.file[c], offset: this.offset[c], headLength: this.headLength[c], restLength: this.restLength[c] };
+    return { file: this.file.get(c), offset: this.offset.get(c), headLength: this.headLength.get(c), restLength: this.restLength.get(c) };
   }
 
   setComments(c: number, t: StoredText): void {
-    this.cFile[c] = t.file + 1;
-    this.cOffset[c] = t.offset;
-    this.cLength[c] = t.length;
+    this.cFile.set(c, t.file + 1);
+    this.cOffset.set(c, t.offset);
+    this.cLength.set(c, t.length);
   }
 }
 
@@ -117,21 +111,20 @@ class RecordTable {
  */
 class CandidateTable {
   private n = 0;
-  private cap = 0;
   /** Threader container. */
-  c = new Int32Array(0);
-  date = new Float64Array(0);
+  readonly c = new Int32Column();
+  private readonly date = new Float64Column();
   /** kind index | HAS_DIFF << 2 | ... (see add) */
-  bits = new Uint16Array(0);
-  version = new Float64Array(0);
+  private readonly bits = new Uint16Column();
+  private readonly version = new Float64Column();
   /** Series index and total; -1 for null. */
-  index = new Int32Array(0);
-  total = new Int32Array(0);
-  from = new Int32Array(0);
+  private readonly index = new Int32Column();
+  private readonly total = new Int32Column();
+  private readonly from = new Int32Column();
   /** -1: the author is the sender. */
-  author = new Int32Array(0);
-  prefixes = new Int32Array(0);
-  targets = new Int32Array(0);
+  private readonly author = new Int32Column();
+  private readonly prefixes = new Int32Column();
+  private readonly targets = new Int32Column();
   clean: string[] = [];
   private addresses: Address[] = [];
   private addressIds = new Map<string, number>();
@@ -142,26 +135,6 @@ class CandidateTable {
 
   get size(): number {
     return this.n;
-  }
-
-  private grow(): void {
-    const cap = Math.max(1024, this.cap * 2);
-    const g = <T extends Int32Array | Float64Array | Uint16Array>(a: T, make: (n: number) => T): T => {
-      const b = make(cap);
-      b.set(a);
-      return b;
-    };
-    this.c = g(this.c, (k) => new Int32Array(k));
-    this.date = g(this.date, (k) => new Float64Array(k));
-    this.bits = g(this.bits, (k) => new Uint16Array(k));
-    this.version = g(this.version, (k) => new Float64Array(k));
-    this.index = g(this.index, (k) => new Int32Array(k));
-    this.total = g(this.total, (k) => new Int32Array(k));
-    this.from = g(this.from, (k) => new Int32Array(k));
-    this.author = g(this.author, (k) => new Int32Array(k));
-    this.prefixes = g(this.prefixes, (k) => new Int32Array(k));
-    this.targets = g(this.targets, (k) => new Int32Array(k));
-    this.cap = cap;
   }
 
   private address(a: Address): number {
@@ -185,19 +158,22 @@ class CandidateTable {
   }
 
   add(c: number, r: LightRecord, f: CandidateFields): void {
-    if (this.n === this.cap) this.grow();
     const i = this.n++;
+    if (i % CHUNK === 0) {
+      for (const col of [this.c, this.date, this.bits, this.version, this.index, this.total, this.from, this.author, this.prefixes, this.targets]) {
+        col.ensure(i + CHUNK);
+      }
+    }
     const ps = f.parsedSubject;
     const s = ps.series;
-    this.c[i] = c;
+    this.c.set(i, c);
     // Record dates are toISOString() text or null, so the number gives the same text back
     // (kept aside otherwise).
-    this.date[i] = r.date === null ? NaN : Date.parse(r.date);
-    if (r.date !== null && (Number.isNaN(this.date[i]) || new Date(this.date[i]).toISOString() !== r.date)) {
+    this.date.set(i, r.date === null ? NaN : Date.parse(r.date));
+    if (r.date !== null && (Number.isNaN(this.date.get(i)) || new Date(this.date.get(i)).toISOString() !== r.date)) {
       this.odd.set(i, r.date);
     }
-    this.bits[i] =
-      KINDS.indexOf(r.kind) |
+    this.bits.set(i, KINDS.indexOf(r.kind) |
       (r.hasDiff ? 4 : 0) |
       (f.diffstat ? 8 : 0) |
       (f.automated ? 16 : 0) |
@@ -205,41 +181,41 @@ class CandidateTable {
       (ps.forward ? 64 : 0) |
       (s ? 128 : 0) |
       (s?.rfc ? 256 : 0) |
-      (s?.resend ? 512 : 0);
-    this.version[i] = s ? s.version : 0;
-    this.index[i] = s && s.index !== null ? s.index : -1;
-    this.total[i] = s && s.total !== null ? s.total : -1;
-    this.from[i] = this.address(f.from);
-    this.author[i] = f.author ? this.address(f.author) : -1;
-    this.prefixes[i] = s ? this.list(s.prefixes) : -1;
-    this.targets[i] = s ? this.list(s.targets) : -1;
+      (s?.resend ? 512 : 0));
+    this.version.set(i, s ? s.version : 0);
+    this.index.set(i, s && s.index !== null ? s.index : -1);
+    this.total.set(i, s && s.total !== null ? s.total : -1);
+    this.from.set(i, this.address(f.from));
+    this.author.set(i, f.author ? this.address(f.author) : -1);
+    this.prefixes.set(i, s ? this.list(s.prefixes) : -1);
+    this.targets.set(i, s ? this.list(s.targets) : -1);
     this.clean[i] = ps.clean;
   }
 
   /** A MessageRecord shell for groupSeries: everything it does not read points at shared constants. */
   record(i: number, id: string): MessageRecord {
-    const b = this.bits[i];
-    const from = this.addresses[this.from[i]];
+    const b = this.bits.get(i);
+    const from = this.addresses[this.from.get(i)];
     const series: SeriesMarker | null =
       b & 128
         ? {
-            version: this.version[i],
-            index: this.index[i] < 0 ? null : this.index[i],
-            total: this.total[i] < 0 ? null : this.total[i],
+            version: this.version.get(i),
+            index: this.index.get(i) < 0 ? null : this.index.get(i),
+            total: this.total.get(i) < 0 ? null : this.total.get(i),
             rfc: (b & 256) !== 0,
             resend: (b & 512) !== 0,
-            prefixes: this.lists[this.prefixes[i]],
-            targets: this.lists[this.targets[i]],
+            prefixes: this.lists[this.prefixes.get(i)],
+            targets: this.lists[this.targets.get(i)],
           }
         : null;
-    const d = this.date[i];
+    const d = this.date.get(i);
     return {
       messageId: id,
       ref: NO_REF,
       inReplyTo: null,
       references: NONE,
       from,
-      author: this.author[i] < 0 ? from : this.addresses[this.author[i]],
+      author: this.author.get(i) < 0 ? from : this.addresses[this.author.get(i)],
       date: this.odd.get(i) ?? (Number.isNaN(d) ? null : new Date(d).toISOString()),
       subject: '',
       parsedSubject: { clean: this.clean[i], reply: (b & 32) !== 0, forward: (b & 64) !== 0, series },
@@ -266,6 +242,9 @@ const NO_DIFF = { files: NONE, damage: NONE };
 const NO_REF = { source: '', file: '', offset: 0, length: 0 };
 
 async function* parseHere(src: AsyncIterable<RawMessage>, sink: RecordSink): AsyncGenerator<ParseResult> {
+  // Loaded only here: with worker threads, the main thread never parses, and mailparser,
+  // its charset tables and the diff reader cost it ~27 MB.
+  const { parseInto } = await import('./mail/jobs.js');
   for await (const m of src) {
     yield await parseInto(m, sink);
   }
@@ -317,6 +296,13 @@ export async function loadCorpus(inputs: string[], opts: LoadOptions = {}): Prom
     }
 
     roots = threader.roots();
+    // Anchoring first, then the workers go: series grouping is the main thread's one large
+    // transient allocation, better made without two worker heaps alongside.
+    if (pool) {
+      await anchorInAdvance(pool, threader, table);
+      await pool.close();
+      pool = null;
+    }
     const parents: ThreadParents = {
       parent: (id) => {
         const c = threader.indexOf(id);
@@ -331,15 +317,13 @@ export async function loadCorpus(inputs: string[], opts: LoadOptions = {}): Prom
     };
     const cands = candidates!;
     const shells: MessageRecord[] = new Array(cands.size);
-    for (let i = 0; i < cands.size; i++) shells[i] = cands.record(i, threader.idOf(cands.c[i]));
+    for (let i = 0; i < cands.size; i++) shells[i] = cands.record(i, threader.idOf(cands.c.get(i)));
     candidates = null;
     const series = groupSeries(shells, parents);
     shells.length = 0;
     stats.threads = roots.length;
     stats.series = series.length;
     stats.errors = errors.length;
-
-    if (pool) await anchorInAdvance(pool, threader, table);
     log.debug({ stats, memory: process.memoryUsage() }, 'corpus loaded');
     reader = new SpoolReader(dir.paths);
     return corpus(threader, table, roots, series, errors, stats, reader, dir);
@@ -363,9 +347,9 @@ async function anchorInAdvance(pool: Pool, threader: Threader, table: RecordTabl
   let patches = new Int32Array(1024);
   let n = 0;
   for (let c = 0; c < threader.size; c++) {
-    if (!threader.hasMessage(c) || !(table.flags[c] & HAS_BLOCKS)) continue;
+    if (!threader.hasMessage(c) || !(table.flagsOf(c) & HAS_BLOCKS)) continue;
     let p = threader.parentOf(c);
-    while (p >= 0 && !(threader.hasMessage(p) && KINDS[table.kind[p]] === 'patch' && table.flags[p] & HAS_DIFF)) {
+    while (p >= 0 && !(threader.hasMessage(p) && KINDS[table.kind.get(p)] === 'patch' && table.flagsOf(p) & HAS_DIFF)) {
       p = threader.parentOf(p);
     }
     if (n === replies.length) {
@@ -394,6 +378,38 @@ async function anchorInAdvance(pool: Pool, threader: Threader, table: RecordTabl
   );
 }
 
+/**
+ * One thread of the corpus, read from the index when asked for (threads are handed to the
+ * caller one at a time; keeping them all built would hold every message's entry at once).
+ */
+class ThreadView implements ThreadSkeleton {
+  constructor(
+    private readonly at: number,
+    private readonly threader: Threader,
+    private readonly skeleton: (root: number) => { messages: ThreadSkeleton['messages']; subject: string },
+  ) {}
+
+  get root(): string {
+    return this.threader.idOf(this.at);
+  }
+
+  get rootMissing(): boolean {
+    return !this.threader.hasMessage(this.at);
+  }
+
+  get subject(): string {
+    return this.skeleton(this.at).subject;
+  }
+
+  get messages(): ThreadSkeleton['messages'] {
+    return this.skeleton(this.at).messages;
+  }
+
+  toJSON(): ThreadSkeleton {
+    return { root: this.root, rootMissing: this.rootMissing, subject: this.subject, messages: this.messages };
+  }
+}
+
 function corpus(
   threader: Threader,
   table: RecordTable,
@@ -410,10 +426,10 @@ function corpus(
     if (hit) return hit;
     const c = threader.indexOf(id);
     if (c < 0 || !threader.hasMessage(c)) return undefined;
-    const file = table.file[c];
-    const offset = table.offset[c];
-    const headLength = table.headLength[c];
-    const restLength = table.restLength[c];
+    const file = table.file.get(c);
+    const offset = table.offset.get(c);
+    const headLength = table.headLength.get(c);
+    const restLength = table.restLength.get(c);
     const r = decodeRecord(reader.text(file, offset, headLength), () => reader.text(file, offset + headLength, restLength));
     if (cache.size > 256) cache.delete(cache.keys().next().value as string);
     cache.set(id, r);
@@ -424,10 +440,10 @@ function corpus(
   const comments = (id: string): Comment[] | null | undefined => {
     const c = threader.indexOf(id);
     if (c < 0) return undefined;
-    if (!(table.flags[c] & HAS_BLOCKS)) return null;
-    const f = table.cFile[c];
+    if (!(table.flagsOf(c) & HAS_BLOCKS)) return null;
+    const f = table.cFile.get(c);
     if (f === 0) return undefined;
-    return JSON.parse(reader.text(f - 1, table.cOffset[c], table.cLength[c])) as Comment[];
+    return JSON.parse(reader.text(f - 1, table.cOffset.get(c), table.cLength.get(c))) as Comment[];
   };
 
   // The skeleton of the thread being read (its messages and subject are asked for in turn).
@@ -443,20 +459,7 @@ function corpus(
     }
     return last;
   };
-  const threads: ThreadSkeleton[] = Array.from(roots, (root) => ({
-    get root() {
-      return threader.idOf(root);
-    },
-    get rootMissing() {
-      return !threader.hasMessage(root);
-    },
-    get subject() {
-      return skeleton(root).subject;
-    },
-    get messages() {
-      return skeleton(root).messages;
-    },
-  }));
+  const threads: ThreadSkeleton[] = Array.from(roots, (root) => new ThreadView(root, threader, skeleton));
 
   return {
     threads,

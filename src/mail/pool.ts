@@ -16,7 +16,6 @@ import type { SpoolDir } from '../store/spool.js';
 import { log } from '../log.js';
 
 export type { CandidateFields, LightRecord, ParseResult, StoredAt, AnchorJob, StoredText } from './jobs.js';
-export { seriesCandidate } from './jobs.js';
 
 /** Messages posted to a worker. */
 export type WorkerRequest =

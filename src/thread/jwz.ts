@@ -25,6 +25,7 @@
 // Everything is Map-based and linear in the number of messages and references, except
 // the loop check, which walks up the ancestors of a candidate parent (thread depth).
 import type { MessageRecord } from '../model.js';
+import { ByteArena, CHUNK, Float64Column, Int32Column, Uint32Column, Uint8Column } from './columns.js';
 
 /** What threading reads of a message (parsedSubject is accepted for callers' convenience, never used: no subject merging). */
 export type ThreadInput = Pick<MessageRecord, 'messageId' | 'inReplyTo' | 'references' | 'date' | 'subject'> & Partial<Pick<MessageRecord, 'parsedSubject'>>;
@@ -75,6 +76,113 @@ function cmpDates(a: number, b: number): number {
   return a - b;
 }
 
+/**
+ * Interned Message-IDs, numbered in order of first mention. An id of one-byte characters
+ * (all real ones: Message-IDs are ASCII) is kept as bytes in a ByteArena and found through
+ * an open-addressing table of Int32 slots: about 75 bytes an id, where a Map of strings
+ * costs about 130. Other ids (beyond Latin-1) go in a Map.
+ */
+class IdTable {
+  private readonly arena = new ByteArena();
+  /** Per id: its position in the arena, or -1 for an id kept in `wide`; its length. */
+  private readonly start = new Float64Column();
+  private readonly length = new Uint32Column();
+  /** Id numbers by hash (linear probing), -1 for a free slot; at most half full. */
+  private slots = new Int32Array(2048).fill(-1);
+  private inSlots = 0;
+  private n = 0;
+  private readonly wide = new Map<string, number>();
+  private readonly wideIds = new Map<number, string>();
+
+  private static hash(s: string): number {
+    let h = 0x811c9dc5;
+    for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+    return h >>> 0;
+  }
+
+  private static latin1(s: string): boolean {
+    for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0xff) return false;
+    return true;
+  }
+
+  private equals(c: number, s: string): boolean {
+    if (this.length.get(c) !== s.length) return false;
+    const at = this.start.get(c);
+    const b = this.arena.chunk(at);
+    const o = ByteArena.offset(at);
+    for (let i = 0; i < s.length; i++) if (b[o + i] !== s.charCodeAt(i)) return false;
+    return true;
+  }
+
+  /** Number of `s`, or -1. */
+  get(s: string): number {
+    if (!IdTable.latin1(s)) return this.wide.get(s) ?? -1;
+    const mask = this.slots.length - 1;
+    for (let i = IdTable.hash(s) & mask; ; i = (i + 1) & mask) {
+      const c = this.slots[i];
+      if (c < 0) return -1;
+      if (this.equals(c, s)) return c;
+    }
+  }
+
+  /** Number of `s`, adding it when new. */
+  intern(s: string): number {
+    const found = this.get(s);
+    if (found >= 0) return found;
+    const c = this.n++;
+    this.start.ensure(this.n);
+    this.length.ensure(this.n);
+    this.length.set(c, s.length);
+    if (!IdTable.latin1(s)) {
+      this.start.set(c, -1);
+      this.wide.set(s, c);
+      this.wideIds.set(c, s);
+      return c;
+    }
+    this.start.set(c, this.arena.add(s));
+    if (++this.inSlots * 2 > this.slots.length) this.rehash();
+    else this.place(c, IdTable.hash(s));
+    return c;
+  }
+
+  private place(c: number, h: number): void {
+    const mask = this.slots.length - 1;
+    let i = h & mask;
+    while (this.slots[i] >= 0) i = (i + 1) & mask;
+    this.slots[i] = c;
+  }
+
+  private rehash(): void {
+    this.slots = new Int32Array(this.slots.length * 2).fill(-1);
+    for (let c = 0; c < this.n; c++) if (this.start.get(c) >= 0) this.place(c, IdTable.hash(this.str(c)));
+  }
+
+  /** The id numbered c (a new string each time). */
+  str(c: number): string {
+    const at = this.start.get(c);
+    if (at < 0) return this.wideIds.get(c)!;
+    return this.arena.text(at, this.length.get(c));
+  }
+
+  /** Code-unit order of the ids numbered a and b, as `<` orders strings. */
+  compare(a: number, b: number): number {
+    const sa = this.start.get(a);
+    const sb = this.start.get(b);
+    if (sa < 0 || sb < 0) return cmpIds(this.str(a), this.str(b));
+    const la = this.length.get(a);
+    const lb = this.length.get(b);
+    const ba = this.arena.chunk(sa);
+    const bb = this.arena.chunk(sb);
+    const oa = ByteArena.offset(sa);
+    const ob = ByteArena.offset(sb);
+    for (let i = 0, n = Math.min(la, lb); i < n; i++) {
+      const d = ba[oa + i] - bb[ob + i];
+      if (d !== 0) return d;
+    }
+    return la - lb;
+  }
+}
+
 export interface ThreaderOptions {
   /** Keep each message's subject for ThreadSkeletonOut.subject (default true). Without, it is ''. */
   subjects?: boolean;
@@ -85,97 +193,75 @@ export interface ThreaderOptions {
  * `add` costs O(references x thread depth); `threads()` is O(n log n).
  *
  * Containers are numbers: one slot per Message-ID in typed arrays (parent, first child,
- * siblings, date), the ids themselves in one array. A container costs about 40 bytes plus its
- * id, so the index of an archive of a million mails fits in a little over 100 MB.
+ * siblings, date), the ids in an IdTable: about 110 bytes a container with its id, so the
+ * index of an archive of a million mails takes about 110 MB.
  */
 export class Threader {
-  private readonly ids: string[] = [];
-  private readonly index = new Map<string, number>();
-  private cap = 0;
+  private readonly ids = new IdTable();
   private n = 0;
-  private parent = new Int32Array(0);
-  private firstChild = new Int32Array(0);
-  private nextSib = new Int32Array(0);
-  private prevSib = new Int32Array(0);
-  private childCount = new Int32Array(0);
+  private readonly parent = new Int32Column(NONE);
+  private readonly firstChild = new Int32Column(NONE);
+  private readonly nextSib = new Int32Column(NONE);
+  private readonly prevSib = new Int32Column(NONE);
+  private readonly childCount = new Int32Column();
   /** 1 when the container holds a message (0: a ghost). */
-  private has = new Uint8Array(0);
-  private dates = new Float64Array(0);
+  private readonly has = new Uint8Column();
+  private readonly dates = new Float64Column(NaN);
   private readonly subjects: string[] | null;
   private duplicates = 0;
 
   constructor(opts: ThreaderOptions = {}) {
     this.subjects = opts.subjects === false ? null : [];
-    this.grow(1024);
-  }
-
-  private grow(cap: number): void {
-    const i32 = (a: Int32Array) => {
-      const b = new Int32Array(cap);
-      b.set(a);
-      return b;
-    };
-    this.parent = i32(this.parent);
-    this.firstChild = i32(this.firstChild);
-    this.nextSib = i32(this.nextSib);
-    this.prevSib = i32(this.prevSib);
-    this.childCount = i32(this.childCount);
-    const has = new Uint8Array(cap);
-    has.set(this.has);
-    this.has = has;
-    const dates = new Float64Array(cap);
-    dates.set(this.dates);
-    this.dates = dates;
-    this.cap = cap;
   }
 
   private get(id: string): number {
-    let c = this.index.get(id);
-    if (c === undefined) {
-      if (this.n === this.cap) this.grow(this.cap * 2);
+    let c = this.ids.get(id);
+    if (c < 0) {
       c = this.n++;
-      this.ids.push(id);
-      this.index.set(id, c);
-      this.parent[c] = NONE;
-      this.firstChild[c] = NONE;
-      this.nextSib[c] = NONE;
-      this.prevSib[c] = NONE;
-      this.childCount[c] = 0;
-      this.has[c] = 0;
-      this.dates[c] = NaN;
+      this.ids.intern(id);
+      // New entries start as a parentless, childless ghost without a date (the columns' initial values).
+      if (c % CHUNK === 0) {
+        this.parent.ensure(this.n);
+        this.firstChild.ensure(this.n);
+        this.nextSib.ensure(this.n);
+        this.prevSib.ensure(this.n);
+        this.childCount.ensure(this.n);
+        this.has.ensure(this.n);
+        this.dates.ensure(this.n);
+      }
     }
     return c;
   }
 
   /** True when making `parent` the parent of `child` would close a loop. */
   private wouldLoop(child: number, parent: number): boolean {
-    for (let x = parent; x !== NONE; x = this.parent[x]) if (x === child) return true;
+    for (let x = parent; x !== NONE; x = this.parent.get(x)) if (x === child) return true;
     return false;
   }
 
   private unlink(c: number): void {
-    const p = this.parent[c];
+    const p = this.parent.get(c);
     if (p === NONE) return;
-    const prev = this.prevSib[c];
-    const next = this.nextSib[c];
-    if (prev !== NONE) this.nextSib[prev] = next;
-    else this.firstChild[p] = next;
-    if (next !== NONE) this.prevSib[next] = prev;
-    this.prevSib[c] = NONE;
-    this.nextSib[c] = NONE;
-    this.childCount[p]--;
-    this.parent[c] = NONE;
+    const prev = this.prevSib.get(c);
+    const next = this.nextSib.get(c);
+    if (prev !== NONE) this.nextSib.set(prev, next);
+    else this.firstChild.set(p, next);
+    if (next !== NONE) this.prevSib.set(next, prev);
+    this.prevSib.set(c, NONE);
+    this.nextSib.set(c, NONE);
+    this.childCount.set(p, this.childCount.get(p) - 1);
+    this.parent.set(c, NONE);
   }
 
   private link(child: number, parent: number): void {
     this.unlink(child);
-    this.parent[child] = parent;
+    this.parent.set(child, parent);
     // Children are kept unordered: threads() sorts siblings by a total order (date, then id).
-    const head = this.firstChild[parent];
-    this.nextSib[child] = head;
-    if (head !== NONE) this.prevSib[head] = child;
-    this.firstChild[parent] = child;
-    this.childCount[parent]++;
+    const head = this.firstChild.get(parent);
+    this.nextSib.set(child, head);
+    if (head !== NONE) this.prevSib.set(head, child);
+    this.firstChild.set(parent, child);
+    this.childCount.set(parent, this.childCount.get(parent) + 1);
   }
 
   /** Number of records ignored because their Message-ID was already seen. */
@@ -187,13 +273,13 @@ export class Threader {
   add(r: ThreadInput): boolean {
     const id = r.messageId.trim();
     const c = this.get(id);
-    if (this.has[c]) {
+    if (this.has.get(c)) {
       this.duplicates++;
       return false;
     }
     // Keep only date (and subject): References arrays would make memory grow with the archive.
-    this.has[c] = 1;
-    this.dates[c] = dateValue(r.date);
+    this.has.set(c, 1);
+    this.dates.set(c, dateValue(r.date));
     if (this.subjects) this.subjects[c] = r.subject;
 
     // The chain of ancestors this message claims, oldest first, without repeats or itself.
@@ -217,14 +303,14 @@ export class Threader {
     for (let k = 0; k + 1 < chain.length; k++) {
       const p = this.get(chain[k]);
       const ch = this.get(chain[k + 1]);
-      if (this.parent[ch] !== NONE || this.wouldLoop(ch, p)) continue;
+      if (this.parent.get(ch) !== NONE || this.wouldLoop(ch, p)) continue;
       this.link(ch, p);
     }
 
     // The message's own parent, from its own headers, replaces an implied one.
     if (own) {
       const p = this.get(own);
-      if (this.parent[c] !== p && !this.wouldLoop(c, p)) this.link(c, p);
+      if (this.parent.get(c) !== p && !this.wouldLoop(c, p)) this.link(c, p);
     }
     return true;
   }
@@ -237,21 +323,21 @@ export class Threader {
   roots(): Int32Array {
     const roots: number[] = [];
     for (let c = 0; c < this.n; c++) {
-      if (this.has[c] || this.childCount[c] > 0) {
-        if (this.parent[c] === NONE) roots.push(c);
+      if (this.has.get(c) || this.childCount.get(c) > 0) {
+        if (this.parent.get(c) === NONE) roots.push(c);
         continue;
       }
       // Pruning may empty a ghost parent in turn.
       for (let g = c; ; ) {
-        const p = this.parent[g];
+        const p = this.parent.get(g);
         if (p === NONE) break;
         this.unlink(g);
-        if (this.has[p] || this.childCount[p] > 0) break;
+        if (this.has.get(p) || this.childCount.get(p) > 0) break;
         g = p;
       }
     }
     // A pruned ghost that was found as a root before pruning reached it.
-    const live = roots.filter((r) => this.has[r] || this.childCount[r] > 0);
+    const live = roots.filter((r) => this.has.get(r) || this.childCount.get(r) > 0);
     const first = new Float64Array(this.n);
     const stack: number[] = [];
     for (const root of live) {
@@ -259,13 +345,13 @@ export class Threader {
       stack.push(root);
       while (stack.length) {
         const x = stack.pop()!;
-        const d = this.dates[x];
-        if (this.has[x] && d === d && !(d >= min)) min = d;
-        for (let ch = this.firstChild[x]; ch !== NONE; ch = this.nextSib[ch]) stack.push(ch);
+        const d = this.dates.get(x);
+        if (this.has.get(x) && d === d && !(d >= min)) min = d;
+        for (let ch = this.firstChild.get(x); ch !== NONE; ch = this.nextSib.get(ch)) stack.push(ch);
       }
       first[root] = min;
     }
-    live.sort((a, b) => cmpDates(first[a], first[b]) || cmpIds(this.ids[a], this.ids[b]));
+    live.sort((a, b) => cmpDates(first[a], first[b]) || this.ids.compare(a, b));
     return Int32Array.from(live);
   }
 
@@ -278,13 +364,13 @@ export class Threader {
     while (stack.length) {
       const x = stack.pop()!;
       post.push(x);
-      for (let ch = this.firstChild[x]; ch !== NONE; ch = this.nextSib[ch]) stack.push(ch);
+      for (let ch = this.firstChild.get(x); ch !== NONE; ch = this.nextSib.get(ch)) stack.push(ch);
     }
     for (let i = post.length - 1; i >= 0; i--) {
       const x = post[i];
-      let d = this.has[x] ? this.dates[x] : NaN;
-      if (!this.has[x]) {
-        for (let ch = this.firstChild[x]; ch !== NONE; ch = this.nextSib[ch]) {
+      let d = this.has.get(x) ? this.dates.get(x) : NaN;
+      if (!this.has.get(x)) {
+        for (let ch = this.firstChild.get(x); ch !== NONE; ch = this.nextSib.get(ch)) {
           const cd = eff.get(ch)!;
           if (cd === cd && !(cd >= d)) d = cd;
         }
@@ -292,7 +378,7 @@ export class Threader {
       eff.set(x, d);
     }
     const bySiblingOrder = (a: number, b: number): number =>
-      cmpDates(eff.get(a)!, eff.get(b)!) || cmpIds(this.ids[a], this.ids[b]);
+      cmpDates(eff.get(a)!, eff.get(b)!) || this.ids.compare(a, b);
 
     const messages: ThreadedMessage[] = [];
     const dfs: number[] = [root];
@@ -301,19 +387,19 @@ export class Threader {
     while (dfs.length) {
       const x = dfs.pop()!;
       kids.length = 0;
-      for (let ch = this.firstChild[x]; ch !== NONE; ch = this.nextSib[ch]) kids.push(ch);
+      for (let ch = this.firstChild.get(x); ch !== NONE; ch = this.nextSib.get(ch)) kids.push(ch);
       kids.sort(bySiblingOrder);
-      const p = this.parent[x];
+      const p = this.parent.get(x);
       messages.push({
-        messageId: this.ids[x],
-        parent: p === NONE ? null : this.ids[p],
-        ghost: !this.has[x],
-        children: kids.map((k) => this.ids[k]),
+        messageId: this.ids.str(x),
+        parent: p === NONE ? null : this.ids.str(p),
+        ghost: !this.has.get(x),
+        children: kids.map((k) => this.ids.str(k)),
       });
-      if (subject === null && this.has[x] && this.subjects) subject = this.subjects[x];
+      if (subject === null && this.has.get(x) && this.subjects) subject = this.subjects[x];
       for (let i = kids.length - 1; i >= 0; i--) dfs.push(kids[i]);
     }
-    return { root: this.ids[root], rootMissing: !this.has[root], subject: subject ?? '', messages };
+    return { root: this.ids.str(root), rootMissing: !this.has.get(root), subject: subject ?? '', messages };
   }
 
   /** The threads as they stand. */
@@ -330,21 +416,21 @@ export class Threader {
 
   /** Container number of a Message-ID (as given to add, or as referenced), or -1. */
   indexOf(id: string): number {
-    return this.index.get(id) ?? NONE;
+    return this.ids.get(id);
   }
 
   idOf(c: number): string {
-    return this.ids[c];
+    return this.ids.str(c);
   }
 
   /** Parent container, or -1. */
   parentOf(c: number): number {
-    return this.parent[c];
+    return this.parent.get(c);
   }
 
   /** The container holds a message (not a ghost). */
   hasMessage(c: number): boolean {
-    return this.has[c] === 1;
+    return this.has.get(c) === 1;
   }
 }
 

@@ -275,3 +275,30 @@ describe('buildThreads', () => {
     expect(ms).toBeLessThan(5000);
   });
 });
+
+describe('the id index', () => {
+  test('many ids, Latin-1 and wider ones alike: found again, and ordered as strings are', () => {
+    // 30,000 roots without dates: thread order is then the order of the root ids as strings
+    // (code units), which the index compares on its own bytes; ids outside Latin-1 and with
+    // characters above 0x7f are kept another way and must still sort and thread alike.
+    const ids: string[] = [];
+    for (let i = 0; i < 30000; i++) {
+      const tag = i % 997 === 0 ? `é${i}` : i % 1499 === 0 ? `日本${i}` : i % 1999 === 0 ? `\u{1F600}${i}` : `${(i * 7919) % 30011}`;
+      ids.push(`<${tag}-${i}@x>`);
+    }
+    const recs = ids.map((id) => rec(id, { date: null }));
+    // and one reply per wide id, threaded by In-Reply-To
+    const wide = ids.filter((id) => /[^\x00-\xff]/.test(id));
+    for (const id of wide) recs.push(rec(`<re-${id.slice(1)}`, { irt: id, date: null }));
+    const { threads } = buildThreads(recs);
+    expect(threads.map((t) => t.root)).toEqual([...ids].sort());
+    for (const id of wide) {
+      const t = threads.find((x) => x.root === id)!;
+      expect(t.messages.map((m) => m.messageId)).toEqual([id, `<re-${id.slice(1)}`]);
+    }
+    const t = new Threader();
+    for (const r of recs) t.add(r);
+    for (const id of [ids[0], ids[997], ids[1499], ids[29999], wide[0]]) expect(t.idOf(t.indexOf(id))).toBe(id);
+    expect(t.indexOf('<absent@x>')).toBe(-1);
+  });
+});
