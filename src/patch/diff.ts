@@ -67,8 +67,10 @@ function withoutSignature(lines: SrcLine[]): SrcLine[] {
 function hasDiffstat(lines: SrcLine[]): boolean {
   let statLines = 0;
   for (const l of lines) {
-    if (DIFFSTAT_FILE_RE.test(l.text)) statLines++;
-    else if (DIFFSTAT_SUMMARY_RE.test(l.text) && statLines > 0) return true;
+    // A stat line has a '|', the summary says "changed": cheap tests first, the patterns backtrack.
+    const t = l.text;
+    if (t.includes('|') && DIFFSTAT_FILE_RE.test(t)) statLines++;
+    else if (statLines > 0 && t.includes('changed') && DIFFSTAT_SUMMARY_RE.test(t)) return true;
   }
   return false;
 }
