@@ -900,8 +900,9 @@ export class Service {
     }
     await this.drainGithub(deadline);
     await this.delivery.drain();
-    // The background delivery loop may hold a reply it is handling right now.
+    // The background loops may hold a reply or a GitHub job they are handling right now.
     while (!this.stopping && Date.now() < deadline && (await this.store.outboxStats()).sending > 0) await sleep(20);
+    while (this.github && !this.stopping && Date.now() < deadline && (await this.store.githubJobStats()).running > 0) await sleep(20);
   }
 
   /** Graceful stop: sources first, then the loops finish what they are doing, then the store closes. */
