@@ -1,5 +1,6 @@
 // npm run bench: `patchvet threads` on the real linux-hyperv sample and on a large generated
-// mbox (default 1 GB; BENCH_MB=... to change, BENCH_RUNS=n to repeat each input). Prints
+// mbox (default 1 GB; BENCH_MB=... to change, BENCH_RUNS=n to repeat each input, BENCH_BIN and
+// BENCH_ONLY below). Prints
 // messages/s (wall clock), CPU per message (user+sys of the whole process: main thread, parser
 // workers, V8's GC and compiler threads) and peak RSS (VmHWM of the process, which covers its
 // worker threads). Figures only, no assertions: on a shared machine wall-clock throughput
@@ -16,6 +17,9 @@ const sample = join(root, '..', 'shared', 'fixtures', 'real', 'linux-hyperv-2026
 const bigMb = Number(process.env.BENCH_MB ?? 1024);
 const runs = Math.max(1, Number(process.env.BENCH_RUNS ?? 1));
 const big = join(out, `generated-${bigMb}mb.mbox`);
+/** The patchvet to run (BENCH_BIN=... to compare another build); BENCH_ONLY=real|big runs one input. */
+const bin = process.env.BENCH_BIN ?? join(root, 'bin', 'patchvet');
+const only = process.env.BENCH_ONLY;
 /** Linux clock ticks per second (USER_HZ), the unit of utime/stime in /proc. */
 const TICKS = 100;
 
@@ -77,7 +81,7 @@ async function measure(label, input) {
   for (let i = 0; i < runs; i++) {
     const fd = openSync(outFile, 'w');
     // bin/patchvet itself, so its shebang's V8 flags (heap limits) apply as they do for users.
-    const r = await run(join(root, 'bin', 'patchvet'), ['threads', input, '--format', 'json'], { stdout: fd });
+    const r = await run(bin, ['threads', input, '--format', 'json'], { stdout: fd });
     closeSync(fd);
     const n = tailStats(outFile)?.messages ?? 0;
     const mb = statSync(input).size / (1024 * 1024);
@@ -89,7 +93,8 @@ async function measure(label, input) {
   }
 }
 
-await measure('real sample (linux-hyperv, gz)', sample);
+if (only !== 'big') await measure('real sample (linux-hyperv, gz)', sample);
+if (only === 'real') process.exit(0);
 if (!existsSync(big) || statSync(big).size < bigMb * 1024 * 1024 * 0.95) {
   console.log(`generating ${bigMb} MB mbox at ${big} ...`);
   const g = await run(process.execPath, [join(root, 'bench', 'gen-mbox.mjs'), big, String(bigMb)]);

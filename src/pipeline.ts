@@ -1,6 +1,6 @@
 // The data flow, end to end for local runs:
-//   sources -> mail (worker pool) -> spool + light index -> thread (JWZ) -> series
-//   -> anchoring of reply comments (worker pool)
+//   sources -> mail (worker pool) -> spool + light index -> thread (JWZ)
+//   -> anchoring of reply comments (worker pool) -> series
 // then, one thread at a time: load records, attach the anchored comments, hand to the caller
 // (threads output, or rules -> review -> sinks).
 //
@@ -9,7 +9,7 @@
 // plus the few fields series grouping reads of patches and cover letters. Records are written
 // to the spool by the thread that parsed them and read back one thread at a time, and only
 // their small head is parsed unless a caller reads a diff or reply blocks (see mail/stored.ts).
-import type { Address, Comment, InputError, MessageRecord, RawMessage, Series, SeriesMarker } from './model.js';
+import type { Address, Comment, InputError, MessageRecord, RawMessage, Series, SeriesMarker, Thread } from './model.js';
 import { readInputs } from './sources/index.js';
 import { Pool } from './mail/pool.js';
 import type { AnchorJob, CandidateFields, LightRecord, ParseResult, RecordSink, StoredAt, StoredText } from './mail/jobs.js';
@@ -38,7 +38,7 @@ export interface Corpus {
   /** Full record of a message (read back from the spool). */
   load(messageId: string): MessageRecord | undefined;
   /** Assemble one thread: records attached, reply comments anchored, reply trailers merged. */
-  thread(t: ThreadSkeleton): import('./model.js').Thread;
+  thread(t: ThreadSkeleton): Thread;
   close(): void;
 }
 
