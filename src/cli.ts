@@ -126,6 +126,30 @@ async function setupLlm(cacheUrl: string | undefined): Promise<LlmRun> {
   return { reviewer: new LlmReviewer(config, { store: opened.store }), label: `${config.model} at ${endpointLabel(config)}`, close: opened.close };
 }
 
+/** What `review` and `eval` share: the rules, the --tree reader, the LLM pass, the corpus; all closed after `fn`. */
+async function withReviewRun<T>(
+  inputs: string[],
+  opts: { rules?: string[]; defaultRules: boolean; tree?: string; workers?: number; llm?: boolean; llmCache?: string },
+  io: Io,
+  fn: (run: { packs: ReturnType<typeof loadRules>; tree: TreeReader | undefined; llm: LlmRun | null; corpus: Corpus }) => Promise<T>,
+): Promise<T> {
+  const packs = loadRules(opts.rules, opts.defaultRules);
+  const tree = opts.tree ? new TreeReader(opts.tree) : undefined;
+  const llm = opts.llm ? await setupLlm(opts.llmCache) : null;
+  try {
+    const progress = progressReporter(io.stderr);
+    const corpus = await loadCorpus(inputs, { stdin: io.stdin, workers: opts.workers, onProgress: progress.tick });
+    progress.stop();
+    try {
+      return await fn({ packs, tree, llm, corpus });
+    } finally {
+      corpus.close();
+    }
+  } finally {
+    await llm?.close();
+  }
+}
+
 /** What the LLM pass did over a run: per-patch results folded into stats, notices and stderr lines. */
 class LlmTally {
   patches = 0;
@@ -206,84 +230,72 @@ function llmInput(job: LlmJob, earlier: EarlierVersions | null) {
 }
 
 async function reviewCommand(inputs: string[], opts: ReviewOpts, io: Io): Promise<number> {
-  const packs = loadRules(opts.rules, opts.defaultRules);
-  const tree = opts.tree ? new TreeReader(opts.tree) : undefined;
-  const llm = opts.llm ? await setupLlm(opts.llmCache) : null;
-  try {
-    const progress = progressReporter(io.stderr);
-    const corpus = await loadCorpus(inputs, { stdin: io.stdin, workers: opts.workers, onProgress: progress.tick });
-    progress.stop();
-    try {
-      // Per patch, in corpus order: rule findings now, LLM findings when their call returns.
-      const perPatch: Array<{ record: MessageRecord; rule: Finding[]; llm: Finding[] }> = [];
-      const tally = new LlmTally();
-      const pool = new JobPool(Math.max(2, (llm?.reviewer.config.concurrency ?? 1) * 2));
-      const earlier = llm ? new EarlierVersions(corpus) : null;
-      for (const t of corpus.threads) {
-        const thread = corpus.thread(t);
-        for (const m of thread.messages) {
-          const rec = m.record;
-          if (!rec || rec.kind !== 'patch') continue;
-          const view = tree?.viewFor(rec);
-          const all = reviewRecord(rec, { rules: packs.rules, kb: packs.kb, treeFor: () => view });
-          const slot = { record: rec, rule: all.filter((f) => atOrAbove(f, opts.minSeverity)), llm: [] as Finding[] };
-          perPatch.push(slot);
-          if (llm && rec.diff) {
-            const job: LlmJob = { record: rec, thread, ruleFindings: all, rules: packs.rules, tree: view, withThread: true };
-            await pool.add(async () => {
-              const r = await llm.reviewer.reviewPatch(llmInput(job, earlier));
-              slot.llm = r.findings.filter((f) => atOrAbove(f, opts.minSeverity));
-              tally.add(r, io);
-            });
-          }
+  return withReviewRun(inputs, opts, io, async ({ packs, tree, llm, corpus }) => {
+    // Per patch, in corpus order: rule findings now, LLM findings when their call returns.
+    const perPatch: Array<{ record: MessageRecord; rule: Finding[]; llm: Finding[] }> = [];
+    const tally = new LlmTally();
+    const pool = new JobPool(Math.max(2, (llm?.reviewer.config.concurrency ?? 1) * 2));
+    const earlier = llm ? new EarlierVersions(corpus) : null;
+    for (const t of corpus.threads) {
+      const thread = corpus.thread(t);
+      for (const m of thread.messages) {
+        const rec = m.record;
+        if (!rec || rec.kind !== 'patch') continue;
+        const view = tree?.viewFor(rec);
+        const all = reviewRecord(rec, { rules: packs.rules, kb: packs.kb, treeFor: () => view });
+        const slot = { record: rec, rule: all.filter((f) => atOrAbove(f, opts.minSeverity)), llm: [] as Finding[] };
+        perPatch.push(slot);
+        if (llm && rec.diff) {
+          const job: LlmJob = { record: rec, thread, ruleFindings: all, rules: packs.rules, tree: view, withThread: true };
+          await pool.add(async () => {
+            const r = await llm.reviewer.reviewPatch(llmInput(job, earlier));
+            slot.llm = r.findings.filter((f) => atOrAbove(f, opts.minSeverity));
+            tally.add(r, io);
+          });
         }
       }
-      await pool.drain();
-      if (llm) tally.finish(llm.label, io);
-
-      const findings: Finding[] = [];
-      const patches = new Map<string, MessageRecord>();
-      for (const p of perPatch) {
-        const fs = [...p.rule, ...p.llm].sort(compareFindings);
-        if (fs.length && opts.format === 'email') patches.set(p.record.messageId, p.record);
-        findings.push(...fs);
-      }
-      const result: ReviewResult = {
-        findings,
-        errors: corpus.errors,
-        stats: {
-          messages: corpus.stats.messages,
-          threads: corpus.stats.threads,
-          series: corpus.stats.series,
-          patches: corpus.stats.patches,
-          ...(llm ? tally.stats() : {}),
-        },
-        rules: packs.rules,
-        notices: tally.notices,
-      };
-      const out = new Out(io.stdout);
-      if (opts.format === 'json') await out.write(reviewJson(result));
-      else if (opts.format === 'sarif') await out.write(reviewSarif(result));
-      else if (opts.format === 'text') await out.write(reviewText(result));
-      else {
-        // An mbox of the replies patchvet would send (dry run: nothing is sent).
-        for (const [id, rec] of patches) {
-          const fs = findings.filter((f) => f.messageId === id);
-          const reply = composeReply(rec, fs, { from: process.env.PATCHVET_FROM ?? 'patchvet <patchvet@localhost>', list: rec.listIds.find((l) => l.includes('@')) ?? null });
-          await out.write(`From patchvet ${new Date(0).toUTCString()}\n${replyToEml(reply).replace(/^(>*From )/gm, '>$1')}\n`);
-        }
-        if (!patches.size) io.stderr.write('patchvet: no findings: no reply would be sent\n');
-      }
-      for (const e of corpus.errors) io.stderr.write(`patchvet: ${e.source}: ${e.message}\n`);
-      // Only rule findings decide the exit status: an LLM's second opinion never gates CI.
-      if (opts.failOn && findings.some((f) => f.source === 'rule' && atOrAbove(f, opts.failOn!))) return 1;
-      return 0;
-    } finally {
-      corpus.close();
     }
-  } finally {
-    await llm?.close();
-  }
+    await pool.drain();
+    if (llm) tally.finish(llm.label, io);
+
+    const findings: Finding[] = [];
+    const patches = new Map<string, MessageRecord>();
+    for (const p of perPatch) {
+      const fs = [...p.rule, ...p.llm].sort(compareFindings);
+      if (fs.length && opts.format === 'email') patches.set(p.record.messageId, p.record);
+      findings.push(...fs);
+    }
+    const result: ReviewResult = {
+      findings,
+      errors: corpus.errors,
+      stats: {
+        messages: corpus.stats.messages,
+        threads: corpus.stats.threads,
+        series: corpus.stats.series,
+        patches: corpus.stats.patches,
+        ...(llm ? tally.stats() : {}),
+      },
+      rules: packs.rules,
+      notices: tally.notices,
+    };
+    const out = new Out(io.stdout);
+    if (opts.format === 'json') await out.write(reviewJson(result));
+    else if (opts.format === 'sarif') await out.write(reviewSarif(result));
+    else if (opts.format === 'text') await out.write(reviewText(result));
+    else {
+      // An mbox of the replies patchvet would send (dry run: nothing is sent).
+      for (const [id, rec] of patches) {
+        const fs = findings.filter((f) => f.messageId === id);
+        const reply = composeReply(rec, fs, { from: process.env.PATCHVET_FROM ?? 'patchvet <patchvet@localhost>', list: rec.listIds.find((l) => l.includes('@')) ?? null });
+        await out.write(`From patchvet ${new Date(0).toUTCString()}\n${replyToEml(reply).replace(/^(>*From )/gm, '>$1')}\n`);
+      }
+      if (!patches.size) io.stderr.write('patchvet: no findings: no reply would be sent\n');
+    }
+    for (const e of corpus.errors) io.stderr.write(`patchvet: ${e.source}: ${e.message}\n`);
+    // Only rule findings decide the exit status: an LLM's second opinion never gates CI.
+    if (opts.failOn && findings.some((f) => f.source === 'rule' && atOrAbove(f, opts.failOn!))) return 1;
+    return 0;
+  });
 }
 
 interface EvalOpts {
@@ -299,50 +311,38 @@ interface EvalOpts {
 
 /** `patchvet eval`: findings (rules, and the LLM with --llm) against the comments maintainers made on the same threads. */
 async function evalCommand(inputs: string[], opts: EvalOpts, io: Io): Promise<number> {
-  const packs = loadRules(opts.rules, opts.defaultRules);
-  const tree = opts.tree ? new TreeReader(opts.tree) : undefined;
-  const llm = opts.llm ? await setupLlm(opts.llmCache) : null;
-  try {
-    const progress = progressReporter(io.stderr);
-    const corpus = await loadCorpus(inputs, { stdin: io.stdin, workers: opts.workers, onProgress: progress.tick });
-    progress.stop();
-    try {
-      const patches: EvalPatch[] = [];
-      const tally = new LlmTally();
-      const pool = new JobPool(Math.max(2, (llm?.reviewer.config.concurrency ?? 1) * 2));
-      for (const t of corpus.threads) {
-        const thread = corpus.thread(t);
-        const comments = reviewComments(thread);
-        for (const m of thread.messages) {
-          const rec = m.record;
-          if (!rec || rec.kind !== 'patch' || !rec.diff) continue;
-          const view = tree?.viewFor(rec);
-          const ruleFindings = reviewRecord(rec, { rules: packs.rules, kb: packs.kb, treeFor: () => view });
-          const c = comments.get(rec.messageId) ?? { comments: [], general: 0 };
-          const p: EvalPatch = { record: rec, comments: c.comments, general: c.general, findings: ruleFindings };
-          patches.push(p);
-          if (llm) {
-            const job: LlmJob = { record: rec, thread, ruleFindings, rules: packs.rules, tree: view, withThread: false };
-            await pool.add(async () => {
-              const r = await llm.reviewer.reviewPatch(llmInput(job, null));
-              p.findings = [...p.findings, ...r.findings];
-              tally.add(r, io);
-            });
-          }
+  return withReviewRun(inputs, opts, io, async ({ packs, tree, llm, corpus }) => {
+    const patches: EvalPatch[] = [];
+    const tally = new LlmTally();
+    const pool = new JobPool(Math.max(2, (llm?.reviewer.config.concurrency ?? 1) * 2));
+    for (const t of corpus.threads) {
+      const thread = corpus.thread(t);
+      const comments = reviewComments(thread);
+      for (const m of thread.messages) {
+        const rec = m.record;
+        if (!rec || rec.kind !== 'patch' || !rec.diff) continue;
+        const view = tree?.viewFor(rec);
+        const ruleFindings = reviewRecord(rec, { rules: packs.rules, kb: packs.kb, treeFor: () => view });
+        const c = comments.get(rec.messageId) ?? { comments: [], general: 0 };
+        const p: EvalPatch = { record: rec, comments: c.comments, general: c.general, findings: ruleFindings };
+        patches.push(p);
+        if (llm) {
+          const job: LlmJob = { record: rec, thread, ruleFindings, rules: packs.rules, tree: view, withThread: false };
+          await pool.add(async () => {
+            const r = await llm.reviewer.reviewPatch(llmInput(job, null));
+            p.findings = [...p.findings, ...r.findings];
+            tally.add(r, io);
+          });
         }
       }
-      await pool.drain();
-      if (llm) tally.finish(llm.label, io);
-      const report = evaluate(patches, { window: opts.window, llm: !!llm });
-      await new Out(io.stdout).write(opts.format === 'json' ? evalJson(report) : evalText(report));
-      for (const e of corpus.errors) io.stderr.write(`patchvet: ${e.source}: ${e.message}\n`);
-      return 0;
-    } finally {
-      corpus.close();
     }
-  } finally {
-    await llm?.close();
-  }
+    await pool.drain();
+    if (llm) tally.finish(llm.label, io);
+    const report = evaluate(patches, { window: opts.window, llm: !!llm });
+    await new Out(io.stdout).write(opts.format === 'json' ? evalJson(report) : evalText(report));
+    for (const e of corpus.errors) io.stderr.write(`patchvet: ${e.source}: ${e.message}\n`);
+    return 0;
+  });
 }
 
 async function rulesCommand(action: string, dir: string | undefined, io: Io): Promise<number> {
