@@ -1,13 +1,22 @@
 // Test kit for `patchvet serve`: a tiny in-test LiveSource, a real SMTP receiver (smtp-server on
-// loopback) that records every message it accepts, store harnesses for SQLite and PostgreSQL, and
-// the real fixtures as raw messages.
-import { readFileSync } from 'node:fs';
+// loopback) that records every message it accepts, store harnesses for SQLite and PostgreSQL, the
+// real fixtures as raw messages, the service set-up the serve tests share (serveKit), and a live
+// source run on its own with its batches collected (runSource).
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { pino, type Logger } from 'pino';
 import { SMTPServer } from 'smtp-server';
 import type { RawMessage } from '../../src/model.js';
+import { loadPacks, type LoadError } from '../../src/rules/load.js';
+import type { KnowledgeBase, RuleSpec } from '../../src/rules/types.js';
+import { buildConfig, type ServeConfig } from '../../src/serve/config.js';
+import { Service } from '../../src/serve/service.js';
 import type { LiveSource, SourceBatch, SourceHealth, SourceRunOptions } from '../../src/serve/types.js';
+import { readInputs } from '../../src/sources/index.js';
 import { splitMboxBuffer } from '../../src/sources/mbox.js';
-import { sqliteHarness as sqliteAt, pgHarness as pgAt } from './stores.js';
+import { sqliteHarness as sqliteAt, pgHarness as pgAt, type StoreHarness } from './stores.js';
 
 export const FIXTURES = join(process.cwd(), '../shared/fixtures');
 export const XEN_THREAD = join(FIXTURES, 'xen-fpu-reset-v2-1of9.mbox');
@@ -193,4 +202,199 @@ export async function until(
     if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${typeof what === 'function' ? what() : what}`);
     await new Promise((r) => setTimeout(r, every));
   }
+}
+
+/** Like `until` with a 10 ms step and `what` last (the source tests' order). */
+export function waitFor(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
+  return until(cond, ms, what, 10);
+}
+
+// ---------------------------------------------------------------- shared set-up of the test files
+
+/** The raw mails of an mbox, read as `patchvet` reads its inputs (a read problem throws). */
+export async function mailsOf(path: string): Promise<Buffer[]> {
+  const out: Buffer[] = [];
+  for await (const m of readInputs([path], { onError: (e) => { throw new Error(e.message); } })) out.push(m.raw);
+  return out;
+}
+
+export type Rules = { rules: RuleSpec[]; kb: KnowledgeBase };
+
+/** The built-in rule packs, in the form Service and the GitHub integration take, and their load errors. */
+export function builtinRules(): { rules: Rules; errors: LoadError[] } {
+  const packs = loadPacks();
+  return { rules: { rules: packs.rules, kb: packs.kb }, errors: packs.errors };
+}
+
+/** Temp folders named `prefix`..., removed after the file's tests (registers an afterAll). */
+export function tempDirs(prefix: string): () => string {
+  const dirs: string[] = [];
+  afterAll(() => {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+  return () => {
+    const d = mkdtempSync(join(tmpdir(), prefix));
+    dirs.push(d);
+    return d;
+  };
+}
+
+/** A logger at debug level whose lines (parsed JSON) the test reads. */
+export function memoryLogger(): { logger: Logger; lines: Array<Record<string, unknown>> } {
+  const lines: Array<Record<string, unknown>> = [];
+  const stream = new Writable({
+    write(chunk, _enc, cb) {
+      for (const l of String(chunk).split('\n')) if (l.trim()) lines.push(JSON.parse(l));
+      cb();
+    },
+  });
+  return { logger: pino({ level: 'debug' }, stream), lines };
+}
+
+// ---------------------------------------------------------------- the service on a store, replying by SMTP
+
+export const LIST = 'xen-devel@lists.xenproject.org';
+export const BOT = 'bot@patchvet.example';
+/** runOnce options: settle quickly, but give a slow shared machine time. */
+export const ONCE = { settleMs: 100, deadlineMs: 30_000 };
+
+/** Both store backends, for describe.each. */
+export const STORES: Array<[string, () => StoreHarness]> = [
+  ['sqlite', sqliteHarness],
+  ['postgres', pgHarness],
+];
+
+/** `make()`'s store, set up and torn down around the enclosing describe block (registers the hooks). */
+export function useStore(make: () => StoreHarness): StoreHarness {
+  const h = make();
+  beforeAll(() => h.setup());
+  afterAll(() => h.teardown());
+  return h;
+}
+
+/** What a test changes in the serve config: the list's reply policy and fields, delivery.email fields, top-level keys. */
+export interface ConfigChanges {
+  reply?: string;
+  list?: Record<string, unknown>;
+  email?: Record<string, unknown>;
+  top?: Record<string, unknown>;
+}
+
+/**
+ * The serve config of these tests: one list (xen-devel, the xen and common rules, replies to the
+ * list), replies sent by SMTP to `smtpPort` on loopback from BOT without waiting for confirmation,
+ * no age limit, no HTTP, a 100 ms poll interval.
+ */
+export function serveConfig(store: string, smtpPort: number, over: ConfigChanges = {}): ServeConfig {
+  return buildConfig(
+    {
+      store,
+      lists: [{ address: LIST, rules: ['xen', 'common'], reply: over.reply ?? 'list', ...over.list }],
+      maxAge: 'off',
+      delivery: { email: { mode: 'smtp', smtp: `smtp://127.0.0.1:${smtpPort}`, from: `patchvet <${BOT}>`, confirmWait: 0, ...over.email } },
+      http: 'off',
+      pollInterval: '100ms',
+      ...over.top,
+    },
+    { env: {} },
+  );
+}
+
+export interface ServeKit {
+  /** The built-in rules, and the errors loading them gave. */
+  rules: Rules;
+  packErrors: LoadError[];
+  /** The reference thread: [patch, maintainer's review, author's answer]. */
+  thread: RawMessage[];
+  /** The SMTP receiver the replies go to (emptied, and set to accept, before each test). */
+  rx: SmtpReceiver;
+  /** serveConfig() pointed at rx. */
+  config(store: string, over?: ConfigChanges): ServeConfig;
+  /** Service.open with these rules, a silent logger unless one is given, the environment if one is given. */
+  open(config: ServeConfig, sources?: LiveSource[], o?: { env?: Record<string, string>; logger?: Logger }): Promise<Service>;
+}
+
+/**
+ * The set-up of a serve test file: rules, the reference thread and the SMTP receiver are ready in
+ * beforeAll (the kit's fields are filled then), the receiver is closed in afterAll. Call it at the
+ * top of the file, before the file's own hooks, so these run first.
+ */
+export function serveKit(): ServeKit {
+  const kit: ServeKit = {
+    rules: { rules: [], kb: {} as KnowledgeBase },
+    packErrors: [],
+    thread: [],
+    rx: null as unknown as SmtpReceiver,
+    config: (store, over) => serveConfig(store, kit.rx.port, over),
+    open: (config, sources, o = {}) =>
+      Service.open({ config, sources, rules: kit.rules, env: o.env, logger: o.logger ?? pino({ level: 'silent' }) }),
+  };
+  beforeAll(async () => {
+    ({ rules: kit.rules, errors: kit.packErrors } = builtinRules());
+    kit.thread = mboxMessages(XEN_THREAD);
+    kit.rx = await startSmtpReceiver();
+  });
+  afterAll(async () => {
+    await kit.rx?.close();
+  });
+  beforeEach(() => {
+    kit.rx.messages.length = 0;
+    kit.rx.respond = null;
+  });
+  return kit;
+}
+
+// ---------------------------------------------------------------- a live source run on its own
+
+export interface RunningSource<S extends LiveSource, P = unknown> {
+  src: S;
+  batches: SourceBatch[];
+  errors: Array<{ source: string; message: string }>;
+  /** The source's log lines. */
+  lines: Array<Record<string, unknown>>;
+  messages(): RawMessage[];
+  /** The last batch's position, parsed (undefined before the first batch). */
+  lastPosition(): P;
+  stop(): Promise<void>;
+  done: Promise<void>;
+  ac: AbortController;
+}
+
+/**
+ * Run the source `make` builds (given a memory logger) as serve would, from `from`, keeping every
+ * batch it delivers; `onBatch` runs inside deliver, so a throw there is a failed delivery.
+ */
+export function runSource<S extends LiveSource, P = unknown>(
+  make: (logger: Logger) => S,
+  from: string | null = null,
+  onBatch?: (b: SourceBatch, ac: AbortController) => Promise<void> | void,
+): RunningSource<S, P> {
+  const { logger, lines } = memoryLogger();
+  const src = make(logger);
+  const batches: SourceBatch[] = [];
+  const errors: Array<{ source: string; message: string }> = [];
+  const ac = new AbortController();
+  const done = src.run({
+    from,
+    deliver: async (b) => {
+      batches.push(b);
+      await onBatch?.(b, ac);
+    },
+    onError: (e) => errors.push(e),
+    signal: ac.signal,
+  });
+  return {
+    src,
+    batches,
+    errors,
+    lines,
+    ac,
+    done,
+    messages: () => batches.flatMap((b) => b.messages),
+    lastPosition: () => (batches.length ? JSON.parse(batches[batches.length - 1]!.position!) : undefined),
+    stop: async () => {
+      ac.abort();
+      await done;
+    },
+  };
 }

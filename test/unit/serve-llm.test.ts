@@ -2,31 +2,25 @@
 // SMTP receiver on loopback) with the real `openai` client against a local Chat Completions
 // server. The reply carries the rule findings and the LLM's, tokens are counted per list in the
 // store, a re-sent patch is answered from the cache, and a dead server leaves the rule findings.
-import { pino } from 'pino';
 import type { RawMessage } from '../../src/model.js';
-import { loadPacks } from '../../src/rules/load.js';
-import type { KnowledgeBase, RuleSpec } from '../../src/rules/types.js';
-import { buildConfig, ConfigError, type ServeConfig } from '../../src/serve/config.js';
+import { ConfigError } from '../../src/serve/config.js';
 import { Service } from '../../src/serve/service.js';
 import { FakeOpenAI, answer, deadUrl } from '../helpers/fake-openai.js';
 import {
+  LIST,
+  ONCE,
   PATCH_ID,
+  STORES,
   TestSource,
   XEN_RULES,
-  XEN_THREAD,
   header,
-  mboxMessages,
-  pgHarness,
+  serveKit,
   sqliteHarness,
-  startSmtpReceiver,
+  useStore,
   variantOfPatch,
+  type Rules,
   type SmtpReceiver,
-  type StoreHarness,
 } from '../helpers/serve.js';
-
-const LIST = 'xen-devel@lists.xenproject.org';
-const BOT = 'bot@patchvet.example';
-const ONCE = { settleMs: 100, deadlineMs: 30_000 };
 
 /** A point the rules and the maintainer did not make, on a real added-context line. */
 const GOOD = {
@@ -40,42 +34,22 @@ const GOOD = {
   confidence: 0.9,
 };
 
-let rules: { rules: RuleSpec[]; kb: KnowledgeBase };
+const kit = serveKit();
+const config = (store: string, top: Record<string, unknown> = {}, list: Record<string, unknown> = {}) => kit.config(store, { top, list });
+let rules: Rules;
 let thread: RawMessage[];
 let rx: SmtpReceiver;
 let ai: FakeOpenAI;
 
-beforeAll(async () => {
-  const packs = loadPacks();
-  rules = { rules: packs.rules, kb: packs.kb };
-  thread = mboxMessages(XEN_THREAD);
-  rx = await startSmtpReceiver();
-});
-afterAll(async () => {
-  await rx?.close();
+beforeAll(() => {
+  ({ rules, thread, rx } = kit);
 });
 beforeEach(async () => {
-  rx.messages.length = 0;
   ai = await FakeOpenAI.start();
 });
 afterEach(async () => {
   await ai.close();
 });
-
-function config(store: string, top: Record<string, unknown> = {}, list: Record<string, unknown> = {}): ServeConfig {
-  return buildConfig(
-    {
-      store,
-      lists: [{ address: LIST, rules: ['xen', 'common'], reply: 'list', ...list }],
-      maxAge: 'off',
-      delivery: { email: { mode: 'smtp', smtp: `smtp://127.0.0.1:${rx.port}`, from: `patchvet <${BOT}>`, confirmWait: 0 } },
-      http: 'off',
-      pollInterval: '100ms',
-      ...top,
-    },
-    { env: {} },
-  );
-}
 
 function env(url = ai.url): Record<string, string> {
   return { OPENAI_BASE_URL: url, PATCHVET_LLM_MODEL: 'review-model', PATCHVET_LLM_TIMEOUT: '5', PATCHVET_LLM_RETRIES: '0' };
@@ -83,19 +57,14 @@ function env(url = ai.url): Record<string, string> {
 
 const today = () => new Date().toISOString().slice(0, 10);
 
-describe.each<[string, () => StoreHarness]>([
-  ['sqlite', sqliteHarness],
-  ['postgres', pgHarness],
-])('serve with the LLM pass on %s', (_name, make) => {
-  const h = make();
-  beforeAll(() => h.setup());
-  afterAll(() => h.teardown());
+describe.each(STORES)('serve with the LLM pass on %s', (_name, make) => {
+  const h = useStore(make);
 
   test('one request per patch; the reply carries the rule findings and the LLM point; a re-send is answered from the cache', async () => {
     const url = await h.freshUrl();
     const src = new TestSource('test:llm');
     ai.push(answer({ findings: [GOOD] }, { prompt_tokens: 3000, completion_tokens: 120 }));
-    const svc = await Service.open({ config: config(url), sources: [src], rules, env: env(), logger: pino({ level: 'silent' }) });
+    const svc = await kit.open(config(url), [src], { env: env() });
     try {
       expect(svc.llm?.config.model).toBe('review-model');
       src.push(thread, 'p3');
@@ -142,7 +111,7 @@ describe.each<[string, () => StoreHarness]>([
   test('the LLM server is down: the rule findings go out alone and the failure is counted', async () => {
     const url = await h.freshUrl();
     const src = new TestSource('test:down');
-    const svc = await Service.open({ config: config(url), sources: [src], rules, env: env(await deadUrl()), logger: pino({ level: 'silent' }) });
+    const svc = await kit.open(config(url), [src], { env: env(await deadUrl()) });
     try {
       src.push([thread[0]!], 'p1');
       await svc.runOnce(ONCE);
@@ -161,14 +130,12 @@ describe.each<[string, () => StoreHarness]>([
 });
 
 describe('serve: when the LLM pass runs', () => {
-  const h = sqliteHarness();
-  beforeAll(() => h.setup());
-  afterAll(() => h.teardown());
+  const h = useStore(sqliteHarness);
 
   test('llm: off in the config, or llm: false on the list: nothing is sent even with the environment set', async () => {
     for (const [top, list] of [[{ llm: 'off' }, {}], [{}, { llm: false }]] as const) {
       const src = new TestSource('test:off');
-      const svc = await Service.open({ config: config(await h.freshUrl(), top, list), sources: [src], rules, env: env(), logger: pino({ level: 'silent' }) });
+      const svc = await kit.open(config(await h.freshUrl(), top, list), [src], { env: env() });
       try {
         src.push([thread[0]!], 'p1');
         await svc.runOnce(ONCE);
@@ -182,7 +149,7 @@ describe('serve: when the LLM pass runs', () => {
 
   test('without the environment nothing is sent (auto); llm: on without it is a config error naming the variables', async () => {
     const src = new TestSource('test:auto');
-    const svc = await Service.open({ config: config(await h.freshUrl()), sources: [src], rules, env: {}, logger: pino({ level: 'silent' }) });
+    const svc = await kit.open(config(await h.freshUrl()), [src], { env: {} });
     try {
       expect(svc.llm).toBeNull();
     } finally {

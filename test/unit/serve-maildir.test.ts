@@ -1,32 +1,22 @@
 // MaildirWatchSource on real folders: files dropped the way an MDA does it (written to tmp/, then
 // renamed into new/), fs.watch and the rescan fallback, restarts from the stored position, markSeen.
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { Writable } from 'node:stream';
-import { pino, type Logger } from 'pino';
-import type { RawMessage } from '../../src/model.js';
-import { readInputs } from '../../src/sources/index.js';
+import { mkdirSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { MaildirWatchSource, seenName, uniqueName, type MaildirWatchOptions } from '../../src/serve/sources/maildir-watch.js';
 import type { SourceBatch } from '../../src/serve/types.js';
+import { XEN_THREAD, mailsOf, runSource, tempDirs, waitFor, type RunningSource } from '../helpers/serve.js';
 
-const REF = join(resolve(process.cwd(), '../shared/fixtures'), 'xen-fpu-reset-v2-1of9.mbox');
 let THREAD: Buffer[];
 
 beforeAll(async () => {
-  THREAD = [];
-  for await (const m of readInputs([REF])) THREAD.push(m.raw);
+  THREAD = await mailsOf(XEN_THREAD);
   expect(THREAD).toHaveLength(3);
 });
 
-const dirs: string[] = [];
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+const tempDir = tempDirs('patchvet-md-');
 
 function makeMaildir(): string {
-  const d = mkdtempSync(join(tmpdir(), 'patchvet-md-'));
-  dirs.push(d);
+  const d = tempDir();
   for (const sub of ['new', 'cur', 'tmp']) mkdirSync(join(d, sub));
   return d;
 }
@@ -41,66 +31,12 @@ function drop(dir: string, raw: Buffer, opts: { name?: string; mtime?: number } 
   return name;
 }
 
-function memoryLogger(): { logger: Logger; lines: Array<Record<string, unknown>> } {
-  const lines: Array<Record<string, unknown>> = [];
-  const stream = new Writable({
-    write(chunk, _enc, cb) {
-      for (const l of String(chunk).split('\n')) if (l.trim()) lines.push(JSON.parse(l));
-      cb();
-    },
-  });
-  return { logger: pino({ level: 'debug' }, stream), lines };
-}
-
-interface Running {
-  src: MaildirWatchSource;
-  batches: SourceBatch[];
-  errors: Array<{ source: string; message: string }>;
-  messages(): RawMessage[];
-  lastPosition(): { mtimeMs: number; names: string[] };
-  stop(): Promise<void>;
-  done: Promise<void>;
-}
-
 function start(
   opts: Partial<MaildirWatchOptions> & { path: string },
   from: string | null = null,
   onBatch?: (b: SourceBatch) => Promise<void> | void,
-): Running {
-  const { logger } = memoryLogger();
-  const src = new MaildirWatchSource({ every: '50ms', start: 'beginning', logger, ...opts });
-  const batches: SourceBatch[] = [];
-  const errors: Array<{ source: string; message: string }> = [];
-  const ac = new AbortController();
-  const done = src.run({
-    from,
-    deliver: async (b) => {
-      batches.push(b);
-      await onBatch?.(b);
-    },
-    onError: (e) => errors.push(e),
-    signal: ac.signal,
-  });
-  return {
-    src,
-    batches,
-    errors,
-    done,
-    messages: () => batches.flatMap((b) => b.messages),
-    lastPosition: () => JSON.parse(batches[batches.length - 1].position!),
-    stop: async () => {
-      ac.abort();
-      await done;
-    },
-  };
-}
-
-async function waitFor(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
+): RunningSource<MaildirWatchSource, { mtimeMs: number; names: string[] }> {
+  return runSource((logger) => new MaildirWatchSource({ every: '50ms', start: 'beginning', logger, ...opts }), from, onBatch);
 }
 
 function snapshot(dir: string): Record<string, Array<[string, number]>> {

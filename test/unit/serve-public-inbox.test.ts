@@ -2,118 +2,42 @@
 // test/helpers/public-inbox.ts, and (to prove that layout matches the real tool) archives made by
 // public-inbox-init / public-inbox-mda.
 import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { homedir, tmpdir } from 'node:os';
-import { delimiter, join, resolve } from 'node:path';
-import { Writable } from 'node:stream';
-import { pino, type Logger } from 'pino';
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { delimiter, join } from 'node:path';
 import type { RawMessage } from '../../src/model.js';
-import { readInputs } from '../../src/sources/index.js';
 import { expandHome, parseInterval } from '../../src/serve/sources/options.js';
 import { PublicInboxSource, type PublicInboxSourceOptions } from '../../src/serve/sources/public-inbox.js';
 import type { SourceBatch } from '../../src/serve/types.js';
 import { TestInboxV1, TestInboxV2, createRealInbox, mailMeta, requirePublicInboxTools, v1Path } from '../helpers/public-inbox.js';
+import { FIXTURES, XEN_THREAD, mailsOf, runSource, tempDirs, waitFor, type RunningSource } from '../helpers/serve.js';
 
-const SHARED = resolve(process.cwd(), '../shared/fixtures');
-const REF = join(SHARED, 'xen-fpu-reset-v2-1of9.mbox');
-const FTW = join(SHARED, 'xen-ftw-alloc.mbox');
-
-async function mails(path: string): Promise<Buffer[]> {
-  const out: Buffer[] = [];
-  for await (const m of readInputs([path], { onError: (e) => { throw new Error(e.message); } })) out.push(m.raw);
-  return out;
-}
+const FTW = join(FIXTURES, 'xen-ftw-alloc.mbox');
 
 let THREAD: Buffer[]; // the three reference mails
 let MORE: Buffer[]; // six later mails (the FTW fix and its replies)
 
 beforeAll(async () => {
-  THREAD = await mails(REF);
-  MORE = await mails(FTW);
+  THREAD = await mailsOf(XEN_THREAD);
+  MORE = await mailsOf(FTW);
   expect(THREAD).toHaveLength(3);
   expect(MORE.length).toBeGreaterThanOrEqual(3);
 });
 
-const dirs: string[] = [];
-function tempDir(): string {
-  const d = mkdtempSync(join(tmpdir(), 'patchvet-pi-'));
-  dirs.push(d);
-  return d;
-}
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+const tempDir = tempDirs('patchvet-pi-');
 
 function midOf(m: Buffer | RawMessage): string {
   return mailMeta(Buffer.isBuffer(m) ? m : m.raw).messageId ?? '';
 }
 
-/** Log lines (parsed JSON) of a logger the source writes to. */
-function memoryLogger(): { logger: Logger; lines: Array<Record<string, unknown>> } {
-  const lines: Array<Record<string, unknown>> = [];
-  const stream = new Writable({
-    write(chunk, _enc, cb) {
-      for (const l of String(chunk).split('\n')) if (l.trim()) lines.push(JSON.parse(l));
-      cb();
-    },
-  });
-  return { logger: pino({ level: 'debug' }, stream), lines };
-}
-
-interface Running {
-  src: PublicInboxSource;
-  batches: SourceBatch[];
-  errors: Array<{ source: string; message: string }>;
-  lines: Array<Record<string, unknown>>;
-  messages(): RawMessage[];
-  lastPosition(): unknown;
-  stop(): Promise<void>;
-  done: Promise<void>;
-  ac: AbortController;
-}
+type Running = RunningSource<PublicInboxSource>;
 
 function start(
   opts: Partial<PublicInboxSourceOptions> & { path: string },
   from: string | null = null,
   onBatch?: (b: SourceBatch, ac: AbortController) => Promise<void> | void,
 ): Running {
-  const { logger, lines } = memoryLogger();
-  const src = new PublicInboxSource({ every: '50ms', start: 'beginning', logger, ...opts });
-  const batches: SourceBatch[] = [];
-  const errors: Array<{ source: string; message: string }> = [];
-  const ac = new AbortController();
-  const done = src.run({
-    from,
-    deliver: async (b) => {
-      batches.push(b);
-      await onBatch?.(b, ac);
-    },
-    onError: (e) => errors.push(e),
-    signal: ac.signal,
-  });
-  return {
-    src,
-    batches,
-    errors,
-    lines,
-    ac,
-    done,
-    messages: () => batches.flatMap((b) => b.messages),
-    lastPosition: () => (batches.length ? JSON.parse(batches[batches.length - 1].position!) : undefined),
-    stop: async () => {
-      ac.abort();
-      await done;
-    },
-  };
-}
-
-/** Poll `cond` until it holds, at most `ms`. */
-async function waitFor(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
+  return runSource((logger) => new PublicInboxSource({ every: '50ms', start: 'beginning', logger, ...opts }), from, onBatch);
 }
 
 describe('source options', () => {

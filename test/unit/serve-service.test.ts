@@ -4,115 +4,72 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import { pino, type Logger } from 'pino';
-import { loadPacks } from '../../src/rules/load.js';
-import type { KnowledgeBase, RuleSpec } from '../../src/rules/types.js';
-import { buildConfig, type ServeConfig } from '../../src/serve/config.js';
+import type { Logger } from 'pino';
+import type { RuleSpec } from '../../src/rules/types.js';
+import type { ServeConfig } from '../../src/serve/config.js';
 import { Service } from '../../src/serve/service.js';
 import { collectStats, statsText } from '../../src/serve/stats.js';
 import { openStore } from '../../src/store/store.js';
 import type { RawMessage } from '../../src/model.js';
 import {
   ANSWER_ID,
+  BOT,
   COVER_ID,
+  LIST,
+  ONCE,
   PATCH_ID,
   REVIEW_ID,
+  STORES,
   TestSource,
   XEN_RULES,
-  XEN_THREAD,
   header,
   headerNames,
-  mboxMessages,
-  pgHarness,
+  memoryLogger,
   rawMail,
+  serveKit,
   sqliteHarness,
-  startSmtpReceiver,
+  useStore,
   variantOfPatch,
+  type ConfigChanges,
+  type Rules,
   type SmtpReceiver,
-  type StoreHarness,
 } from '../helpers/serve.js';
 import { TestInboxV2 } from '../helpers/public-inbox.js';
 
-const LIST = 'xen-devel@lists.xenproject.org';
-const BOT = 'bot@patchvet.example';
-
-let rules: { rules: RuleSpec[]; kb: KnowledgeBase };
+const kit = serveKit();
+let rules: Rules;
 let thread: RawMessage[];
 let rx: SmtpReceiver;
 let dir: string;
 
-beforeAll(async () => {
-  const packs = loadPacks();
-  expect(packs.errors).toEqual([]);
-  rules = { rules: packs.rules, kb: packs.kb };
-  thread = mboxMessages(XEN_THREAD);
+beforeAll(() => {
+  ({ rules, thread, rx } = kit);
+  expect(kit.packErrors).toEqual([]);
   expect(thread).toHaveLength(3);
-  rx = await startSmtpReceiver();
   dir = mkdtempSync(join(tmpdir(), 'patchvet-serve-e2e-'));
 });
 
-afterAll(async () => {
-  await rx?.close();
+afterAll(() => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-beforeEach(() => {
-  rx.messages.length = 0;
-  rx.respond = null;
-});
-
-/** A logger that keeps its lines for assertions. */
-function memoryLogger(): { logger: Logger; lines: () => Array<Record<string, unknown>> } {
-  const out: string[] = [];
-  const stream = new Writable({
-    write(chunk, _enc, cb) {
-      out.push(String(chunk));
-      cb();
+let n = 0;
+/** Replies also go to an outbox of their own, retried quickly, given up after 2 permanent failures. */
+function config(store: string, over: ConfigChanges = {}): ServeConfig {
+  return kit.config(store, {
+    ...over,
+    email: {
+      outbox: join(dir, `outbox-${++n}`),
+      retry: { initialDelay: '50ms', maxDelay: '200ms', maxPermanentFailures: 2 },
+      ...over.email,
     },
   });
-  return { logger: pino({ level: 'debug' }, stream), lines: () => out.join('').split('\n').filter(Boolean).map((l) => JSON.parse(l)) };
 }
 
-let n = 0;
-function config(store: string, over: { reply?: string; list?: Record<string, unknown>; email?: Record<string, unknown>; top?: Record<string, unknown> } = {}): ServeConfig {
-  return buildConfig(
-    {
-      store,
-      lists: [{ address: LIST, rules: ['xen', 'common'], reply: over.reply ?? 'list', ...over.list }],
-      maxAge: 'off',
-      delivery: {
-        email: {
-          mode: 'smtp',
-          smtp: `smtp://127.0.0.1:${rx.port}`,
-          from: `patchvet <${BOT}>`,
-          outbox: join(dir, `outbox-${++n}`),
-          confirmWait: 0,
-          retry: { initialDelay: '50ms', maxDelay: '200ms', maxPermanentFailures: 2 },
-          ...over.email,
-        },
-      },
-      http: 'off',
-      pollInterval: '100ms',
-      ...over.top,
-    },
-    { env: {} },
-  );
-}
+const serve = (cfg: ServeConfig, sources: TestSource[], logger?: Logger) => kit.open(cfg, sources, { logger });
 
-const ONCE = { settleMs: 100, deadlineMs: 30_000 };
-
-async function serve(cfg: ServeConfig, sources: TestSource[], logger?: Logger): Promise<Service> {
-  return Service.open({ config: cfg, sources, rules, logger: logger ?? pino({ level: 'silent' }) });
-}
-
-describe.each<[string, () => StoreHarness]>([
-  ['sqlite', sqliteHarness],
-  ['postgres', pgHarness],
-])('serve on %s', (_name, make) => {
-  const h = make();
-  beforeAll(() => h.setup());
-  afterAll(() => h.teardown());
+describe.each(STORES)('serve on %s', (_name, make) => {
+  const h = useStore(make);
 
   test('the reference thread: one threaded reply with the three Xen findings; the replies and a second source get nothing', async () => {
     const url = await h.freshUrl();
@@ -227,20 +184,15 @@ Jan
   });
 });
 
-describe.each<[string, () => StoreHarness]>([
-  ['sqlite', sqliteHarness],
-  ['postgres', pgHarness],
-])('serve with the real public-inbox source on %s', (_name, make) => {
-  const h = make();
-  beforeAll(() => h.setup());
-  afterAll(() => h.teardown());
+describe.each(STORES)('serve with the real public-inbox source on %s', (_name, make) => {
+  const h = useStore(make);
 
   test('reads the archive from the beginning, answers the patch once, resumes after a restart', async () => {
     const inbox = TestInboxV2.create(join(dir, `inbox-${_name}`));
     for (const m of thread) inbox.append(m.raw);
     const url = await h.freshUrl();
     const cfg = config(url, { top: { sources: [{ type: 'public-inbox', path: inbox.dir, every: '100ms', start: 'beginning' }] } });
-    let svc = await Service.open({ config: cfg, rules, logger: pino({ level: 'silent' }) });
+    let svc = await kit.open(cfg);
     const key = svc.sources[0]!.key;
     try {
       await svc.runOnce(ONCE);
@@ -253,7 +205,7 @@ describe.each<[string, () => StoreHarness]>([
     // New mail after a restart: a re-send of the patch (same code, answered already) and a new patch.
     inbox.append(variantOfPatch(thread[0]!, { messageId: '<resend@citrix.com>', subject: "[PATCH v2 RESEND 1/9] x86/domain: Ensure a vCPU's FPU is reset early" }).raw);
     inbox.append(variantOfPatch(thread[0]!, { messageId: '<new-patch@citrix.com>', subject: '[PATCH 1/1] x86/fpu: Same reset, new patch' }).raw);
-    svc = await Service.open({ config: cfg, rules, logger: pino({ level: 'silent' }) });
+    svc = await kit.open(cfg);
     try {
       await svc.runOnce(ONCE);
       expect(rx.messages.map((m) => header(m.raw, 'In-Reply-To'))).toEqual([PATCH_ID, '<new-patch@citrix.com>']);
@@ -265,9 +217,7 @@ describe.each<[string, () => StoreHarness]>([
 });
 
 describe('serve policies end to end (SQLite)', () => {
-  const h = sqliteHarness();
-  beforeAll(() => h.setup());
-  afterAll(() => h.teardown());
+  const h = useStore(sqliteHarness);
 
   test('reply: off writes the reply to the outbox dir and sends nothing', async () => {
     const cfg = config(await h.freshUrl(), { reply: 'off' });
@@ -488,7 +438,7 @@ Review-Bot-Ignore: xen/idle-vcpu-path
       src.push([garbage, truncated, big, injectedFrom, empty], 'h1');
       await svc.settle();
 
-      const errors = mem.lines().filter((l) => l.msg && String(l.msg).startsWith('message skipped'));
+      const errors = mem.lines.filter((l) => l.msg && String(l.msg).startsWith('message skipped'));
       expect(errors.map((e) => e.ref).sort()).toEqual(['empty:0', 'garbage:0']);
       expect(errors.every((e) => e.source === 'test:hostile')).toBe(true);
 
@@ -524,7 +474,7 @@ test('--once with a source that cannot poll on demand: read until it is quiet', 
     const inner = new TestSource('push:one');
     // Only the LiveSource contract: no pollNow().
     const push = { key: inner.key, run: inner.run.bind(inner), health: inner.health.bind(inner) };
-    const svc = await Service.open({ config: config(await h.freshUrl()), sources: [push], rules, logger: pino({ level: 'silent' }) });
+    const svc = await kit.open(config(await h.freshUrl()), [push]);
     try {
       inner.push(thread, null);
       const t0 = Date.now();
@@ -557,7 +507,7 @@ test('a message the reviewer chokes on is given up after 3 tries; the queue move
     await svc.intake({ key: 't' }, { messages: thread, position: 'p' });
     for (let i = 0; i < 3; i++) await svc.processPending();
     expect(await svc.store.pendingMessages(10)).toEqual([]);
-    const lines = mem.lines().filter((l) => l.messageId === PATCH_ID);
+    const lines = mem.lines.filter((l) => l.messageId === PATCH_ID);
     expect(lines.filter((l) => l.msg === 'processing: review failed')).toHaveLength(3);
     expect(lines.some((l) => l.msg === 'processing: giving up on this message (left unreviewed)')).toBe(true);
     expect(rx.messages).toHaveLength(0);
