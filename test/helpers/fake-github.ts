@@ -6,6 +6,8 @@
 // line of the PR's diff, as GitHub does.
 import type { LlmReviewer } from '../../src/llm/review.js';
 import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { sign } from '@octokit/webhooks-methods';
@@ -20,11 +22,12 @@ import { prDiff, type PrFile } from '../../src/github/pr.js';
 import type { OctokitClass } from '../../src/github/octokit.js';
 import { GITHUB_DEFAULTS, type GithubSettings } from '../../src/github/config.js';
 import { GithubIntegration } from '../../src/github/integration.js';
+import type { LoadError } from '../../src/rules/load.js';
 import type { KnowledgeBase, RuleSpec } from '../../src/rules/types.js';
 import { buildConfig, type ServeConfig } from '../../src/serve/config.js';
 import { startHttp, type HttpHandle } from '../../src/serve/http.js';
 import { openStore, type Store } from '../../src/store/store.js';
-import { XEN_THREAD, mboxMessages } from './serve.js';
+import { XEN_THREAD, builtinRules, mboxMessages, type Rules } from './serve.js';
 
 /** ProbotOctokit without throttling and retries (the function form keeps Probot's other defaults). */
 export const TestOctokit = ProbotOctokit.defaults((instanceOptions: Record<string, unknown>) => ({
@@ -253,6 +256,74 @@ export async function appHarness(o: {
       await store.close();
     },
   };
+}
+
+// ---------------------------------------------------------------- a test file's set-up for the App, GitHub nocked
+
+/** The mirror pull request of these tests: xen-project/xen#12, which changes FILE. */
+export const OWNER = 'xen-project';
+export const REPO = 'xen';
+export const FULL = `${OWNER}/${REPO}`;
+export const PR = 12;
+export const FILE = 'xen/arch/x86/domain.c';
+
+export interface AppTestKit {
+  rules: Rules;
+  /** What loading the rules reported. */
+  packErrors: LoadError[];
+  /** The reference patch as a commit (xenCommit()). */
+  commit: FakeCommit;
+  /** A temp folder for the harnesses' stores and outboxes, removed after the file. */
+  dir: string;
+  /** appHarness() in `dir` with these rules. */
+  harness(settings?: Partial<GithubSettings>, llm?: (store: Store) => LlmReviewer): Promise<AppHarness>;
+}
+
+/**
+ * The set-up of a test file that drives the App with GitHub nocked: in beforeAll the rules, the
+ * commit and the temp folder (the kit's fields are filled then), and no network but loopback; in
+ * afterAll the network back and the folder gone. Call it before the file's own hooks.
+ */
+export function appTestKit(tmpPrefix: string): AppTestKit {
+  const kit: AppTestKit = {
+    rules: { rules: [], kb: {} as KnowledgeBase },
+    packErrors: [],
+    commit: null as unknown as FakeCommit,
+    dir: '',
+    harness: (settings, llm) => appHarness({ dir: kit.dir, rules: kit.rules, settings, llm }),
+  };
+  beforeAll(async () => {
+    ({ rules: kit.rules, errors: kit.packErrors } = builtinRules());
+    kit.commit = await xenCommit();
+    kit.dir = mkdtempSync(join(tmpdir(), tmpPrefix));
+    nock.disableNetConnect();
+    nock.enableNetConnect('127.0.0.1');
+  });
+  afterAll(() => {
+    nock.enableNetConnect();
+    nock.restore();
+    rmSync(kit.dir, { recursive: true, force: true });
+  });
+  return kit;
+}
+
+/** nock: the App's installation token. */
+export function installationToken(scope = nock(API)): nock.Scope {
+  return scope.post(`/app/installations/${INSTALLATION_ID}/access_tokens`).reply(201, { token: 'ghs_test', expires_at: new Date(Date.now() + 3600e3).toISOString() });
+}
+
+/** nock: no .github/patchvet.yml, neither in the repository nor in the owner's .github repository. */
+export function noRepoConfig(scope = nock(API)): nock.Scope {
+  return scope
+    .get(`/repos/${FULL}/contents/.github%2Fpatchvet.yml`)
+    .reply(404, { message: 'Not Found' })
+    .get(`/repos/${OWNER}/.github/contents/.github%2Fpatchvet.yml`)
+    .reply(404, { message: 'Not Found' });
+}
+
+/** Sign a delivery with SECRET and POST it to the harness; the HTTP status. */
+export async function sendWebhook(h: AppHarness, event: string, payload: unknown): Promise<number> {
+  return (await postWebhook(h.http.port, await delivery(SECRET, event, payload))).status;
 }
 
 // ---------------------------------------------------------------- a fake GitHub server

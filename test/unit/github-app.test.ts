@@ -3,8 +3,7 @@
 // exact requests asserted: the review body, each inline comment's path/line/side/body, the check
 // run and its annotations, the edits that mark findings resolved. Throttling and retries are off
 // (ProbotOctokit.defaults, function form); the App key is generated here.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import nock from 'nock';
 import { parse as parseYaml } from 'yaml';
@@ -13,78 +12,56 @@ import { cappedOctokit } from '../../src/github/octokit.js';
 import { recordFromRaw } from '../../src/mail/record.js';
 import type { Finding } from '../../src/model.js';
 import { reviewRecord } from '../../src/review/review.js';
-import { loadPacks } from '../../src/rules/load.js';
-import type { KnowledgeBase, RuleSpec } from '../../src/rules/types.js';
 import {
   API,
+  FILE,
+  FULL,
   INSTALLATION_ID,
-  appHarness,
+  OWNER,
+  PR,
+  REPO,
+  appTestKit,
   delivery,
+  installationToken,
+  noRepoConfig,
   postWebhook,
   SECRET,
   pullRequestPayload,
-  xenCommit,
+  sendWebhook as send,
   xenMails,
-  type AppHarness,
   type FakeCommit,
 } from '../helpers/fake-github.js';
-import type { GithubSettings } from '../../src/github/config.js';
 import { llmConfigFromEnv } from '../../src/llm/config.js';
 import { LlmReviewer } from '../../src/llm/review.js';
 import { FakeOpenAI, answer } from '../helpers/fake-openai.js';
 
-const OWNER = 'xen-project';
-const REPO = 'xen';
-const FULL = `${OWNER}/${REPO}`;
-const PR = 12;
 const BASE = 'b'.repeat(40);
-const FILE = 'xen/arch/x86/domain.c';
 const FPS = { alloc: 'aea885b86bdad191', order: '2d5a14dc2de5ff3f', idle: 'f9d80aceeb9eacb7' };
 
-let rules: { rules: RuleSpec[]; kb: KnowledgeBase };
+const kit = appTestKit('patchvet-github-app-');
+const harness = kit.harness;
 let commit: FakeCommit;
 let listFindings: Finding[];
 let dir: string;
 
 beforeAll(async () => {
-  const packs = loadPacks();
-  expect(packs.errors).toEqual([]);
-  rules = { rules: packs.rules, kb: packs.kb };
-  commit = await xenCommit();
+  ({ commit, dir } = kit);
+  expect(kit.packErrors).toEqual([]);
   // What the list review says about the same patch: the PR must get the same findings.
-  listFindings = reviewRecord(await recordFromRaw(xenMails()[0]!), { rules: rules.rules, kb: rules.kb });
+  listFindings = reviewRecord(await recordFromRaw(xenMails()[0]!), { rules: kit.rules.rules, kb: kit.rules.kb });
   expect(listFindings.map((f) => f.fingerprint)).toEqual([FPS.alloc, FPS.order, FPS.idle]);
-  dir = mkdtempSync(join(tmpdir(), 'patchvet-github-app-'));
-  nock.disableNetConnect();
-  nock.enableNetConnect('127.0.0.1');
 });
-
-afterAll(() => {
-  nock.enableNetConnect();
-  nock.restore();
-  rmSync(dir, { recursive: true, force: true });
-});
-
-const harness = (settings: Partial<GithubSettings> = {}) => appHarness({ dir, rules, settings });
-
-/** Sign and POST a delivery; the HTTP status. */
-async function send(h: AppHarness, event: string, payload: unknown): Promise<number> {
-  return (await postWebhook(h.http.port, await delivery(SECRET, event, payload))).status;
-}
 
 const pr = (head: string) => ({ owner: OWNER, repo: REPO, number: PR, head, base: BASE, author: 'rosslagerwall' });
 
 /** The requests every review makes before it writes: token, config (repo, then owner's .github), commits, diffs, files, what is there. */
 function readsFor(c: FakeCommit, existing: { comments?: unknown[]; reviews?: unknown[]; token?: boolean; config?: string | null } = {}) {
   const scope = nock(API);
-  if (existing.token !== false) {
-    scope.post(`/app/installations/${INSTALLATION_ID}/access_tokens`).reply(201, { token: 'ghs_test', expires_at: new Date(Date.now() + 3600e3).toISOString() });
-  }
+  if (existing.token !== false) installationToken(scope);
   if (existing.config) {
     scope.get(`/repos/${FULL}/contents/.github%2Fpatchvet.yml`).reply(200, existing.config, { 'content-type': 'text/plain; charset=utf-8' });
   } else {
-    scope.get(`/repos/${FULL}/contents/.github%2Fpatchvet.yml`).reply(404, { message: 'Not Found' });
-    scope.get(`/repos/${OWNER}/.github/contents/.github%2Fpatchvet.yml`).reply(404, { message: 'Not Found' });
+    noRepoConfig(scope);
   }
   scope
     .get(`/repos/${FULL}/pulls/${PR}/commits`)
@@ -396,7 +373,7 @@ test('with the LLM pass on, its point joins the same review inline (llm/<categor
     }),
   );
   const llmConfig = llmConfigFromEnv({ OPENAI_BASE_URL: ai.url, PATCHVET_LLM_MODEL: 'review-model', PATCHVET_LLM_RETRIES: '0' })!;
-  const h = await appHarness({ dir, rules, llm: (store) => new LlmReviewer(llmConfig, { store }) });
+  const h = await harness({}, (store) => new LlmReviewer(llmConfig, { store }));
   try {
     let review: { comments: Array<{ path: string; line: number; side: string; body: string }> } | undefined;
     let check: { conclusion: string; output: { annotations: Array<{ start_line: number; title: string }> } } | undefined;

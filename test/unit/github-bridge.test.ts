@@ -6,68 +6,50 @@
 //   - a PR review comment from an allowlisted user is forwarded to the list through the outbox,
 //     threaded under the right patch mail; others (and bots, and patchvet itself) are not; the
 //     forward coming back through the list is not mirrored back, an answer to it is.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import nock from 'nock';
+import type nock from 'nock';
 import { GithubIntegration, indexEntry } from '../../src/github/integration.js';
 import { recordFromRaw } from '../../src/mail/record.js';
 import { assembleThread } from '../../src/thread/assemble.js';
 import { buildThreads } from '../../src/thread/jwz.js';
 import type { MessageRecord } from '../../src/model.js';
-import { loadPacks } from '../../src/rules/load.js';
-import type { KnowledgeBase, RuleSpec } from '../../src/rules/types.js';
 import type { GithubSettings } from '../../src/github/config.js';
 import {
-  API,
+  FILE,
+  FULL,
   INSTALLATION_ID,
-  SECRET,
-  appHarness,
-  delivery,
-  postWebhook,
+  OWNER,
+  PR,
+  REPO,
+  appTestKit,
+  installationToken,
+  noRepoConfig,
   reviewCommentPayload,
-  xenCommit,
+  sendWebhook,
   xenMails,
   type AppHarness,
   type FakeCommit,
 } from '../helpers/fake-github.js';
 import { ANSWER_ID, FIXTURES, PATCH_ID, REVIEW_ID, header, mboxMessages, rawMail } from '../helpers/serve.js';
 
-const OWNER = 'xen-project';
-const REPO = 'xen';
-const FULL = `${OWNER}/${REPO}`;
-const PR = 12;
 const HEAD = 'd'.repeat(40);
-const FILE = 'xen/arch/x86/domain.c';
 const LORE = (id: string) => `https://lore.kernel.org/xen-devel/${id.slice(1, -1)}/`;
 
-let rules: { rules: RuleSpec[]; kb: KnowledgeBase };
+const kit = appTestKit('patchvet-github-bridge-');
 let commit: FakeCommit;
 let mails: MessageRecord[];
 let raws: Buffer[];
-let dir: string;
 
 beforeAll(async () => {
-  const packs = loadPacks();
-  rules = { rules: packs.rules, kb: packs.kb };
-  commit = await xenCommit();
+  commit = kit.commit;
   const m = xenMails();
   raws = m.map((x) => x.raw);
   mails = await Promise.all(m.map((x) => recordFromRaw(x)));
-  dir = mkdtempSync(join(tmpdir(), 'patchvet-github-bridge-'));
-  nock.disableNetConnect();
-  nock.enableNetConnect('127.0.0.1');
-});
-
-afterAll(() => {
-  nock.enableNetConnect();
-  nock.restore();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 /** A harness whose store holds the thread mails, the patch indexed and linked to the PR. */
 async function linked(settings: Partial<GithubSettings> = {}, thread = [0]): Promise<AppHarness> {
-  const h = await appHarness({ dir, rules, settings });
+  const h = await kit.harness(settings);
   for (const i of thread) {
     await h.store.putMessage(mails[i]!, raws[i]!, { key: 'test', position: String(i) });
     await h.store.markProcessed(mails[i]!.messageId);
@@ -86,10 +68,6 @@ async function processMail(h: AppHarness, i: number, own = false): Promise<numbe
   return h.store.transaction((tx) => GithubIntegration.applyPlan(tx, plan));
 }
 
-function tokenAnd(scope = nock(API)) {
-  return scope.post(`/app/installations/${INSTALLATION_ID}/access_tokens`).reply(201, { token: 'ghs_test', expires_at: new Date(Date.now() + 3600e3).toISOString() });
-}
-
 function prReads(scope: nock.Scope) {
   return scope
     .get(`/repos/${FULL}/pulls/${PR}`)
@@ -102,7 +80,7 @@ function prReads(scope: nock.Scope) {
 // ---------------------------------------------------------------- list -> PR
 
 test('linking: a patch mail that arrives after the PR is linked by patch-id when serve processes it', async () => {
-  const h = await appHarness({ dir, rules });
+  const h = await kit.harness();
   try {
     const entry = indexEntry(mails[0]!)!;
     await h.store.putPrCommits(FULL, PR, [{ sha: commit.sha, patchId: entry.patchId, subjectKey: 'other title\nx@example.org', messageIds: [] }]);
@@ -124,7 +102,7 @@ test("a maintainer's reply on a linked PR: one review, the diff comment at line 
   try {
     expect(await processMail(h, 1)).toBe(1);
     let posted: Record<string, unknown> | undefined;
-    const scope = prReads(tokenAnd())
+    const scope = prReads(installationToken())
       .post(`/repos/${FULL}/pulls/${PR}/reviews`, (b) => ((posted = b), true))
       .reply(200, { id: 700 })
       .get(`/repos/${FULL}/pulls/${PR}/reviews/700/comments`)
@@ -178,7 +156,7 @@ test('a crash between posting the mirror and recording it: the retry finds the m
     expect(job?.kind).toBe('mirror');
     await new Promise((r) => setTimeout(r, 120));
     const markers = [0, 1, 2].map((i) => `<!-- patchvet:mail=%3C68469e6b-33c8-4020-bd8b-75afe8f6570a@citrix.com%3E#${i} -->`).join('\n');
-    const scope = prReads(tokenAnd())
+    const scope = prReads(installationToken())
       .get(`/repos/${FULL}/pulls/${PR}/comments`)
       .query({ per_page: 100 })
       .reply(200, [])
@@ -240,16 +218,12 @@ const HUNK = [
 const prInfo = { owner: OWNER, repo: REPO, number: PR, head: HEAD, base: 'b'.repeat(40) };
 
 async function comment(h: AppHarness, c: { id: number; login: string; body: string; type?: string }): Promise<number> {
-  const d = await delivery(SECRET, 'pull_request_review_comment', reviewCommentPayload(prInfo, { ...c, path: FILE, line: 525, diffHunk: HUNK }));
-  return (await postWebhook(h.http.port, d)).status;
+  return sendWebhook(h, 'pull_request_review_comment', reviewCommentPayload(prInfo, { ...c, path: FILE, line: 525, diffHunk: HUNK }));
 }
 
-function configReads(scope = nock(API)) {
-  return tokenAnd(scope)
-    .get(`/repos/${FULL}/contents/.github%2Fpatchvet.yml`)
-    .reply(404, { message: 'Not Found' })
-    .get(`/repos/${OWNER}/.github/contents/.github%2Fpatchvet.yml`)
-    .reply(404, { message: 'Not Found' });
+/** The token, then no repository config: what a forward reads before it decides. */
+function configReads() {
+  return noRepoConfig(installationToken());
 }
 
 test('a PR review comment from an allowlisted user is forwarded to the list as a threaded reply to the patch, once', async () => {
@@ -340,7 +314,7 @@ test('not forwarded: users outside the allowlist, bots, patchvet itself, reposit
     expect(await comment(h, { id: 2, login: 'andyhhp', body: 'x', type: 'Bot' })).toBe(200);
     expect(await comment(h, { id: 3, login: 'andyhhp', body: `**Andrew Cooper** wrote on the list\n<!-- patchvet:mail=%3Cx@y%3E#0 -->` })).toBe(200);
     expect(h.unmatched).toEqual([]); // refused before any request
-    const scope = tokenAnd()
+    const scope = installationToken()
       .get(`/repos/${FULL}/contents/.github%2Fpatchvet.yml`)
       .reply(200, 'forward: false\n', { 'content-type': 'text/plain; charset=utf-8' });
     expect(await comment(h, { id: 4, login: 'andyhhp', body: 'A real point.' })).toBe(200);
@@ -376,7 +350,7 @@ test('a conversation comment on the PR is forwarded as a reply to the series cov
       installation: { id: INSTALLATION_ID },
       sender: { login: 'andyhhp', type: 'User' },
     };
-    expect((await postWebhook(h.http.port, await delivery(SECRET, 'issue_comment', payload))).status).toBe(200);
+    expect(await sendWebhook(h, 'issue_comment', payload)).toBe(200);
     scope.done();
     const item = await h.store.getReply(`github-forward:${FULL}:issue-comment:77`);
     expect(item?.inReplyTo).toBe(cover.messageId);
@@ -386,7 +360,7 @@ test('a conversation comment on the PR is forwarded as a reply to the series cov
     expect(eml).toContain(`andyhhp commented on GitHub, ${FULL}#${PR}:\n<https://github.com/${FULL}/pull/${PR}#issuecomment-77>\n\nCould the series be split in two?\n`);
     // An issue (not a PR) is never forwarded.
     const issue = { ...payload, issue: { number: 99 }, comment: { ...payload.comment, id: 78 } };
-    expect((await postWebhook(h.http.port, await delivery(SECRET, 'issue_comment', issue))).status).toBe(200);
+    expect(await sendWebhook(h, 'issue_comment', issue)).toBe(200);
     expect(h.unmatched).toEqual([]);
     expect((await h.store.outboxStats()).queued).toBe(1);
   } finally {
@@ -395,7 +369,7 @@ test('a conversation comment on the PR is forwarded as a reply to the series cov
 });
 
 test('an unlinked PR: the comment is not forwarded (there is no patch mail to answer)', async () => {
-  const h = await appHarness({ dir, rules, settings: { forward: [{ repo: FULL, users: ['andyhhp'] }] } });
+  const h = await kit.harness({ forward: [{ repo: FULL, users: ['andyhhp'] }] });
   try {
     const scope = configReads();
     expect(await comment(h, { id: 6, login: 'andyhhp', body: 'A real point.' })).toBe(200);
