@@ -14,7 +14,15 @@ let reader: SpoolReader | null = null;
 // Fault injection for the pool's crash-recovery test: a mail containing this marker kills the worker.
 const CRASH_MARKER = process.env.PATCHVET_TEST_WORKER_CRASH_MARKER;
 
-parentPort!.on('message', async (req: WorkerRequest) => {
+// Requests are handled one at a time, in the order they came: parsing awaits mailparser, and a
+// second request started meanwhile would interleave with the first and could be answered
+// before it (the pool matches answers to requests by order).
+let queue: Promise<void> = Promise.resolve();
+parentPort!.on('message', (req: WorkerRequest) => {
+  queue = queue.then(() => handle(req));
+});
+
+async function handle(req: WorkerRequest): Promise<void> {
   let reply: WorkerReply;
   if (req.kind === 'parse') {
     const results: ParseResult[] = [];
@@ -33,4 +41,4 @@ parentPort!.on('message', async (req: WorkerRequest) => {
   }
   sink.writer.flush();
   parentPort!.postMessage(reply);
-});
+}

@@ -136,3 +136,27 @@ test('a parser worker that dies costs only the message that killed it', () => {
   expect(ids).not.toContain('<0471e754-9ea7-4fb5-b573-b770713b2f53@citrix.com>');
   expect(ids).toHaveLength(2);
 });
+
+test('a worker answers its batches in the order they came, so the first copy of a duplicate wins', () => {
+  // One worker, two batches in flight: a 1.2 MB patch (slow to parse) fills the first, a short
+  // re-send with the same Message-ID the second. Handled concurrently, the short batch would be
+  // answered first and its copy would win.
+  const hunk = Array.from({ length: 24000 }, (_, i) => `+\tx${i} = compute(x${i - 1}, ${i}); /* line ${i} */`).join('\n');
+  const big =
+    'From mboxrd@z Thu Jan  1 00:00:00 1970\nFrom: A <a@example.org>\nSubject: [PATCH] first copy\n' +
+    'Message-ID: <dup@example.org>\nDate: Tue, 24 Mar 2026 18:19:29 +0000\n\nBody.\n\nSigned-off-by: A <a@example.org>\n---\n' +
+    'diff --git a/f.c b/f.c\n--- a/f.c\n+++ b/f.c\n@@ -0,0 +1,24000 @@\n' + hunk + '\n\n';
+  const small =
+    'From mboxrd@z Thu Jan  1 00:00:00 1970\nFrom: A <a@example.org>\nSubject: [PATCH] second copy\n' +
+    'Message-ID: <dup@example.org>\nDate: Tue, 24 Mar 2026 18:20:29 +0000\n\nShort.\n\n';
+  expect(big.length).toBeGreaterThan(1024 * 1024);
+  const res = spawnSync(join(process.cwd(), 'bin/patchvet'), ['threads', '-', '--format', 'json', '--workers', '1'], {
+    input: big + small,
+    encoding: 'utf8',
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  expect(res.status).toBe(0);
+  const doc = JSON.parse(res.stdout);
+  expect(doc.stats).toMatchObject({ messages: 2, duplicates: 1 });
+  expect(doc.threads.map((t: any) => t.subject)).toEqual(['[PATCH] first copy']);
+});
