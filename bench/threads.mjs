@@ -1,6 +1,6 @@
 // npm run bench: `patchvet threads` on the real linux-hyperv sample and on a large generated
 // mbox (default 1 GB; BENCH_MB=... to change, BENCH_RUNS=n to repeat each input, BENCH_BIN and
-// BENCH_ONLY below). Prints
+// BENCH_ONLY, BENCH_WORKERS below). Prints
 // messages/s (wall clock), CPU per message (user+sys of the whole process: main thread, parser
 // workers, V8's GC and compiler threads) and peak RSS (VmHWM of the process, which covers its
 // worker threads). Figures only, no assertions: on a shared machine wall-clock throughput
@@ -20,6 +20,8 @@ const big = join(out, `generated-${bigMb}mb.mbox`);
 /** The patchvet to run (BENCH_BIN=... to compare another build); BENCH_ONLY=real|big runs one input. */
 const bin = process.env.BENCH_BIN ?? join(root, 'bin', 'patchvet');
 const only = process.env.BENCH_ONLY;
+/** BENCH_WORKERS=1,2 runs each input once per worker count (default: patchvet's own, one per core). */
+const workerCounts = process.env.BENCH_WORKERS ? process.env.BENCH_WORKERS.split(',').map((w) => w.trim()) : [null];
 /** Linux clock ticks per second (USER_HZ), the unit of utime/stime in /proc. */
 const TICKS = 100;
 
@@ -78,15 +80,16 @@ function tailStats(file) {
 
 async function measure(label, input) {
   const outFile = join(out, 'threads.json');
-  for (let i = 0; i < runs; i++) {
+  for (let i = 0; i < runs * workerCounts.length; i++) {
+    const workers = workerCounts[i % workerCounts.length];
     const fd = openSync(outFile, 'w');
     // bin/patchvet itself, so its shebang's V8 flags (heap limits) apply as they do for users.
-    const r = await run(bin, ['threads', input, '--format', 'json'], { stdout: fd });
+    const r = await run(bin, ['threads', input, '--format', 'json', ...(workers ? ['--workers', workers] : [])], { stdout: fd });
     closeSync(fd);
     const n = tailStats(outFile)?.messages ?? 0;
     const mb = statSync(input).size / (1024 * 1024);
     console.log(
-      `${label}: ${n} messages (${mb.toFixed(0)} MB on disk) in ${r.seconds.toFixed(1)} s = ${Math.round(n / r.seconds)} messages/s; ` +
+      `${label}${workers ? ` [${workers} worker${workers === '1' ? '' : 's'}]` : ''}: ${n} messages (${mb.toFixed(0)} MB on disk) in ${r.seconds.toFixed(1)} s = ${Math.round(n / r.seconds)} messages/s; ` +
         `CPU ${r.cpu.toFixed(1)} s = ${((r.cpu * 1000) / Math.max(1, n)).toFixed(2)} ms/message; ` +
         `peak RSS ${r.peakMb.toFixed(0)} MB; exit ${r.code}`,
     );

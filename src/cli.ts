@@ -50,7 +50,14 @@ async function threadsCommand(inputs: string[], opts: { format: string; workers?
         await out.write((first ? '\n' : ',\n') + JSON.stringify(threadJson(corpus.thread(t), seriesOf)));
         first = false;
       }
-      await out.write('\n],"series":' + JSON.stringify(corpus.series.map(seriesJson)));
+      // One series at a time too: as one string, the list would be a transient as large as the archive's series.
+      await out.write('\n],"series":[');
+      first = true;
+      for (const s of corpus.series) {
+        await out.write((first ? '' : ',') + JSON.stringify(seriesJson(s)));
+        first = false;
+      }
+      await out.write(']');
       await out.write(',"errors":' + JSON.stringify(corpus.errors) + ',"stats":' + JSON.stringify(corpus.stats) + '}\n');
     }
     for (const e of corpus.errors) io.stderr.write(`patchvet: ${e.source}: ${e.message}\n`);
