@@ -117,6 +117,10 @@ export function plainDiffNames(oldName: string | null, newName: string | null): 
   if (po !== o || pn !== n) {
     o = po;
     n = pn;
+  } else if (o !== null && n !== null && o.startsWith('a/') && n.startsWith('a/') && o.length > 2 && n.length > 2) {
+    // quilt as used for the -mm tree: "--- a/mm/util.c~fix-name" / "+++ a/mm/util.c" (patch -p1 applies it).
+    o = o.slice(2);
+    n = n.slice(2);
   } else if (o !== null && n !== null) {
     const os = o.indexOf('/');
     const ns = n.indexOf('/');
@@ -132,6 +136,8 @@ export function plainDiffNames(oldName: string | null, newName: string | null): 
         break;
       }
     }
+    // quilt's backup copy: the file name, '~' and the patch's name.
+    if (o.startsWith(n + '~') && !o.slice(n.length).includes('/')) o = n;
   }
   return [o, n];
 }

@@ -360,6 +360,40 @@ describe('diffs without "diff --git"', () => {
   });
 });
 
+test('quilt headers as the -mm tree sends them: "--- a/f~patch-name" / "+++ a/f" name f', () => {
+  // The shape of Andrew Morton's mm-commits mails (seen in the linux-hyperv sample), applied with patch -p1.
+  const text = [
+    '--- a/mm/util.c~mm-various-small-mmap_prepare-cleanups-fix',
+    '+++ a/mm/util.c',
+    '@@ -1140,6 +1140,6 @@ int compat_vma_mmap(struct file *file, struct vm_area_struct *vma)',
+    ' {',
+    ' \tstruct vm_area_desc desc;',
+    '-\tint err;',
+    '+\tint err = 0;',
+    ' ',
+    ' \terr = vfs_mmap_prepare(file, &desc);',
+    ' \tif (err)',
+    '--- a/include/linux/mm.h~mm-various-small-mmap_prepare-cleanups-fix',
+    '+++ a/include/linux/mm.h',
+    '@@ -10,1 +10,1 @@',
+    '-old',
+    '+new',
+    '',
+  ].join('\n');
+  const diff = parseDiff(text);
+  expect(diff.damage).toEqual([]);
+  expect(diff.files.map((f) => [f.status, f.oldPath, f.newPath])).toEqual([
+    ['modified', 'mm/util.c', 'mm/util.c'],
+    ['modified', 'include/linux/mm.h', 'include/linux/mm.h'],
+  ]);
+  expect(diff.files[0].hunks[0].lines.find((l) => l.kind === 'add')).toMatchObject({ newLine: 1142, fn: 'compat_vma_mmap' });
+});
+
+test('plain diffs without a/ on both sides keep their first directory ("--- xen/foo.c.orig" / "+++ xen/foo.c")', () => {
+  const diff = parseDiff(['--- xen/common/foo.c.orig', '+++ xen/common/foo.c', '@@ -1 +1 @@', '-a', '+b', ''].join('\n'));
+  expect(diff.files.map((f) => [f.oldPath, f.newPath])).toEqual([['xen/common/foo.c', 'xen/common/foo.c']]);
+});
+
 // ---------------------------------------------------------------- hunk boundaries
 
 describe('hunk boundaries by the counts', () => {
