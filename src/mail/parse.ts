@@ -466,9 +466,26 @@ export function applyInBodyHeaders(text: string): InBody {
   // Skip leading blank lines, then read header-like lines.
   let p = 0;
   while (p <= end && line(p).trim() === '') p = next(p);
+  // format-patch output pasted into the body starts with its "From <commit> Mon Sep 17 ..."
+  // line: git mailinfo skips it and reads the From:/Subject: below it. mailinfo sees it as
+  // ">From ..." (mboxo escaping, kept by git am's mailsplit); patchvet's mbox reader removes
+  // that ">", so both shapes are skipped to give the author git am gives on the archive.
+  let afterSeparator = -1;
+  if (p <= end && FORMAT_PATCH_SEPARATOR.test(line(p).replace(/\r$/, ''))) {
+    p = afterSeparator = next(p);
+    while (p <= end && line(p).trim() === '') p = next(p);
+  }
   let seen = false;
   while (p <= end) {
     const l = line(p).replace(/\r$/, '');
+    if (/^\[PATCH\][ \t]/.test(l)) {
+      // git mailinfo: a "[PATCH] title" line among the in-body headers is the Subject (the
+      // convention from before format-patch wrote a Subject: line).
+      res.subject = l.replace(/\s+/g, ' ').trim();
+      seen = true;
+      p = next(p);
+      continue;
+    }
     const m = /^(From|Subject|Date)[ \t]*:[ \t]*(.*)$/i.exec(l);
     if (!m) break;
     let value = m[2];
@@ -487,14 +504,20 @@ export function applyInBodyHeaders(text: string): InBody {
   }
   if (seen && (p > end || line(p).trim() === '')) {
     res.body = body.slice(p).replace(/^\n+/, '');
-  } else if (seen) {
-    // "From: x" followed directly by text is prose, not an in-body header block.
-    res.from = null;
-    res.subject = null;
-    res.date = null;
+  } else {
+    if (seen) {
+      // "From: x" followed directly by text is prose, not an in-body header block.
+      res.from = null;
+      res.subject = null;
+      res.date = null;
+    }
+    if (afterSeparator >= 0) res.body = body.slice(afterSeparator).replace(/^\n+/, '');
   }
   return res;
 }
+
+/** The first line of a `git format-patch` file, ">"-escaped or not, as git's is_format_patch_separator reads it. */
+const FORMAT_PATCH_SEPARATOR = /^>?From [0-9a-f]{40} Mon Sep 17 00:00:00 2001$/;
 
 export function isScissorsLine(line: string): boolean {
   const t = line.trim();
