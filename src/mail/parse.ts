@@ -31,6 +31,12 @@ export interface ParsedMail {
   flowed: boolean;
   automated: boolean;
   warnings: string[];
+  /**
+   * The real sender when a mailing list rewrote From: to its own address (DMARC mitigation:
+   * From: "Jane Doe via Xen-devel" <xen-devel@lists...>), read from the header named in
+   * `header`. Absent or null when From: was not rewritten. buildRecord takes it as the author.
+   */
+  originalFrom?: { address: Address; header: 'X-Original-From' | 'Reply-To' } | null;
 }
 
 const PARSER_OPTIONS = {
@@ -142,6 +148,7 @@ export async function parseMail(msg: RawMessage): Promise<ParsedMail> {
     flowed,
     automated: isAutomated(mp, rawHeaders, fromObj),
     warnings,
+    originalFrom: dmarcOriginalSender(rawHeaders, fromObj),
   };
 }
 
@@ -338,6 +345,79 @@ function listIds(mp: MimeParts, rawHeaders: Buffer): string[] {
   }
   void mp;
   return [...out];
+}
+
+/**
+ * Lists whose senders' domains publish DMARC p=reject rewrite From: to the list's own address
+ * and keep the sender elsewhere: Google Groups in X-Original-From ("'Jane Doe' via Group"
+ * <group@googlegroups.com>), Mailman in Reply-To ("Jane Doe via Xen-devel"
+ * <xen-devel@lists.xenproject.org>). A list is never a patch's author, so when From: is the
+ * list's address (its List-Post mailto, or its List-Id with the "@" as a ".") the sender is
+ * taken back from X-Original-From, which exists only to carry a rewritten From, or else from
+ * Reply-To, but only when the display name also says "<name> via <list>": Reply-To is set for
+ * many other reasons (reply-to-list, a sender's other address).
+ */
+function dmarcOriginalSender(rawHeaders: Buffer, from: Address): ParsedMail['originalFrom'] {
+  if (!from.address || !isListAddress(rawHeaders, from.address)) return null;
+  const pick = (header: 'X-Original-From' | 'Reply-To'): Address | null => {
+    const value = headerValue(rawHeaders, header);
+    if (!value) return null;
+    for (const part of splitAddressList(decodeWords(value))) {
+      const a = parseAddressText(part);
+      if (a && a.address.includes('@') && a.address !== from.address && !isListAddress(rawHeaders, a.address)) return a;
+    }
+    return null;
+  };
+  const xof = pick('X-Original-From');
+  if (xof) return { address: xof, header: 'X-Original-From' };
+  if (!/\svia\s+\S.*$/.test(from.name)) return null;
+  const rt = pick('Reply-To');
+  return rt ? { address: rt, header: 'Reply-To' } : null;
+}
+
+/** The address is the list's own: its List-Post mailto, or its List-Id ("xen-devel.lists.xenproject.org"). */
+function isListAddress(rawHeaders: Buffer, address: string): boolean {
+  const post = headerValue(rawHeaders, 'list-post');
+  if (post) {
+    for (const m of post.matchAll(/mailto:([^>\s,?]+)/gi)) if (m[1].toLowerCase() === address) return true;
+  }
+  const id = headerValue(rawHeaders, 'list-id');
+  if (id) {
+    const m = /<([^>]+)>/.exec(id);
+    const listId = (m ? m[1] : id).trim().toLowerCase();
+    if (listId === address || listId === address.replace('@', '.')) return true;
+  }
+  return false;
+}
+
+/** Split "A <a@x>, \"B, b\" <b@y>" at the commas that separate addresses (not those in quotes or <>). */
+function splitAddressList(text: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  let quoted = false;
+  let angle = 0;
+  let paren = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '\\' && quoted) {
+      cur += c + (text[i + 1] ?? '');
+      i++;
+      continue;
+    }
+    if (c === '"') quoted = !quoted;
+    else if (!quoted && c === '<') angle++;
+    else if (!quoted && c === '>') angle = Math.max(0, angle - 1);
+    else if (!quoted && c === '(') paren++;
+    else if (!quoted && c === ')') paren = Math.max(0, paren - 1);
+    else if (c === ',' && !quoted && angle === 0 && paren === 0) {
+      if (cur.trim()) out.push(cur.trim());
+      cur = '';
+      continue;
+    }
+    cur += c;
+  }
+  if (cur.trim()) out.push(cur.trim());
+  return out;
 }
 
 function isAutomated(mp: MimeParts, rawHeaders: Buffer, from: Address): boolean {

@@ -48,7 +48,17 @@ export function buildRecord(m: ParsedMail): MessageRecord {
 
   const damage = diff ? [...diff.damage] : [];
   if (diff && m.flowed) damage.unshift('sent as format=flowed: the client may have re-wrapped or re-spaced diff lines');
-  const author = attachmentAuthor?.address ? attachmentAuthor : m.bodyFrom && m.bodyFrom.address ? m.bodyFrom : m.from;
+  // git am's order (an attached patch's own From:, then the in-body From:, then the sender),
+  // except that a From: a list rewrote to its own address (DMARC) gives way to the sender
+  // the list kept in X-Original-From/Reply-To: a list is never a patch's author.
+  let author = attachmentAuthor?.address ? attachmentAuthor : m.bodyFrom && m.bodyFrom.address ? m.bodyFrom : null;
+  if (!author && m.originalFrom) {
+    author = m.originalFrom.address;
+    warnings.push(
+      `author taken from ${m.originalFrom.header}: the list rewrote From: to its own address (${m.from.address}), as lists do for senders whose domain publishes DMARC p=reject`,
+    );
+  }
+  author ??= m.from;
 
   return {
     messageId: m.messageId,

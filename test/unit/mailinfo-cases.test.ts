@@ -1090,3 +1090,138 @@ Juergen Gross (1):
   expect(r.parsedSubject.series?.prefixes).toEqual(['GIT PULL']);
   expect(r.parsedSubject.clean).toBe(mi.subject);
 });
+
+// ---------------------------------------------------------------- DMARC-munged senders
+
+describe('senders rewritten by the list for DMARC', () => {
+  // Lists rewrite From: of senders whose domain publishes DMARC p=reject to the list's own
+  // address and keep the sender in Reply-To (Mailman) or X-Original-From (Google Groups).
+  // git mailinfo takes the rewritten From: as the author; patchvet takes the person back, as
+  // patchwork and b4 do: a list is never the author of a patch (deliberate difference).
+  const MAILMAN = `List-Id: Xen developer discussion <xen-devel.lists.xenproject.org>
+List-Post: <mailto:xen-devel@lists.xenproject.org>
+Sender: "Xen-devel" <xen-devel-bounces@lists.xenproject.org>`;
+
+  test('Mailman: From "Jane Doe via Xen-devel" <list>, the sender in Reply-To', async () => {
+    const [r, mi] = await both(
+      mail(`
+From: "Jane Doe via Xen-devel" <xen-devel@lists.xenproject.org>
+Reply-To: Jane Doe <jane@example.com>
+To: xen-devel@lists.xenproject.org
+Subject: [PATCH v2 2/5] xen/sched: don't finish a migration that is still running
+Date: Mon, 30 Mar 2026 09:00:00 +0000
+Message-ID: <20260330090000.1010-3-jane@example.com>
+In-Reply-To: <20260330090000.1010-1-jane@example.com>
+${MAILMAN}
+Content-Type: text/plain; charset=UTF-8
+
+Signed-off-by: Jane Doe <jane@example.com>
+---
+${SCHED_DIFF}`),
+    );
+    expectAgree(r, mi, ['author']);
+    expect(mi.author).toBe('Jane Doe via Xen-devel');
+    expect(mi.email).toBe('xen-devel@lists.xenproject.org');
+    expect(r.author).toEqual({ name: 'Jane Doe', address: 'jane@example.com' });
+    // The header From stays what the list sent.
+    expect(r.from).toEqual({ name: 'Jane Doe via Xen-devel', address: 'xen-devel@lists.xenproject.org' });
+    expect(r.warnings.filter((w) => /^author taken from Reply-To: the list rewrote From:/.test(w))).toHaveLength(1);
+    expect(r.kind).toBe('patch');
+    expect(r.parsedSubject.series).toMatchObject({ version: 2, index: 2, total: 5 });
+  });
+
+  test('Mailman with reply-to-list: the list in Reply-To is passed over, a quoted "Doe, Jane" is read whole', async () => {
+    const [r, mi] = await both(
+      mail(`
+From: "Doe, Jane via Xen-devel" <xen-devel@lists.xenproject.org>
+Reply-To: xen-devel@lists.xenproject.org, "Doe, Jane" <jane@example.com>
+To: xen-devel@lists.xenproject.org
+Subject: [PATCH] x86/hvm: fail domain creation without a params page
+Date: Mon, 30 Mar 2026 09:30:00 +0000
+Message-ID: <20260330093000.2020-1-jane@example.com>
+${MAILMAN}
+Content-Type: text/plain; charset=UTF-8
+
+Signed-off-by: Jane Doe <jane@example.com>
+---
+${HVM_DIFF}`),
+    );
+    expectAgree(r, mi, ['author']);
+    expect(mi.email).toBe('xen-devel@lists.xenproject.org');
+    expect(r.author).toEqual({ name: 'Doe, Jane', address: 'jane@example.com' });
+  });
+
+  test('Google Groups: From \'Jane Doe\' via Group <group>, the sender in X-Original-From (it wins over Reply-To)', async () => {
+    const [r, mi] = await both(
+      mail(`
+From: 'Jane Doe' via Xen ARM <xen-arm@googlegroups.com>
+X-Original-From: =?UTF-8?q?Jane_Do=C3=A9?= <jane@example.com>
+Reply-To: Jane Doe <jane.doe@home.example>
+To: xen-arm@googlegroups.com
+Subject: [PATCH] xen/arm: fail domain creation without a params page
+Date: Tue, 31 Mar 2026 10:00:00 +0000
+Message-ID: <20260331100000.3030-1-jane@example.com>
+List-Post: <https://groups.google.com/group/xen-arm/post>, <mailto:xen-arm@googlegroups.com>
+List-Id: <xen-arm.googlegroups.com>
+Mailing-list: list xen-arm@googlegroups.com; contact xen-arm+owners@googlegroups.com
+Content-Type: text/plain; charset=UTF-8
+
+Signed-off-by: Jane Doé <jane@example.com>
+---
+${HVM_DIFF}`),
+    );
+    expectAgree(r, mi, ['author']);
+    expect(mi.author).toBe("'Jane Doe' via Xen ARM");
+    expect(mi.email).toBe('xen-arm@googlegroups.com');
+    expect(r.author).toEqual({ name: 'Jane Doé', address: 'jane@example.com' });
+    expect(r.from.address).toBe('xen-arm@googlegroups.com');
+    expect(r.warnings.filter((w) => /^author taken from X-Original-From: the list rewrote From:/.test(w))).toHaveLength(1);
+  });
+
+  test('" via " in the name of a sender who is not the list: From is kept', async () => {
+    // A review tool relaying for a person: its address is not the list's, so nothing was
+    // rewritten by the list and Reply-To is not an author.
+    const [r, mi] = await both(
+      mail(`
+From: "Jane Doe via Gerrit" <gerrit@review.example.org>
+Reply-To: Jane Doe <jane@example.com>
+To: xen-devel@lists.xenproject.org
+Subject: [PATCH] xen/sched: don't finish a migration that is still running
+Date: Wed, 1 Apr 2026 11:00:00 +0000
+Message-ID: <gerrit.1743505200000.I0123456789abcdef@review.example.org>
+${MAILMAN}
+Content-Type: text/plain; charset=UTF-8
+
+Signed-off-by: Jane Doe <jane@example.com>
+---
+${SCHED_DIFF}`),
+    );
+    expectAgree(r, mi);
+    expect(r.author).toEqual({ name: 'Jane Doe via Gerrit', address: 'gerrit@review.example.org' });
+    expect(r.warnings.join(' ')).not.toMatch(/author taken from/);
+  });
+
+  test('a munged mail with an in-body From: the in-body author wins, as with git am', async () => {
+    const [r, mi] = await both(
+      mail(`
+From: "Jane Doe via Xen-devel" <xen-devel@lists.xenproject.org>
+Reply-To: Jane Doe <jane@example.com>
+To: xen-devel@lists.xenproject.org
+Subject: [PATCH 3/5] xen/xenbus: simplify xenbus_match()
+Date: Thu, 2 Apr 2026 12:00:00 +0000
+Message-ID: <20260402120000.4040-4-jane@example.com>
+${MAILMAN}
+Content-Type: text/plain; charset=UTF-8
+
+From: John Smith <john.smith@example.org>
+
+Signed-off-by: John Smith <john.smith@example.org>
+Signed-off-by: Jane Doe <jane@example.com>
+---
+${XENBUS_DIFF}`),
+    );
+    expectAgree(r, mi);
+    expect(r.author).toEqual({ name: 'John Smith', address: 'john.smith@example.org' });
+    expect(r.warnings.join(' ')).not.toMatch(/author taken from/);
+  });
+});
