@@ -1087,6 +1087,8 @@ Juergen Gross (1):
   expect(r.files).toEqual([]);
   expect(r.diff).toBeNull();
   expect(r.kind).not.toBe('patch');
+  // A marker and a diffstat but no diff: read like a cover letter, the head of what it pulls.
+  expect(r.kind).toBe('cover');
   expect(r.parsedSubject.series?.prefixes).toEqual(['GIT PULL']);
   expect(r.parsedSubject.clean).toBe(mi.subject);
 });
