@@ -39,7 +39,7 @@ export interface ParsedMail {
   originalFrom?: { address: Address; header: 'X-Original-From' | 'Reply-To' } | null;
 }
 
-const PARSER_OPTIONS = {
+export const PARSER_OPTIONS = {
   // Linkification and HTML conversion cost about half the throughput and patches never need them.
   skipHtmlToText: true,
   skipTextToHtml: true,
