@@ -25,9 +25,14 @@ function cleanJson(text: string): string {
   return text.replace(/(?<!\\)((?:\\\\)*)\\u(0000|d[89a-f][0-9a-f]{2})/gi, '$1\\ufffd');
 }
 
+/** 'patchvet' + 1, beside the migration lock (migrations.ts). */
+const GITHUB_CLAIM_LOCK_KEY = ((0x7061746368766574n & 0x7fffffffffffffffn) + 1n).toString();
+
 const dialect: Dialect = {
   name: 'postgres',
   skipLocked: 'FOR UPDATE SKIP LOCKED',
+  // A transaction-level advisory lock, released at commit: claims of GitHub jobs take turns.
+  githubClaimLock: `SELECT pg_advisory_xact_lock(${GITHUB_CLAIM_LOCK_KEY})`,
   json: (v) => cleanJson(JSON.stringify(v)),
   // pg parses json/jsonb columns itself.
   parseJson: (v) => v,

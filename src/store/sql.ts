@@ -46,6 +46,12 @@ export interface Dialect {
   readonly name: 'sqlite' | 'postgres';
   /** Appended to the claim query: lock the chosen rows and skip rows other claimers hold. */
   readonly skipLocked: string;
+  /**
+   * Run first in a GitHub job claim, to serialise claims across instances (null where the
+   * database already runs one writer at a time): the check "no job of this PR is running"
+   * is only sound if no other claim can take a job of the same PR meanwhile.
+   */
+  readonly githubClaimLock: string | null;
   /** A JSON value as a statement parameter. */
   json(value: unknown): unknown;
   /** A JSON column value as read back. */
@@ -892,8 +898,14 @@ export class SqlStore implements Store {
     if (!(n >= 1)) return [];
     const leaseMs = Math.max(1, Math.round(leaseSeconds * 1000));
     return this.atomic(async (c) => {
+      // Jobs of one PR never run on two instances at once (two pushes in quick succession must
+      // not both post a review): a PR with a job under a live lease is skipped. Jobs of one PR
+      // claimed together run one after the other in the claiming process (worker.ts).
+      if (this.d.githubClaimLock) await c.all(this.d.githubClaimLock);
       const picked = await c.all<{ key: string }>(
-        `SELECT key FROM github_jobs WHERE ${JOB_CLAIMABLE}${key === undefined ? '' : ' AND key = ?'} ORDER BY seq LIMIT ? ${this.d.skipLocked}`,
+        `SELECT key FROM github_jobs g WHERE ${JOB_CLAIMABLE}${key === undefined ? '' : ' AND key = ?'} AND NOT EXISTS (` +
+          "SELECT 1 FROM github_jobs o WHERE o.repo = g.repo AND o.pr = g.pr AND o.key <> g.key AND o.state = 'running' AND o.lease_until > @now" +
+          `) ORDER BY seq LIMIT ? ${this.d.skipLocked}`,
         key === undefined ? [n] : [key, n],
       );
       if (!picked.length) return [];

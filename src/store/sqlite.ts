@@ -31,6 +31,8 @@ const NOW_MS = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";
 const dialect: Dialect = {
   name: 'sqlite',
   skipLocked: '',
+  // BEGIN IMMEDIATE already makes every write transaction, claims included, take turns.
+  githubClaimLock: null,
   json: (v) => JSON.stringify(v),
   parseJson: (v) => (typeof v === 'string' ? JSON.parse(v) : v),
 };

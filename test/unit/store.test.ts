@@ -831,13 +831,13 @@ describe.each(harnesses)('store on %s', (_name, h) => {
     const job = { key: 'review:o/r#1@d1', kind: 'review', repo: 'o/r', pr: 1, installationId: 42, payload: { head: 'abc', n: [1, 2] } };
     expect(await s.enqueueGithubJob(job)).toBe(true);
     expect(await s.enqueueGithubJob({ ...job, payload: { other: true } })).toBe(false);
-    expect(await s.enqueueGithubJob({ ...job, key: 'mirror:o/r#1:<m@x>', kind: 'mirror' })).toBe(true);
+    expect(await s.enqueueGithubJob({ ...job, key: 'mirror:o/r#2:<m@x>', kind: 'mirror', pr: 2 })).toBe(true);
     // Claiming one key only.
     const [a] = await s.claimGithubJobs(5, 30, 'w1', job.key);
     expect(a).toMatchObject({ key: job.key, kind: 'review', state: 'running', attempts: 1, payload: { head: 'abc', n: [1, 2] }, installationId: 42 });
     expect(await other.claimGithubJobs(5, 30, 'w2', job.key)).toEqual([]);
     const rest = await other.claimGithubJobs(5, 30, 'w2');
-    expect(rest.map((j) => j.key)).toEqual(['mirror:o/r#1:<m@x>']);
+    expect(rest.map((j) => j.key)).toEqual(['mirror:o/r#2:<m@x>']);
     // Only the lease holder may finish.
     expect(await other.finishGithubJob(job.key, 'w2', { state: 'done' })).toBe(false);
     expect(await s.finishGithubJob(job.key, 'w1', { state: 'retry', at: new Date(Date.now() - 1000), error: 'HTTP 502' })).toBe(true);
@@ -849,11 +849,41 @@ describe.each(harnesses)('store on %s', (_name, h) => {
     expect(recovered).toMatchObject({ key: job.key, attempts: 3 });
     expect(await other.finishGithubJob(job.key, 'w2', { state: 'done' })).toBe(false); // lease taken over
     expect(await s.finishGithubJob(job.key, 'w1', { state: 'done' })).toBe(true);
-    expect(await other.finishGithubJob('mirror:o/r#1:<m@x>', 'w2', { state: 'failed', error: 'no such PR' })).toBe(true);
+    expect(await other.finishGithubJob('mirror:o/r#2:<m@x>', 'w2', { state: 'failed', error: 'no such PR' })).toBe(true);
     expect(await s.githubJobStats()).toEqual({ queued: 0, running: 0, done: 1, failed: 1 });
     expect(await s.claimGithubJobs(5, 30, 'w1')).toEqual([]);
-    expect((await s.getGithubJob('mirror:o/r#1:<m@x>'))!.lastError).toBe('no such PR');
+    expect((await s.getGithubJob('mirror:o/r#2:<m@x>'))!.lastError).toBe('no such PR');
     expect(await s.getGithubJob('nope')).toBeNull();
+  });
+
+  test('GitHub: no two instances run jobs of the same PR at once; other PRs go on', async () => {
+    const { url, s } = await fresh();
+    const other = await openS(url);
+    const job = (key: string, pr: number) => ({ key, kind: 'review', repo: 'o/r', pr, installationId: 42, payload: null });
+    await s.enqueueGithubJob(job('review:o/r#7@p1', 7));
+    await s.enqueueGithubJob(job('review:o/r#7@p2', 7));
+    await s.enqueueGithubJob(job('review:o/r#8@p1', 8));
+    // Instance 1 takes the first push of PR 7.
+    expect((await s.claimGithubJobs(1, 0.3, 'i1')).map((j) => j.key)).toEqual(['review:o/r#7@p1']);
+    // Instance 2 may not start the second push of PR 7 meanwhile, but takes PR 8.
+    expect((await other.claimGithubJobs(5, 30, 'i2')).map((j) => j.key)).toEqual(['review:o/r#8@p1']);
+    expect(await other.claimGithubJobs(5, 30, 'i2', 'review:o/r#7@p2')).toEqual([]);
+    // Once the first is done, the second can go (on either instance).
+    expect(await s.finishGithubJob('review:o/r#7@p1', 'i1', { state: 'done' })).toBe(true);
+    expect((await other.claimGithubJobs(5, 30, 'i2')).map((j) => j.key)).toEqual(['review:o/r#7@p2']);
+    expect(await other.finishGithubJob('review:o/r#7@p2', 'i2', { state: 'done' })).toBe(true);
+    // A lease that runs out (a crashed instance) does not block the PR for ever.
+    await s.enqueueGithubJob(job('review:o/r#7@p3', 7));
+    await s.enqueueGithubJob(job('review:o/r#7@p4', 7));
+    expect((await s.claimGithubJobs(1, 0.05, 'i1')).map((j) => j.key)).toEqual(['review:o/r#7@p3']);
+    expect(await other.claimGithubJobs(5, 30, 'i2')).toEqual([]);
+    await sleep(120);
+    expect((await other.claimGithubJobs(5, 30, 'i2')).map((j) => j.key).sort()).toEqual(['review:o/r#7@p3', 'review:o/r#7@p4']);
+    // Claims that race from both instances never split one PR's jobs between them.
+    await s.enqueueGithubJob(job('review:o/r#9@p1', 9));
+    await s.enqueueGithubJob(job('review:o/r#9@p2', 9));
+    const [x, y] = await Promise.all([s.claimGithubJobs(1, 30, 'i1'), other.claimGithubJobs(1, 30, 'i2')]);
+    expect([...x, ...y].map((j) => j.key)).toEqual(['review:o/r#9@p1']);
   });
 
   test('GitHub: a forwarded comment is recorded once, and found by its mail', async () => {
