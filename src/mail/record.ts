@@ -48,24 +48,25 @@ export function buildRecord(m: ParsedMail): MessageRecord {
 
   const damage = diff ? [...diff.damage] : [];
   if (diff && m.flowed) damage.unshift('sent as format=flowed: the client may have re-wrapped or re-spaced diff lines');
-  // git am's order (an attached patch's own From:, then the in-body From:, then the sender),
-  // except that a From: a list rewrote to its own address (DMARC) gives way to the sender
-  // the list kept in X-Original-From/Reply-To: a list is never a patch's author.
-  let author = attachmentAuthor?.address ? attachmentAuthor : m.bodyFrom && m.bodyFrom.address ? m.bodyFrom : null;
-  if (!author && m.originalFrom) {
-    author = m.originalFrom.address;
+  // A From: a list rewrote to its own address (DMARC) gives way to the sender the list kept in
+  // X-Original-From/Reply-To: the list neither wrote nor sent the mail, and everything that
+  // reads `from` (series grouping by sender, replies, reply policy) wants the person.
+  let from = m.from;
+  if (m.originalFrom) {
+    from = m.originalFrom.address;
     warnings.push(
-      `author taken from ${m.originalFrom.header}: the list rewrote From: to its own address (${m.from.address}), as lists do for senders whose domain publishes DMARC p=reject`,
+      `sender taken from ${m.originalFrom.header}: the list rewrote From: to its own address (${m.from.name ? `"${m.from.name}" ` : ''}<${m.from.address}>), as lists do for senders whose domain publishes DMARC p=reject`,
     );
   }
-  author ??= m.from;
+  // git am's order: an attached patch's own From:, then the in-body From:, then the sender.
+  const author = attachmentAuthor?.address ? attachmentAuthor : m.bodyFrom && m.bodyFrom.address ? m.bodyFrom : from;
 
   return {
     messageId: m.messageId,
     ref: m.ref,
     inReplyTo: m.inReplyTo,
     references: m.references,
-    from: m.from,
+    from,
     author,
     date: m.date ?? m.bodyDate,
     subject: m.subject,

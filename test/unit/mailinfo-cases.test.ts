@@ -1125,9 +1125,12 @@ ${SCHED_DIFF}`),
     expect(mi.author).toBe('Jane Doe via Xen-devel');
     expect(mi.email).toBe('xen-devel@lists.xenproject.org');
     expect(r.author).toEqual({ name: 'Jane Doe', address: 'jane@example.com' });
-    // The header From stays what the list sent.
-    expect(r.from).toEqual({ name: 'Jane Doe via Xen-devel', address: 'xen-devel@lists.xenproject.org' });
-    expect(r.warnings.filter((w) => /^author taken from Reply-To: the list rewrote From:/.test(w))).toHaveLength(1);
+    // The sender is the person too (series are grouped by sender; replies go to her); the
+    // warning keeps what the header said.
+    expect(r.from).toEqual({ name: 'Jane Doe', address: 'jane@example.com' });
+    expect(r.warnings).toContain(
+      'sender taken from Reply-To: the list rewrote From: to its own address ("Jane Doe via Xen-devel" <xen-devel@lists.xenproject.org>), as lists do for senders whose domain publishes DMARC p=reject',
+    );
     expect(r.kind).toBe('patch');
     expect(r.parsedSubject.series).toMatchObject({ version: 2, index: 2, total: 5 });
   });
@@ -1176,8 +1179,8 @@ ${HVM_DIFF}`),
     expect(mi.author).toBe("'Jane Doe' via Xen ARM");
     expect(mi.email).toBe('xen-arm@googlegroups.com');
     expect(r.author).toEqual({ name: 'Jane Doé', address: 'jane@example.com' });
-    expect(r.from.address).toBe('xen-arm@googlegroups.com');
-    expect(r.warnings.filter((w) => /^author taken from X-Original-From: the list rewrote From:/.test(w))).toHaveLength(1);
+    expect(r.from).toEqual({ name: 'Jane Doé', address: 'jane@example.com' });
+    expect(r.warnings.filter((w) => /^sender taken from X-Original-From: the list rewrote From:/.test(w))).toHaveLength(1);
   });
 
   test('" via " in the name of a sender who is not the list: From is kept', async () => {
@@ -1200,7 +1203,8 @@ ${SCHED_DIFF}`),
     );
     expectAgree(r, mi);
     expect(r.author).toEqual({ name: 'Jane Doe via Gerrit', address: 'gerrit@review.example.org' });
-    expect(r.warnings.join(' ')).not.toMatch(/author taken from/);
+    expect(r.from).toEqual(r.author);
+    expect(r.warnings.join(' ')).not.toMatch(/taken from/);
   });
 
   test('a munged mail with an in-body From: the in-body author wins, as with git am', async () => {
@@ -1224,6 +1228,8 @@ ${XENBUS_DIFF}`),
     );
     expectAgree(r, mi);
     expect(r.author).toEqual({ name: 'John Smith', address: 'john.smith@example.org' });
-    expect(r.warnings.join(' ')).not.toMatch(/author taken from/);
+    // The sender is still Jane, not the list.
+    expect(r.from).toEqual({ name: 'Jane Doe', address: 'jane@example.com' });
+    expect(r.warnings.filter((w) => /^sender taken from Reply-To:/.test(w))).toHaveLength(1);
   });
 });
