@@ -113,6 +113,117 @@ export interface DryRunEntry {
   body: unknown;
 }
 
+// ---------------------------------------------------------------- review threads (GraphQL)
+
+/** A review conversation on GitHub: its GraphQL node id and whether it is shown resolved. */
+export interface ReviewThread {
+  id: string;
+  isResolved: boolean;
+}
+
+/** Pages of 100 threads; past this many pages (10,000 threads) the rest stay as they are. */
+const MAX_THREAD_PAGES = 100;
+
+const REVIEW_THREADS_QUERY = `query($owner: String!, $name: String!, $number: Int!, $cursor: String) {
+  repository(owner: $owner, name: $name) {
+    pullRequest(number: $number) {
+      reviewThreads(first: 100, after: $cursor) {
+        nodes { id isResolved comments(first: 1) { nodes { databaseId } } }
+        pageInfo { hasNextPage endCursor }
+      }
+    }
+  }
+}`;
+
+const RESOLVE_THREAD_MUTATION = `mutation($threadId: ID!) {
+  resolveReviewThread(input: { threadId: $threadId }) { thread { id isResolved } }
+}`;
+
+const UNRESOLVE_THREAD_MUTATION = `mutation($threadId: ID!) {
+  unresolveReviewThread(input: { threadId: $threadId }) { thread { id isResolved } }
+}`;
+
+interface ThreadsPage {
+  repository: {
+    pullRequest: {
+      reviewThreads: {
+        nodes: Array<{ id: string; isResolved: boolean; comments: { nodes: Array<{ databaseId: number | null } | null> | null } | null } | null> | null;
+        pageInfo: { hasNextPage: boolean; endCursor: string | null };
+      } | null;
+    } | null;
+  } | null;
+}
+
+/** GitHub refused for want of permission (GraphQL FORBIDDEN, or HTTP 403 that is not a rate limit). */
+function forbidden(e: unknown): boolean {
+  const errors = (e as { errors?: Array<{ type?: string }> } | null)?.errors;
+  if (Array.isArray(errors) && errors.some((x) => x?.type === 'FORBIDDEN')) return true;
+  return statusOf(e) === 403 && !retryable(e);
+}
+
+/**
+ * Resolves and unresolves the review threads of patchvet's inline comments during one job. The
+ * threads are looked up once (on first need), and a GraphQL failure never fails the job nor
+ * stops the REST edits: the edited comment body is what records the state; the thread is how
+ * GitHub shows it (a resolved conversation is collapsed). After a refusal for want of
+ * permission, the rest of the job does not ask again (every thread would be refused alike).
+ */
+export class ThreadResolver {
+  private threads: Promise<Map<number, ReviewThread> | null> | null = null;
+  private refused = false;
+
+  constructor(
+    private readonly api: RepoApi,
+    private readonly n: number,
+    private readonly log: Logger,
+  ) {}
+
+  private get pr(): string {
+    return `${this.api.full}#${this.n}`;
+  }
+
+  /** The threads, read once per job; `commentId` is the comment that first needs them (for the log). */
+  private lookup(commentId: number): Promise<Map<number, ReviewThread> | null> {
+    this.threads ??= this.api.reviewThreads(this.n).catch((e: unknown) => {
+      this.note(e, commentId, 'could not read the review threads; conversations left as they are');
+      return null;
+    });
+    return this.threads;
+  }
+
+  private note(e: unknown, comment: number, msg: string): void {
+    const no = forbidden(e);
+    if (no) this.refused = true;
+    this.log.warn(
+      { pr: this.pr, comment, error: (e as Error).message, ...(no ? { forbidden: true } : {}) },
+      `github: ${msg}${no ? ' (GitHub refused it: resolving conversations is reported to need contents: write, which patchvet does not ask for)' : ''}`,
+    );
+  }
+
+  /** Show the thread of inline comment `commentId` resolved (or not). Never throws. */
+  async set(commentId: number, resolved: boolean): Promise<void> {
+    if (this.refused) return;
+    if (this.api.dry) {
+      await this.api.setThreadResolved(this.n, commentId, null, resolved);
+      return;
+    }
+    const threads = await this.lookup(commentId);
+    if (!threads || this.refused) return;
+    const t = threads.get(commentId);
+    if (!t) {
+      this.log.warn({ pr: this.pr, comment: commentId }, 'github: no review thread starts with this comment; conversation left as it is');
+      return;
+    }
+    if (t.isResolved === resolved) return; // already so (by patchvet earlier, or by a person)
+    try {
+      await this.api.setThreadResolved(this.n, commentId, t.id, resolved);
+      t.isResolved = resolved;
+    } catch (e) {
+      this.note(e, commentId, `could not ${resolved ? 'resolve' : 'unresolve'} the review thread; the comment edit stands`);
+    }
+  }
+}
+
 // ---------------------------------------------------------------- the API calls
 
 /** The requests patchvet makes for one repository; writes go through `write` (dry-run aware). */
@@ -272,6 +383,42 @@ export class RepoApi {
 
   updateReview(n: number, id: number, body: string, action: string): Promise<unknown> {
     return this.write(action, n, 'PUT /repos/{owner}/{repo}/pulls/{pull_number}/reviews/{review_id}', { pull_number: n, review_id: id, body }, {});
+  }
+
+  /**
+   * The review threads of a PR by the REST id of their first comment (patchvet's inline comments
+   * start their threads). Threads exist only in GraphQL; one query, 100 threads a page.
+   */
+  async reviewThreads(n: number): Promise<Map<number, ReviewThread>> {
+    const out = new Map<number, ReviewThread>();
+    let cursor: string | null = null;
+    for (let page = 0; page < MAX_THREAD_PAGES; page++) {
+      const data: ThreadsPage = await this.octokit.graphql<ThreadsPage>(REVIEW_THREADS_QUERY, { owner: this.owner, name: this.repo, number: n, cursor });
+      const threads = data.repository?.pullRequest?.reviewThreads;
+      if (!threads) break;
+      for (const t of threads.nodes ?? []) {
+        const first = t?.comments?.nodes?.[0]?.databaseId;
+        if (t && typeof first === 'number') out.set(first, { id: t.id, isResolved: t.isResolved });
+      }
+      if (!threads.pageInfo.hasNextPage || !threads.pageInfo.endCursor) break;
+      cursor = threads.pageInfo.endCursor;
+    }
+    return out;
+  }
+
+  /**
+   * Resolve (or unresolve) a review thread: GraphQL, dry-run aware like `write`. In a dry run the
+   * threads are not looked up (that is a request too), so the entry names the comment instead.
+   */
+  async setThreadResolved(n: number, commentId: number, threadId: string | null, resolved: boolean): Promise<void> {
+    const query = resolved ? RESOLVE_THREAD_MUTATION : UNRESOLVE_THREAD_MUTATION;
+    const action = resolved ? 'resolve-thread' : 'unresolve-thread';
+    if (this.dryRun) {
+      this.dryRun({ pr: n, action, method: 'POST', url: '/graphql', body: { query, variables: { threadId }, commentId } });
+      return;
+    }
+    if (threadId === null) throw new Error(`no review thread id for comment ${commentId}`);
+    await this.octokit.graphql(query, { threadId });
   }
 
   async reviewBody(n: number, id: number): Promise<string | null> {
@@ -603,13 +750,19 @@ export class GithubWorker {
     }
 
     // Findings gone: resolved (never deleted); findings back: reopened.
+    // The comment edit records the state; its review conversation is resolved (collapsed) or
+    // unresolved to match, after the edit, and only as far as GitHub lets it (ThreadResolver).
     const byId = new Map(comments.map((c) => [c.id, c]));
+    const threads = new ThreadResolver(api, n, this.log);
     const edit = async (k: KnownItem, resolved: boolean) => {
       if (k.kind === 'finding-inline' && k.commentId !== null) {
         const c = byId.get(k.commentId);
         if (c) {
           const body = resolved ? resolvedBody(c.body, head) : reopenedBody(c.body);
           if (body !== c.body) await api.updateComment(n, c.id, body, resolved ? 'resolve' : 'reopen');
+          // Also when the body was already edited (a re-run after a crash): the thread may lag.
+          // A dry run cannot tell, so it logs the thread change only with the edit.
+          if (body !== c.body || !api.dry) await threads.set(c.id, resolved);
         }
       } else if (k.kind === 'finding-body' && k.reviewId !== null) {
         const cur = reviews.find((r) => r.id === k.reviewId)?.body ?? (await api.reviewBody(n, k.reviewId));

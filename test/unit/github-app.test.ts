@@ -8,7 +8,9 @@ import { join } from 'node:path';
 import nock from 'nock';
 import { parse as parseYaml } from 'yaml';
 import { EVENTS, HANDLED, PERMISSIONS } from '../../src/github/app.js';
+import { resolvedBody } from '../../src/github/markers.js';
 import { cappedOctokit } from '../../src/github/octokit.js';
+import { RepoApi, ThreadResolver } from '../../src/github/worker.js';
 import { recordFromRaw } from '../../src/mail/record.js';
 import type { Finding } from '../../src/model.js';
 import { reviewRecord } from '../../src/review/review.js';
@@ -29,8 +31,11 @@ import {
   pullRequestPayload,
   sendWebhook as send,
   xenMails,
+  TestOctokit,
+  type AppHarness,
   type FakeCommit,
 } from '../helpers/fake-github.js';
+import { pino } from 'pino';
 import { llmConfigFromEnv } from '../../src/llm/config.js';
 import { LlmReviewer } from '../../src/llm/review.js';
 import { FakeOpenAI, answer } from '../helpers/fake-openai.js';
@@ -91,6 +96,51 @@ function expectedInline(fp: string, rule: string, title: string, message: string
     `<sub>patchvet, commit ${commit.sha.slice(0, 12)} “x86/domain: Ensure a vCPU's FPU is reset early” (in \`arch_vcpu_create()\`)</sub>`,
     `<!-- patchvet:finding=${fp} -->`,
   ].join('\n');
+}
+
+/** The commit as its v2: the reset moved into the allocator, nothing left for the Xen rules to say. */
+function fixedCommit(sha = 'c'.repeat(40)): FakeCommit {
+  const fixed: FakeCommit = {
+    ...commit,
+    sha,
+    diff: commit.diff.replace('+        vcpu_reset_fpu(v);\n+\n', '+        /* FPU state is reset in xstate_alloc_save_area(). */\n'),
+  };
+  fixed.diff = fixed.diff.replace('@@ -522,6 +522,8 @@', '@@ -522,6 +522,7 @@');
+  fixed.files = [{ filename: FILE, status: 'modified', patch: fixed.diff.slice(fixed.diff.indexOf('@@ ')).replace(/\n$/, '') }];
+  return fixed;
+}
+
+/** The first push of `commit`: one review (comments 9001-9003 in FPS order), one check run. */
+async function firstPush(h: AppHarness): Promise<void> {
+  readsFor(commit)
+    .post(`/repos/${FULL}/pulls/${PR}/reviews`)
+    .reply(200, { id: 501 })
+    .get(`/repos/${FULL}/pulls/${PR}/reviews/501/comments`)
+    .query({ per_page: 100 })
+    .reply(200, [{ id: 9001, body: `<!-- patchvet:finding=${FPS.alloc} -->` }, { id: 9002, body: `<!-- patchvet:finding=${FPS.order} -->` }, { id: 9003, body: `<!-- patchvet:finding=${FPS.idle} -->` }])
+    .post(`/repos/${FULL}/check-runs`)
+    .reply(201, { id: 77 });
+  expect(await send(h, 'pull_request', pullRequestPayload('opened', pr(commit.sha)))).toBe(200);
+  expect(nock.pendingMocks()).toEqual([]);
+  nock.cleanAll();
+}
+
+interface GraphqlRequest {
+  query: string;
+  variables: Record<string, unknown>;
+}
+
+/** A review thread node as GitHub's GraphQL API gives it. */
+const thread = (id: string, firstComment: number, isResolved = false) => ({ id, isResolved, comments: { nodes: [{ databaseId: firstComment }] } });
+const threadsPage = (nodes: unknown[], endCursor: string | null) => ({
+  data: { repository: { pullRequest: { reviewThreads: { nodes, pageInfo: { hasNextPage: endCursor !== null, endCursor } } } } },
+});
+const THREADS_QUERY = /reviewThreads\(first: 100, after: \$cursor\)[\s\S]*comments\(first: 1\) \{ nodes \{ databaseId \} \}[\s\S]*pageInfo \{ hasNextPage endCursor \}/;
+/** What a request was, for asserting the order: "PATCH 9001", "threads <cursor>", "resolveReviewThread <id>". */
+function describeGraphql(b: GraphqlRequest): string {
+  if (/reviewThreads/.test(b.query)) return `threads ${String(b.variables.cursor)}`;
+  const m = /^mutation[^{]*\{\s*(\w+)\(input: \{ threadId: \$threadId \}\)/.exec(b.query);
+  return `${m ? m[1] : 'unknown'} ${String(b.variables.threadId)}`;
 }
 
 // ---------------------------------------------------------------- the tests
@@ -204,28 +254,13 @@ test('a second push of the same commit posts nothing; a redelivery of the same w
   }
 });
 
-test('findings that disappear are marked resolved by editing their comments (answered ones too; nothing is deleted)', async () => {
+test('findings that disappear are marked resolved by editing their comments (answered ones too; nothing is deleted), and their conversations resolved', async () => {
   const h = await harness();
   try {
-    readsFor(commit)
-      .post(`/repos/${FULL}/pulls/${PR}/reviews`)
-      .reply(200, { id: 501 })
-      .get(`/repos/${FULL}/pulls/${PR}/reviews/501/comments`)
-      .query({ per_page: 100 })
-      .reply(200, [{ id: 9001, body: `<!-- patchvet:finding=${FPS.alloc} -->` }, { id: 9002, body: `<!-- patchvet:finding=${FPS.order} -->` }, { id: 9003, body: `<!-- patchvet:finding=${FPS.idle} -->` }])
-      .post(`/repos/${FULL}/check-runs`)
-      .reply(201, { id: 77 });
-    expect(await send(h, 'pull_request', pullRequestPayload('opened', pr(commit.sha)))).toBe(200);
-    nock.cleanAll();
+    await firstPush(h);
 
     // v2 of the commit: the reset moved into the allocator, nothing left to say.
-    const fixed: FakeCommit = {
-      ...commit,
-      sha: 'c'.repeat(40),
-      diff: commit.diff.replace('+        vcpu_reset_fpu(v);\n+\n', '+        /* FPU state is reset in xstate_alloc_save_area(). */\n'),
-    };
-    fixed.diff = fixed.diff.replace('@@ -522,6 +522,8 @@', '@@ -522,6 +522,7 @@');
-    fixed.files = [{ filename: FILE, status: 'modified', patch: fixed.diff.slice(fixed.diff.indexOf('@@ ')).replace(/\n$/, '') }];
+    const fixed = fixedCommit();
     const bodies = Object.values(FPS).map((fp) => `original text of ${fp}\n<!-- patchvet:finding=${fp} -->`);
     const edits: Array<{ id: number; body: string }> = [];
     const scope = readsFor(fixed, {
@@ -239,14 +274,42 @@ test('findings that disappear are marked resolved by editing their comments (ans
       ],
       reviews: [{ id: 501, body: `<!-- patchvet:review=${commit.sha} -->` }],
     });
+    const order: string[] = [];
     for (const id of [9001, 9002, 9003]) {
-      scope.patch(`/repos/${FULL}/pulls/comments/${id}`, (b) => (edits.push({ id, body: b.body }), true)).reply(200, {});
+      scope.patch(`/repos/${FULL}/pulls/comments/${id}`, (b) => (edits.push({ id, body: b.body }), order.push(`PATCH ${id}`), true)).reply(200, {});
     }
+    // The conversations, as GraphQL pages them: someone else's thread, the author already resolved
+    // the thread he answered (9002), and 9003's thread on the second page.
+    const graphql: GraphqlRequest[] = [];
+    scope
+      .post('/graphql')
+      .times(4)
+      .reply((_uri, body) => {
+        const b = body as GraphqlRequest;
+        graphql.push(b);
+        order.push(describeGraphql(b));
+        if (/reviewThreads/.test(b.query)) {
+          return b.variables.cursor === null
+            ? [200, threadsPage([thread('PRRT_other', 8800), thread('PRRT_alloc', 9001), thread('PRRT_order', 9002, true)], 'Y3Vyc29yOjM=')]
+            : [200, threadsPage([thread('PRRT_idle', 9003)], null)];
+        }
+        const resolve = /resolveReviewThread/.test(b.query) && !/unresolve/i.test(b.query);
+        return [200, { data: { [resolve ? 'resolveReviewThread' : 'unresolveReviewThread']: { thread: { id: b.variables.threadId, isResolved: resolve } } } }];
+      });
     let check: Record<string, unknown> | undefined;
     scope.post(`/repos/${FULL}/check-runs`, (b) => ((check = b), true)).reply(201, { id: 78 });
     expect(await send(h, 'pull_request', pullRequestPayload('synchronize', pr(fixed.sha)))).toBe(200);
     scope.done();
-    expect(h.unmatched).toEqual([]); // no review, no DELETE
+    expect(h.unmatched).toEqual([]); // no review, no DELETE, no more GraphQL
+    // Each edit first (it records the state), then its thread; the threads looked up once, page by page.
+    expect(order).toEqual(['PATCH 9001', 'threads null', 'threads Y3Vyc29yOjM=', 'resolveReviewThread PRRT_alloc', 'PATCH 9002', 'PATCH 9003', 'resolveReviewThread PRRT_idle']);
+    expect(graphql[0]!.query).toMatch(THREADS_QUERY);
+    expect(graphql[0]!.variables).toEqual({ owner: OWNER, name: REPO, number: PR, cursor: null });
+    expect(graphql[1]!.variables).toEqual({ owner: OWNER, name: REPO, number: PR, cursor: 'Y3Vyc29yOjM=' });
+    expect(graphql[2]!.query).toMatch(/^mutation\(\$threadId: ID!\) \{\s*resolveReviewThread\(input: \{ threadId: \$threadId \}\) \{ thread \{ id isResolved \} \}/);
+    expect(graphql[2]!.variables).toEqual({ threadId: 'PRRT_alloc' });
+    expect(graphql[3]!.variables).toEqual({ threadId: 'PRRT_idle' });
+    expect(await h.store.githubJobStats()).toEqual({ queued: 0, running: 0, done: 2, failed: 0 });
     expect(edits.map((e) => e.id)).toEqual([9001, 9002, 9003]);
     expect(edits[1]!.body).toBe(
       [
@@ -266,6 +329,147 @@ test('findings that disappear are marked resolved by editing their comments (ans
   } finally {
     await h.close();
   }
+});
+
+test('a finding that comes back is reopened: the comment restored, its conversation unresolved', async () => {
+  const h = await harness();
+  try {
+    await firstPush(h);
+    // On GitHub the three comments were resolved at c…c (an earlier push), and so were their
+    // threads; the same commit as at first is pushed again (the v2 was reverted).
+    const originals = Object.values(FPS).map((fp) => `original text of ${fp}\n<!-- patchvet:finding=${fp} -->`);
+    const scope = readsFor(commit, {
+      token: false,
+      comments: originals.map((b, i) => ({ id: 9001 + i, body: resolvedBody(b, 'c'.repeat(40)), user: { login: 'patchvet[bot]' } })),
+      reviews: [{ id: 501, body: `<!-- patchvet:review=${commit.sha} -->` }],
+    });
+    const order: string[] = [];
+    const edits = new Map<number, string>();
+    for (const id of [9001, 9002, 9003]) {
+      scope.patch(`/repos/${FULL}/pulls/comments/${id}`, (b) => (edits.set(id, b.body), order.push(`PATCH ${id}`), true)).reply(200, {});
+    }
+    const graphql: GraphqlRequest[] = [];
+    scope
+      .post('/graphql')
+      .times(4)
+      .reply((_uri, body) => {
+        const b = body as GraphqlRequest;
+        graphql.push(b);
+        order.push(describeGraphql(b));
+        if (/reviewThreads/.test(b.query)) return [200, threadsPage([thread('PRRT_alloc', 9001, true), thread('PRRT_order', 9002, true), thread('PRRT_idle', 9003, true)], null)];
+        return [200, { data: { unresolveReviewThread: { thread: { id: b.variables.threadId, isResolved: false } } } }];
+      });
+    expect(await send(h, 'pull_request', pullRequestPayload('synchronize', pr(commit.sha)))).toBe(200);
+    scope.done();
+    expect(h.unmatched).toEqual([]); // no new review, no second check run for the same head
+    expect(order).toEqual([
+      'PATCH 9001',
+      'threads null',
+      'unresolveReviewThread PRRT_alloc',
+      'PATCH 9002',
+      'unresolveReviewThread PRRT_order',
+      'PATCH 9003',
+      'unresolveReviewThread PRRT_idle',
+    ]);
+    expect([...edits.values()]).toEqual(originals);
+    expect(graphql[1]!.query).toMatch(/^mutation\(\$threadId: ID!\) \{\s*unresolveReviewThread\(input: \{ threadId: \$threadId \}\)/);
+    expect(graphql.slice(1).map((g) => g.variables)).toEqual([{ threadId: 'PRRT_alloc' }, { threadId: 'PRRT_order' }, { threadId: 'PRRT_idle' }]);
+    expect((await h.store.githubComments(FULL, PR)).filter((r) => r.key.startsWith('finding:')).map((r) => r.state)).toEqual(['open', 'open', 'open']);
+  } finally {
+    await h.close();
+  }
+});
+
+test('GraphQL failures do not fail the job: the comments are still edited, a refused lookup is not retried per comment, a gone thread does not stop the next', async () => {
+  const h = await harness();
+  try {
+    await firstPush(h);
+    const fixed = fixedCommit();
+    const comments = Object.values(FPS).map((fp, i) => ({ id: 9001 + i, body: `text <!-- patchvet:finding=${fp} -->`, user: { login: 'patchvet[bot]' } }));
+    const reviews = [{ id: 501, body: `<!-- patchvet:review=${commit.sha} -->` }];
+
+    // 1. The lookup is refused (an installation without the permission GitHub wants): one
+    // GraphQL request, the three edits all the same, the job done.
+    const edited: number[] = [];
+    const refused = readsFor(fixed, { token: false, comments, reviews });
+    for (const id of [9001, 9002, 9003]) refused.patch(`/repos/${FULL}/pulls/comments/${id}`, () => (edited.push(id), true)).reply(200, {});
+    refused
+      .post('/graphql', (b: GraphqlRequest) => /reviewThreads/.test(b.query))
+      .reply(200, { data: { repository: null }, errors: [{ type: 'FORBIDDEN', path: ['repository'], message: 'Resource not accessible by integration' }] })
+      .post(`/repos/${FULL}/check-runs`)
+      .reply(201, { id: 78 });
+    expect(await send(h, 'pull_request', pullRequestPayload('synchronize', pr(fixed.sha)))).toBe(200);
+    refused.done();
+    expect(h.unmatched).toEqual([]);
+    expect(edited).toEqual([9001, 9002, 9003]);
+    expect((await h.store.githubComments(FULL, PR)).filter((r) => r.key.startsWith('finding:')).map((r) => r.state)).toEqual(['resolved', 'resolved', 'resolved']);
+    expect(await h.store.githubJobStats()).toEqual({ queued: 0, running: 0, done: 2, failed: 0 });
+    nock.cleanAll();
+
+    // 2. The findings come back; the first thread is gone (NOT_FOUND), the next one is a 502:
+    // each is tried, the edits all happen, the job is done.
+    const resolved = comments.map((c) => ({ ...c, body: resolvedBody(c.body, fixed.sha) }));
+    const tried: string[] = [];
+    const flaky = readsFor(commit, { token: false, comments: resolved, reviews });
+    edited.length = 0;
+    for (const id of [9001, 9002, 9003]) flaky.patch(`/repos/${FULL}/pulls/comments/${id}`, () => (edited.push(id), true)).reply(200, {});
+    flaky
+      .post('/graphql', (b: GraphqlRequest) => /reviewThreads/.test(b.query))
+      .reply(200, threadsPage([thread('PRRT_alloc', 9001, true), thread('PRRT_order', 9002, true), thread('PRRT_idle', 9003, true)], null))
+      .post('/graphql', (b: GraphqlRequest) => (tried.push(String(b.variables.threadId)), b.variables.threadId === 'PRRT_alloc'))
+      .reply(200, { data: { unresolveReviewThread: null }, errors: [{ type: 'NOT_FOUND', path: ['unresolveReviewThread'], message: "Could not resolve to a node with the global id of 'PRRT_alloc'" }] })
+      .post('/graphql', (b: GraphqlRequest) => b.variables.threadId === 'PRRT_order')
+      .reply(502, 'bad gateway')
+      .post('/graphql', (b: GraphqlRequest) => b.variables.threadId === 'PRRT_idle')
+      .reply(200, { data: { unresolveReviewThread: { thread: { id: 'PRRT_idle', isResolved: false } } } });
+    expect(await send(h, 'pull_request', pullRequestPayload('synchronize', pr(commit.sha)))).toBe(200);
+    flaky.done();
+    expect(h.unmatched).toEqual([]);
+    expect(edited).toEqual([9001, 9002, 9003]);
+    expect((await h.store.githubComments(FULL, PR)).filter((r) => r.key.startsWith('finding:')).map((r) => r.state)).toEqual(['open', 'open', 'open']);
+    expect(await h.store.githubJobStats()).toEqual({ queued: 0, running: 0, done: 3, failed: 0 });
+  } finally {
+    await h.close();
+  }
+});
+
+test('ThreadResolver: a warning names the PR and the comment; after a refusal (FORBIDDEN) the job asks no more', async () => {
+  const lines: Array<Record<string, unknown>> = [];
+  const log = pino({ level: 'warn' }, { write: (l: string) => void lines.push(JSON.parse(l)) });
+  const octokit = new TestOctokit({ auth: 'ghs_test' });
+  const resolver = new ThreadResolver(new RepoApi(octokit, OWNER, REPO, null), PR, log);
+  const scope = nock(API)
+    .post('/graphql', (b: GraphqlRequest) => /reviewThreads/.test(b.query))
+    .reply(200, threadsPage([thread('PRRT_alloc', 9001), thread('PRRT_order', 9002), thread('PRRT_idle', 9003, true)], null))
+    .post('/graphql', (b: GraphqlRequest) => b.variables.threadId === 'PRRT_alloc')
+    .reply(200, { data: { resolveReviewThread: null }, errors: [{ type: 'FORBIDDEN', path: ['resolveReviewThread'], message: 'Resource not accessible by integration' }] });
+  await resolver.set(9003, true); // already resolved: nothing to send
+  await resolver.set(9001, true);
+  await resolver.set(9002, true); // refused before: not asked
+  await resolver.set(4242, true);
+  scope.done();
+  expect(nock.pendingMocks()).toEqual([]);
+  expect(lines.map((l) => [l.level, l.pr, l.comment, l.forbidden])).toEqual([[40, `${FULL}#${PR}`, 9001, true]]);
+  expect(lines[0]!.msg).toMatch(/could not resolve the review thread; the comment edit stands/);
+  expect(lines[0]!.error).toMatch(/Resource not accessible by integration/);
+
+  // The lookup refused: said once, with the comment that needed it; nothing more is asked.
+  lines.length = 0;
+  const denied = new ThreadResolver(new RepoApi(octokit, OWNER, REPO, null), PR, log);
+  nock(API).post('/graphql').reply(403, { message: 'Resource not accessible by integration' });
+  await denied.set(9001, true);
+  await denied.set(9002, true);
+  expect(nock.pendingMocks()).toEqual([]);
+  expect(lines.map((l) => [l.pr, l.comment, l.forbidden])).toEqual([[`${FULL}#${PR}`, 9001, true]]);
+  expect(lines[0]!.msg).toMatch(/could not read the review threads/);
+
+  // A comment without a thread (nothing refused): said so, with its id.
+  lines.length = 0;
+  const other = new ThreadResolver(new RepoApi(octokit, OWNER, REPO, null), PR, log);
+  nock(API).post('/graphql').reply(200, threadsPage([thread('PRRT_idle', 9003)], null));
+  await other.set(4242, false);
+  expect(nock.pendingMocks()).toEqual([]);
+  expect(lines.map((l) => [l.pr, l.comment, l.msg])).toEqual([[`${FULL}#${PR}`, 4242, 'github: no review thread starts with this comment; conversation left as it is']]);
 });
 
 test('GitHub refuses the inline comments (422): the same review is posted with them in its body', async () => {
@@ -424,6 +628,40 @@ test('dry run: everything is read, nothing is written, what would be posted is l
       [FILE, 525, 'RIGHT'],
       [FILE, 525, 'RIGHT'],
     ]);
+    expect(await h.store.githubComments(FULL, PR)).toEqual([]);
+  } finally {
+    await h.close();
+  }
+});
+
+test('dry run: a finding gone is logged as a comment edit and a thread to resolve; no GraphQL request at all', async () => {
+  const file = join(dir, 'dry-run-resolve.jsonl');
+  const h = await harness({ dryRun: true, dryRunFile: file });
+  try {
+    const fixed = fixedCommit();
+    // What GitHub shows from an earlier (real) run: the comments with their markers.
+    const scope = readsFor(fixed, {
+      comments: Object.values(FPS).map((fp, i) => ({ id: 9001 + i, body: `text <!-- patchvet:finding=${fp} -->`, user: { login: 'patchvet[bot]' } })),
+      reviews: [{ id: 501, body: `<!-- patchvet:review=${commit.sha} -->` }],
+    });
+    let graphql = 0;
+    nock(API).post('/graphql').optionally().reply(() => (graphql++, [200, { data: {} }]));
+    expect(await send(h, 'pull_request', pullRequestPayload('synchronize', pr(fixed.sha)))).toBe(200);
+    scope.done();
+    expect(h.unmatched).toEqual([]);
+    expect(graphql).toBe(0);
+    const lines = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines.map((l) => [l.action, l.method, l.url])).toEqual([
+      ['resolve', 'PATCH', '/repos/xen-project/xen/pulls/comments/9001'],
+      ['resolve-thread', 'POST', '/graphql'],
+      ['resolve', 'PATCH', '/repos/xen-project/xen/pulls/comments/9002'],
+      ['resolve-thread', 'POST', '/graphql'],
+      ['resolve', 'PATCH', '/repos/xen-project/xen/pulls/comments/9003'],
+      ['resolve-thread', 'POST', '/graphql'],
+      ['check-run', 'POST', `/repos/${FULL}/check-runs`],
+    ]);
+    expect(lines[1].body).toMatchObject({ commentId: 9001, variables: { threadId: null } });
+    expect(lines[1].body.query).toMatch(/resolveReviewThread/);
     expect(await h.store.githubComments(FULL, PR)).toEqual([]);
   } finally {
     await h.close();
