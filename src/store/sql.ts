@@ -899,14 +899,14 @@ export class SqlStore implements Store {
     const leaseMs = Math.max(1, Math.round(leaseSeconds * 1000));
     return this.atomic(async (c) => {
       // Jobs of one PR never run on two instances at once (two pushes in quick succession must
-      // not both post a review): a PR with a job under a live lease is skipped. Jobs of one PR
-      // claimed together run one after the other in the claiming process (worker.ts).
+      // not both post a review): a PR with a job under another worker's live lease is skipped.
+      // The same worker may take more of a PR's jobs: it runs them one after the other (worker.ts).
       if (this.d.githubClaimLock) await c.all(this.d.githubClaimLock);
       const picked = await c.all<{ key: string }>(
         `SELECT key FROM github_jobs g WHERE ${JOB_CLAIMABLE}${key === undefined ? '' : ' AND key = ?'} AND NOT EXISTS (` +
-          "SELECT 1 FROM github_jobs o WHERE o.repo = g.repo AND o.pr = g.pr AND o.key <> g.key AND o.state = 'running' AND o.lease_until > @now" +
-          `) ORDER BY seq LIMIT ? ${this.d.skipLocked}`,
-        key === undefined ? [n] : [key, n],
+          "SELECT 1 FROM github_jobs o WHERE o.repo = g.repo AND o.pr = g.pr AND o.key <> g.key AND o.state = 'running' " +
+          `AND o.lease_until > @now AND o.lease_owner <> ?) ORDER BY seq LIMIT ? ${this.d.skipLocked}`,
+        key === undefined ? [worker, n] : [key, worker, n],
       );
       if (!picked.length) return [];
       const keys = picked.map((p) => p.key);

@@ -868,6 +868,10 @@ describe.each(harnesses)('store on %s', (_name, h) => {
     // Instance 2 may not start the second push of PR 7 meanwhile, but takes PR 8.
     expect((await other.claimGithubJobs(5, 30, 'i2')).map((j) => j.key)).toEqual(['review:o/r#8@p1']);
     expect(await other.claimGithubJobs(5, 30, 'i2', 'review:o/r#7@p2')).toEqual([]);
+    // Instance 1 itself may take it: it runs a PR's jobs one after the other.
+    const [mine] = await s.claimGithubJobs(5, 30, 'i1', 'review:o/r#7@p2');
+    expect(mine.key).toBe('review:o/r#7@p2');
+    expect(await s.finishGithubJob('review:o/r#7@p2', 'i1', { state: 'retry', at: new Date(Date.now() - 1000), error: 'again' })).toBe(true);
     // Once the first is done, the second can go (on either instance).
     expect(await s.finishGithubJob('review:o/r#7@p1', 'i1', { state: 'done' })).toBe(true);
     expect((await other.claimGithubJobs(5, 30, 'i2')).map((j) => j.key)).toEqual(['review:o/r#7@p2']);
