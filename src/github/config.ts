@@ -34,6 +34,12 @@ export interface GithubSettings {
   app: GithubAppEnv | null;
   /** Read GitHub and log what would be posted, post nothing. */
   dryRun: boolean;
+  /**
+   * Also resolve (collapse) the review conversation of a finding that is gone, and unresolve
+   * it when the finding returns. GitHub allows this only with the Contents: write permission,
+   * which app.yml does not ask for: off unless the operator granted it.
+   */
+  resolveThreads: boolean;
   /** Also append what would be posted to this file (JSON lines). */
   dryRunFile: string | null;
   /** Archive URL of a list mail: "{messageId}" (no angle brackets, URL-encoded) and "{rawMessageId}". */
@@ -70,6 +76,7 @@ export const DEFAULT_ARCHIVE = 'https://lore.kernel.org/all/{messageId}/';
 
 export const GITHUB_DEFAULTS: Omit<GithubSettings, 'app'> = {
   dryRun: false,
+  resolveThreads: false,
   dryRunFile: null,
   archive: DEFAULT_ARCHIVE,
   mirror: true,

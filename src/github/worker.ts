@@ -750,8 +750,10 @@ export class GithubWorker {
     }
 
     // Findings gone: resolved (never deleted); findings back: reopened.
-    // The comment edit records the state; its review conversation is resolved (collapsed) or
-    // unresolved to match, after the edit, and only as far as GitHub lets it (ThreadResolver).
+    // The comment edit records the state; with github.resolveThreads, its review conversation
+    // is resolved (collapsed) or unresolved to match, after the edit, as far as GitHub lets it
+    // (ThreadResolver: it needs Contents: write, which app.yml does not ask for).
+    const resolveThreads = this.d.settings.resolveThreads;
     const byId = new Map(comments.map((c) => [c.id, c]));
     const threads = new ThreadResolver(api, n, this.log);
     const edit = async (k: KnownItem, resolved: boolean) => {
@@ -762,7 +764,7 @@ export class GithubWorker {
           if (body !== c.body) await api.updateComment(n, c.id, body, resolved ? 'resolve' : 'reopen');
           // Also when the body was already edited (a re-run after a crash): the thread may lag.
           // A dry run cannot tell, so it logs the thread change only with the edit.
-          if (body !== c.body || !api.dry) await threads.set(c.id, resolved);
+          if (resolveThreads && (body !== c.body || !api.dry)) await threads.set(c.id, resolved);
         }
       } else if (k.kind === 'finding-body' && k.reviewId !== null) {
         const cur = reviews.find((r) => r.id === k.reviewId)?.body ?? (await api.reviewBody(n, k.reviewId));

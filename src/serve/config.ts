@@ -237,6 +237,7 @@ const SCHEMA = {
       additionalProperties: false,
       properties: {
         dryRun: { type: 'boolean' },
+        resolveThreads: { type: 'boolean' },
         dryRunFile: { type: 'string', minLength: 1 },
         archive: { type: 'string', minLength: 1 },
         mirror: { type: 'boolean' },
@@ -614,6 +615,7 @@ function githubSettings(
   return {
     app: Array.isArray(app) ? null : app,
     dryRun: g.dryRun ?? GITHUB_DEFAULTS.dryRun,
+    resolveThreads: g.resolveThreads ?? GITHUB_DEFAULTS.resolveThreads,
     dryRunFile: g.dryRunFile ? expandPath(g.dryRunFile) : null,
     archive,
     mirror: g.mirror ?? GITHUB_DEFAULTS.mirror,

@@ -255,7 +255,7 @@ test('a second push of the same commit posts nothing; a redelivery of the same w
 });
 
 test('findings that disappear are marked resolved by editing their comments (answered ones too; nothing is deleted), and their conversations resolved', async () => {
-  const h = await harness();
+  const h = await harness({ resolveThreads: true });
   try {
     await firstPush(h);
 
@@ -331,8 +331,31 @@ test('findings that disappear are marked resolved by editing their comments (ans
   }
 });
 
-test('a finding that comes back is reopened: the comment restored, its conversation unresolved', async () => {
+test('without github.resolveThreads (the default: it needs Contents: write) a finding gone is only edited, no GraphQL request', async () => {
   const h = await harness();
+  try {
+    await firstPush(h);
+    const fixed = fixedCommit();
+    const edited: number[] = [];
+    const scope = readsFor(fixed, {
+      token: false,
+      comments: Object.values(FPS).map((fp, i) => ({ id: 9001 + i, body: `text <!-- patchvet:finding=${fp} -->`, user: { login: 'patchvet[bot]' } })),
+      reviews: [{ id: 501, body: `<!-- patchvet:review=${commit.sha} -->` }],
+    });
+    for (const id of [9001, 9002, 9003]) scope.patch(`/repos/${FULL}/pulls/comments/${id}`, () => (edited.push(id), true)).reply(200, {});
+    scope.post(`/repos/${FULL}/check-runs`).reply(201, { id: 79 });
+    expect(await send(h, 'pull_request', pullRequestPayload('synchronize', pr(fixed.sha)))).toBe(200);
+    scope.done();
+    expect(h.unmatched).toEqual([]); // a POST /graphql would be here
+    expect(edited).toEqual([9001, 9002, 9003]);
+    expect(await h.store.githubJobStats()).toEqual({ queued: 0, running: 0, done: 2, failed: 0 });
+  } finally {
+    await h.close();
+  }
+});
+
+test('a finding that comes back is reopened: the comment restored, its conversation unresolved', async () => {
+  const h = await harness({ resolveThreads: true });
   try {
     await firstPush(h);
     // On GitHub the three comments were resolved at c…c (an earlier push), and so were their
@@ -381,7 +404,7 @@ test('a finding that comes back is reopened: the comment restored, its conversat
 });
 
 test('GraphQL failures do not fail the job: the comments are still edited, a refused lookup is not retried per comment, a gone thread does not stop the next', async () => {
-  const h = await harness();
+  const h = await harness({ resolveThreads: true });
   try {
     await firstPush(h);
     const fixed = fixedCommit();
@@ -636,7 +659,7 @@ test('dry run: everything is read, nothing is written, what would be posted is l
 
 test('dry run: a finding gone is logged as a comment edit and a thread to resolve; no GraphQL request at all', async () => {
   const file = join(dir, 'dry-run-resolve.jsonl');
-  const h = await harness({ dryRun: true, dryRunFile: file });
+  const h = await harness({ dryRun: true, dryRunFile: file, resolveThreads: true });
   try {
     const fixed = fixedCommit();
     // What GitHub shows from an earlier (real) run: the comments with their markers.
