@@ -196,7 +196,7 @@ export class ThreadResolver {
     if (no) this.refused = true;
     this.log.warn(
       { pr: this.pr, comment, error: (e as Error).message, ...(no ? { forbidden: true } : {}) },
-      `github: ${msg}${no ? ' (GitHub refused it: resolving conversations is reported to need contents: write, which patchvet does not ask for)' : ''}`,
+      `github: ${msg}${no ? ' (GitHub refused it: resolving conversations needs the Contents: write permission; grant it to the App, or set github.resolveThreads: false)' : ''}`,
     );
   }
 
