@@ -95,7 +95,7 @@ export function buildProgram(io: Io, result: { code: number }): Command {
     .description('rebuild threads, series, diffs and anchored reply comments from mail')
     .argument('<input...>', 'mbox (mboxo/mboxrd, .gz too), maildir folder, .eml file, or - for stdin')
     .addOption(new Option('--format <format>', 'output format').choices(['json', 'text']).default('json'))
-    .addOption(new Option('--workers <n>', 'parser threads (default: one per core)').argParser(parseCount))
+    .addOption(new Option('--workers <n>', 'parser threads (default: one per core; none for inputs under 1 MB)').argParser(parseCount))
     .action(async (inputs: string[], opts) => {
       result.code = await threadsCommand(inputs, opts, io);
     });
@@ -112,7 +112,7 @@ export function buildProgram(io: Io, result: { code: number }): Command {
     .addOption(new Option('--min-severity <severity>', 'report findings at or above this severity').choices(['info', 'warning', 'error']).default('info'))
     .option('--llm', 'also run the LLM pass (needs PATCHVET_LLM_MODEL and OPENAI_API_KEY or OPENAI_BASE_URL)')
     .option('--llm-cache <url>', 'where LLM answers and token counts are kept: memory (default), sqlite:PATH, postgres://...')
-    .addOption(new Option('--workers <n>', 'parser threads (default: one per core)').argParser(parseCount))
+    .addOption(new Option('--workers <n>', 'parser threads (default: one per core; none for inputs under 1 MB)').argParser(parseCount))
     .action(async (inputs: string[], opts: ReviewOpts) => {
       // Rules, review, the LLM pass and their libraries are loaded only by the commands that use them.
       const { reviewCommand } = await import('./cli-review.js');
@@ -130,7 +130,7 @@ export function buildProgram(io: Io, result: { code: number }): Command {
     .addOption(new Option('--window <lines>', 'a finding matches a comment this many lines away or closer').argParser(parseWindow).default(3))
     .option('--llm', 'also run the LLM pass (needs PATCHVET_LLM_MODEL and OPENAI_API_KEY or OPENAI_BASE_URL)')
     .option('--llm-cache <url>', 'where LLM answers and token counts are kept: memory (default), sqlite:PATH, postgres://...')
-    .addOption(new Option('--workers <n>', 'parser threads (default: one per core)').argParser(parseCount))
+    .addOption(new Option('--workers <n>', 'parser threads (default: one per core; none for inputs under 1 MB)').argParser(parseCount))
     .action(async (inputs: string[], opts: EvalOpts) => {
       const { evalCommand } = await import('./cli-review.js');
       result.code = await evalCommand(inputs, opts, io);

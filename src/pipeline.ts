@@ -10,7 +10,7 @@
 // to the spool by the thread that parsed them and read back one thread at a time, and only
 // their small head is parsed unless a caller reads a diff or reply blocks (see mail/stored.ts).
 import type { Address, Comment, InputError, MessageRecord, RawMessage, Series, SeriesMarker, Thread } from './model.js';
-import { readInputs } from './sources/index.js';
+import { plainFilesBytes, readInputs } from './sources/index.js';
 import { Pool } from './mail/pool.js';
 import type { AnchorJob, CandidateFields, LightRecord, ParseResult, RecordSink, StoredAt, StoredText } from './mail/jobs.js';
 import { decodeRecord } from './mail/stored.js';
@@ -49,6 +49,11 @@ export interface LoadOptions {
 }
 
 const KINDS: ReadonlyArray<MessageRecord['kind']> = ['patch', 'cover', 'reply', 'other'];
+/**
+ * Inputs smaller than this (files only) are parsed on the main thread: starting two workers,
+ * each loading mailparser, costs more (about 0.2 s of CPU) than parsing a patch series.
+ */
+const IN_PROCESS_BYTES = 1024 * 1024;
 const HAS_DIFF = 1;
 const HAS_BLOCKS = 2;
 
@@ -265,7 +270,15 @@ export async function loadCorpus(inputs: string[], opts: LoadOptions = {}): Prom
   let reader: SpoolReader | null = null;
   let roots: Int32Array;
   try {
-    pool = Pool.create(dir, { workers: opts.workers });
+    let workers = opts.workers;
+    if (workers === undefined) {
+      const bytes = await plainFilesBytes(inputs);
+      if (bytes !== null && bytes < IN_PROCESS_BYTES) {
+        workers = 0;
+        log.debug({ bytes }, 'small input: parsing on the main thread, no worker threads');
+      }
+    }
+    pool = Pool.create(dir, { workers });
     let local: RecordSink | null = null;
     if (!pool) {
       const f = dir.newFile();

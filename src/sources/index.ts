@@ -77,6 +77,25 @@ async function classify(input: string): Promise<Kind> {
 }
 
 /**
+ * Total size on disk of the inputs when every one is a regular file (mbox, .eml, .gz), else
+ * null (stdin, folders, anything unreadable: their size is not known up front).
+ */
+export async function plainFilesBytes(inputs: string[]): Promise<number | null> {
+  let total = 0;
+  for (const input of inputs) {
+    if (input === '-') return null;
+    try {
+      const st = await stat(input);
+      if (!st.isFile()) return null;
+      total += st.size;
+    } catch {
+      return null;
+    }
+  }
+  return total;
+}
+
+/**
  * Read every input in order and yield its raw messages. All inputs are checked first, so a missing
  * or unreadable one throws InputOpenError (with a message saying what to do) before anything is
  * read. Problems inside a readable input never throw: they go to opts.onError and reading goes on.

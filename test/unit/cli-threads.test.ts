@@ -3,7 +3,8 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { run } from '../helpers/cli.js';
 
 const FIX = join(process.cwd(), '../shared/fixtures');
@@ -114,7 +115,8 @@ describe('inputs and errors', () => {
 });
 
 test('bin/patchvet (compiled, worker threads) gives the same JSON as in-process', async () => {
-  const viaBin = execFileSync(join(process.cwd(), 'bin/patchvet'), ['threads', REF, '--format', 'json'], { encoding: 'utf8' });
+  // --workers: an input this small is otherwise parsed on the main thread.
+  const viaBin = execFileSync(join(process.cwd(), 'bin/patchvet'), ['threads', REF, '--format', 'json', '--workers', '2'], { encoding: 'utf8' });
   const inProc = await run(['threads', REF, '--format', 'json']);
   expect(JSON.parse(viaBin)).toEqual(JSON.parse(inProc.out));
 });
@@ -122,7 +124,7 @@ test('bin/patchvet (compiled, worker threads) gives the same JSON as in-process'
 test('a parser worker that dies costs only the message that killed it', () => {
   // The marker sits in the maintainer's review (the 2nd mail): the worker crashes on it, the pool
   // retries the batch one message at a time in fresh workers, and reports just that one mail.
-  const res = spawnSync(join(process.cwd(), 'bin/patchvet'), ['threads', REF, '--format', 'json'], {
+  const res = spawnSync(join(process.cwd(), 'bin/patchvet'), ['threads', REF, '--format', 'json', '--workers', '2'], {
     encoding: 'utf8',
     env: { ...process.env, PATCHVET_TEST_WORKER_CRASH_MARKER: 'X-Rspamd-Queue-Id: 4024D31D9C6' },
   });
@@ -135,6 +137,31 @@ test('a parser worker that dies costs only the message that killed it', () => {
   expect(ids).toContain('<20260324181937.2465574-2-ross.lagerwall@citrix.com>');
   expect(ids).not.toContain('<0471e754-9ea7-4fb5-b573-b770713b2f53@citrix.com>');
   expect(ids).toHaveLength(2);
+});
+
+test('a small input is parsed on the main thread, a larger one by worker threads, with the same result', () => {
+  const bin = join(process.cwd(), 'bin/patchvet');
+  const env = { ...process.env, PATCHVET_LOG_LEVEL: 'debug' };
+  const small = spawnSync(bin, ['threads', REF, '--format', 'json'], { encoding: 'utf8', env });
+  expect(small.status).toBe(0);
+  expect(small.stderr).toMatch(/small input: parsing on the main thread/);
+  // Over 1 MB (the reference thread after a large unrelated patch mail): workers.
+  const dir = mkdtempSync(join(tmpdir(), 'patchvet-size-'));
+  try {
+    const filler = 'From mboxrd@z Thu Jan  1 00:00:00 1970\nFrom: A <a@example.org>\nSubject: [PATCH] big\n' +
+      'Message-ID: <big@example.org>\n\n' + 'x'.repeat(80).concat('\n').repeat(14000) + '\n';
+    const big = join(dir, 'big.mbox');
+    writeFileSync(big, filler + readFileSync(REF, 'latin1'), 'latin1');
+    const large = spawnSync(bin, ['threads', big, '--format', 'json'], { encoding: 'utf8', env, maxBuffer: 64 * 1024 * 1024 });
+    expect(large.status).toBe(0);
+    expect(large.stderr).not.toMatch(/small input/);
+    // The same thread, but for where each mail was read from (`source`: file and offset).
+    const refThread = (out: string) =>
+      JSON.parse(out, (k, v) => (k === 'source' ? undefined : v)).threads.find((t: any) => t.root === '<20260324181937.2465574-1-ross.lagerwall@citrix.com>');
+    expect(refThread(large.stdout)).toEqual(refThread(small.stdout));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('a worker answers its batches in the order they came, so the first copy of a duplicate wins', () => {
