@@ -111,6 +111,14 @@ function fixedCommit(sha = 'c'.repeat(40)): FakeCommit {
 }
 
 /** The first push of `commit`: one review (comments 9001-9003 in FPS order), one check run. */
+/** patchvet's three inline comments as GitHub shows them after the first push (9001..9003, markers kept). */
+function postedComments(text = 'text'): Array<{ id: number; body: string; user: { login: string } }> {
+  return Object.values(FPS).map((fp, i) => ({ id: 9001 + i, body: `${text} <!-- patchvet:finding=${fp} -->`, user: { login: 'patchvet[bot]' } }));
+}
+
+/** The review of the first push, as GitHub lists it. */
+const FIRST_REVIEW = () => [{ id: 501, body: `<!-- patchvet:review=${commit.sha} -->` }];
+
 async function firstPush(h: AppHarness): Promise<void> {
   readsFor(commit)
     .post(`/repos/${FULL}/pulls/${PR}/reviews`)
@@ -238,7 +246,7 @@ test('a second push of the same commit posts nothing; a redelivery of the same w
     const scope = readsFor(commit, {
       token: false, // Probot caches the installation token
       comments: [9001, 9002, 9003].map((id, i) => ({ id, body: `text <!-- patchvet:finding=${Object.values(FPS)[i]} -->`, user: { login: 'patchvet[bot]' } })),
-      reviews: [{ id: 501, body: `<!-- patchvet:review=${commit.sha} -->` }],
+      reviews: FIRST_REVIEW(),
     });
     const again = await delivery(SECRET, 'pull_request', pullRequestPayload('synchronize', pr(commit.sha)));
     expect((await postWebhook(h.http.port, again)).status).toBe(200);
@@ -272,7 +280,7 @@ test('findings that disappear are marked resolved by editing their comments (ans
         // The author answered the second one.
         { id: 9100, body: 'Fixed in v2.', in_reply_to_id: 9002, user: { login: 'rosslagerwall' } },
       ],
-      reviews: [{ id: 501, body: `<!-- patchvet:review=${commit.sha} -->` }],
+      reviews: FIRST_REVIEW(),
     });
     const order: string[] = [];
     for (const id of [9001, 9002, 9003]) {
@@ -339,8 +347,8 @@ test('without github.resolveThreads (the default: it needs Contents: write) a fi
     const edited: number[] = [];
     const scope = readsFor(fixed, {
       token: false,
-      comments: Object.values(FPS).map((fp, i) => ({ id: 9001 + i, body: `text <!-- patchvet:finding=${fp} -->`, user: { login: 'patchvet[bot]' } })),
-      reviews: [{ id: 501, body: `<!-- patchvet:review=${commit.sha} -->` }],
+      comments: postedComments(),
+      reviews: FIRST_REVIEW(),
     });
     for (const id of [9001, 9002, 9003]) scope.patch(`/repos/${FULL}/pulls/comments/${id}`, () => (edited.push(id), true)).reply(200, {});
     scope.post(`/repos/${FULL}/check-runs`).reply(201, { id: 79 });
@@ -364,7 +372,7 @@ test('a finding that comes back is reopened: the comment restored, its conversat
     const scope = readsFor(commit, {
       token: false,
       comments: originals.map((b, i) => ({ id: 9001 + i, body: resolvedBody(b, 'c'.repeat(40)), user: { login: 'patchvet[bot]' } })),
-      reviews: [{ id: 501, body: `<!-- patchvet:review=${commit.sha} -->` }],
+      reviews: FIRST_REVIEW(),
     });
     const order: string[] = [];
     const edits = new Map<number, string>();
@@ -408,8 +416,8 @@ test('GraphQL failures do not fail the job: the comments are still edited, a ref
   try {
     await firstPush(h);
     const fixed = fixedCommit();
-    const comments = Object.values(FPS).map((fp, i) => ({ id: 9001 + i, body: `text <!-- patchvet:finding=${fp} -->`, user: { login: 'patchvet[bot]' } }));
-    const reviews = [{ id: 501, body: `<!-- patchvet:review=${commit.sha} -->` }];
+    const comments = postedComments();
+    const reviews = FIRST_REVIEW();
 
     // 1. The lookup is refused (an installation without the permission GitHub wants): one
     // GraphQL request, the three edits all the same, the job done.
@@ -664,8 +672,8 @@ test('dry run: a finding gone is logged as a comment edit and a thread to resolv
     const fixed = fixedCommit();
     // What GitHub shows from an earlier (real) run: the comments with their markers.
     const scope = readsFor(fixed, {
-      comments: Object.values(FPS).map((fp, i) => ({ id: 9001 + i, body: `text <!-- patchvet:finding=${fp} -->`, user: { login: 'patchvet[bot]' } })),
-      reviews: [{ id: 501, body: `<!-- patchvet:review=${commit.sha} -->` }],
+      comments: postedComments(),
+      reviews: FIRST_REVIEW(),
     });
     let graphql = 0;
     nock(API).post('/graphql').optionally().reply(() => (graphql++, [200, { data: {} }]));
