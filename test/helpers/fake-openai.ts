@@ -28,6 +28,21 @@ export interface Scripted {
   hang?: boolean;
 }
 
+/**
+ * A point on the reference patch that neither the rules nor the maintainer made, on a real
+ * line of its diff (xen/arch/x86/domain.c:529, an added-context line): what a good model answers.
+ */
+export const GOOD_FINDING = {
+  file: 'xen/arch/x86/domain.c',
+  line: 529,
+  code: '        arch_vcpu_regs_init(v);',
+  category: 'correctness',
+  severity: 'warning',
+  message: 'arch_vcpu_regs_init() rewrites the FPU control words that vcpu_reset_fpu() just set, so the early reset is lost.',
+  rule: 'none',
+  confidence: 0.9,
+};
+
 /** A scripted 200 answer whose content is the JSON of `value` (e.g. {findings: [...]}). */
 export function answer(value: unknown, usage = { prompt_tokens: 1200, completion_tokens: 80 }): Scripted {
   return { content: JSON.stringify(value), usage };

@@ -38,7 +38,7 @@ import {
 import { pino } from 'pino';
 import { llmConfigFromEnv } from '../../src/llm/config.js';
 import { LlmReviewer } from '../../src/llm/review.js';
-import { FakeOpenAI, answer } from '../helpers/fake-openai.js';
+import { FakeOpenAI, answer, GOOD_FINDING } from '../helpers/fake-openai.js';
 
 const BASE = 'b'.repeat(40);
 const FPS = { alloc: 'aea885b86bdad191', order: '2d5a14dc2de5ff3f', idle: 'f9d80aceeb9eacb7' };
@@ -593,18 +593,7 @@ test('with the LLM pass on, its point joins the same review inline (llm/<categor
   const ai = await FakeOpenAI.start();
   ai.push(
     answer({
-      findings: [
-        {
-          file: FILE,
-          line: 529,
-          code: '        arch_vcpu_regs_init(v);',
-          category: 'correctness',
-          severity: 'warning',
-          message: 'arch_vcpu_regs_init() rewrites the FPU control words that vcpu_reset_fpu() just set, so the early reset is lost.',
-          rule: 'none',
-          confidence: 0.9,
-        },
-      ],
+      findings: [{ ...GOOD_FINDING, file: FILE }],
     }),
   );
   const llmConfig = llmConfigFromEnv({ OPENAI_BASE_URL: ai.url, PATCHVET_LLM_MODEL: 'review-model', PATCHVET_LLM_RETRIES: '0' })!;

@@ -7,21 +7,12 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run } from '../helpers/cli.js';
-import { FakeOpenAI, answer, deadUrl } from '../helpers/fake-openai.js';
+import { FakeOpenAI, answer, deadUrl, GOOD_FINDING } from '../helpers/fake-openai.js';
 
 const REF = join(process.cwd(), '../shared/fixtures/xen-fpu-reset-v2-1of9.mbox');
 const PATCH_ID = '<20260324181937.2465574-2-ross.lagerwall@citrix.com>';
 const LLM_VARS = Object.keys(process.env).filter((k) => k.startsWith('OPENAI_') || k.startsWith('PATCHVET_LLM_'));
-const GOOD = {
-  file: 'xen/arch/x86/domain.c',
-  line: 529,
-  code: '        arch_vcpu_regs_init(v);',
-  category: 'correctness',
-  severity: 'warning',
-  message: 'arch_vcpu_regs_init() rewrites the FPU control words that vcpu_reset_fpu() just set, so the early reset is lost.',
-  rule: 'none',
-  confidence: 0.9,
-};
+const GOOD = GOOD_FINDING;
 
 let server: FakeOpenAI;
 let dir: string;

@@ -11,7 +11,7 @@ import { LlmReviewer, budgetList, type LlmPatchInput } from '../../src/llm/revie
 import { llmConfigFromEnv, type LlmConfig } from '../../src/llm/config.js';
 import { MemoryLlmStore, LISTS_KEY } from '../../src/llm/store.js';
 import { RETRY_NOTE } from '../../src/llm/prompt.js';
-import { FakeOpenAI, answer, deadUrl } from '../helpers/fake-openai.js';
+import { FakeOpenAI, answer, deadUrl, GOOD_FINDING } from '../helpers/fake-openai.js';
 import { makeRecord } from '../support/rules-record.js';
 
 const FIX = join(process.cwd(), '../shared/fixtures');
@@ -58,17 +58,7 @@ function input(over: Partial<LlmPatchInput> = {}): LlmPatchInput {
   return { record: patch, ruleFindings, rules: packs.rules, thread, ...over };
 }
 
-/** A finding the rules and the reviewer did not make: arch_vcpu_regs_init() at 529. */
-const GOOD = {
-  file: DOMAIN_C,
-  line: 529,
-  code: '        arch_vcpu_regs_init(v);',
-  category: 'correctness',
-  severity: 'warning',
-  message: 'arch_vcpu_regs_init() rewrites the FPU control words that vcpu_reset_fpu() just set, so the early reset is lost.',
-  rule: 'none',
-  confidence: 0.9,
-};
+const GOOD = GOOD_FINDING;
 
 describe('the request', () => {
   test('model, strict JSON schema, only the triggered guides, the patch as fenced data, the key, no tools', async () => {

@@ -5,7 +5,7 @@
 import type { RawMessage } from '../../src/model.js';
 import { ConfigError } from '../../src/serve/config.js';
 import { Service } from '../../src/serve/service.js';
-import { FakeOpenAI, answer, deadUrl } from '../helpers/fake-openai.js';
+import { FakeOpenAI, answer, deadUrl, GOOD_FINDING } from '../helpers/fake-openai.js';
 import {
   LIST,
   ONCE,
@@ -22,17 +22,7 @@ import {
   type SmtpReceiver,
 } from '../helpers/serve.js';
 
-/** A point the rules and the maintainer did not make, on a real added-context line. */
-const GOOD = {
-  file: 'xen/arch/x86/domain.c',
-  line: 529,
-  code: '        arch_vcpu_regs_init(v);',
-  category: 'correctness',
-  severity: 'warning',
-  message: 'arch_vcpu_regs_init() rewrites the FPU control words that vcpu_reset_fpu() just set, so the early reset is lost.',
-  rule: 'none',
-  confidence: 0.9,
-};
+const GOOD = GOOD_FINDING;
 
 const kit = serveKit();
 const config = (store: string, top: Record<string, unknown> = {}, list: Record<string, unknown> = {}) => kit.config(store, { top, list });
