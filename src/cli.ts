@@ -6,6 +6,7 @@ import { existsSync } from 'node:fs';
 import type { Writable } from 'node:stream';
 import { loadCorpus, type Corpus } from './pipeline.js';
 import { InputOpenError } from './sources/index.js';
+import { WorkerStartError } from './mail/pool.js';
 import { THREADS_SCHEMA, threadJson, threadText, seriesJson } from './sinks/threads.js';
 import { log } from './log.js';
 import { progressReporter } from './sinks/progress.js';
@@ -246,7 +247,7 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
     }
     // The reader went away (`patchvet threads ... | head`): not an error of ours.
     if ((e as NodeJS.ErrnoException)?.code === 'EPIPE') return 0;
-    if (e instanceof InputOpenError || e instanceof UsageError) {
+    if (e instanceof InputOpenError || e instanceof UsageError || e instanceof WorkerStartError) {
       io.stderr.write(`patchvet: ${e.message}\n`);
       return 2;
     }

@@ -25,6 +25,18 @@ export type WorkerRequest =
 /** What a worker answers, one answer per request, in order. */
 export type WorkerReply = { kind: 'parse'; results: ParseResult[] } | { kind: 'anchor'; results: StoredText[] };
 
+/** Sent once by a worker when its modules are loaded, before any answer. */
+export interface WorkerReady {
+  kind: 'ready';
+}
+
+/**
+ * The worker threads could not start (their modules failed to load, or Node refused their
+ * options): no message was parsed, none is lost, and retrying message by message would only
+ * start a failing thread per message.
+ */
+export class WorkerStartError extends Error {}
+
 /** What a worker is started with. */
 export interface WorkerSetup {
   spoolPath: string;
@@ -52,6 +64,8 @@ interface Slot {
   worker: Worker;
   /** Jobs sent to this worker and not answered yet, oldest first. */
   queue: Job[];
+  /** The worker said it is ready: it loaded its modules. */
+  ready: boolean;
 }
 
 interface Job {
@@ -59,12 +73,15 @@ interface Job {
   /** The messages of a parse request (to retry them one by one if the worker dies). */
   messages: RawMessage[];
   resolve: (r: WorkerReply) => void;
+  reject: (e: Error) => void;
 }
 
 export class Pool {
   private slots: Slot[] = [];
   private quarantine: Slot | null = null;
   private retries: Promise<unknown> = Promise.resolve();
+  /** Set when a worker died before it was ready: every job from then on fails with it. */
+  private broken: WorkerStartError | null = null;
 
   /** A pool of `workers` threads (default one per core), or null when parsing must stay in-process. */
   static create(spool: SpoolDir, opts: PoolOptions = {}): Pool | null {
@@ -89,15 +106,29 @@ export class Pool {
   private spawn(): Slot {
     const { file, path } = this.spool.newFile();
     const setup: WorkerSetup = { spoolPath: path, spoolFile: file };
-    const slot: Slot = { worker: new Worker(this.url, { resourceLimits: WORKER_LIMITS, workerData: setup }), queue: [] };
-    slot.worker.on('message', (msg: WorkerReply) => slot.queue.shift()?.resolve(msg));
-    slot.worker.on('error', (e) => this.died(slot, e));
+    const slot: Slot = { worker: new Worker(this.url, { resourceLimits: WORKER_LIMITS, workerData: setup }), queue: [], ready: false };
+    slot.worker.on('message', (msg: WorkerReply | WorkerReady) => {
+      if (msg.kind === 'ready') slot.ready = true;
+      else slot.queue.shift()?.resolve(msg);
+    });
+    // A 'ready' sent just before a crash may still be queued when 'error' comes; the public
+    // port is drained before 'exit', so a worker not yet ready is judged at its exit.
+    slot.worker.on('error', (e) => (slot.ready ? this.died(slot, e) : slot.worker.once('exit', () => this.died(slot, e))));
     return slot;
   }
 
   /** A worker died: replace it, re-run its unanswered parse jobs one message at a time. */
   private died(slot: Slot, e: Error): void {
     const lost = slot.queue.splice(0);
+    if (!slot.ready || this.broken) {
+      // It never started: a message cannot be the cause, and a new thread would fail the same way.
+      this.broken ??= new WorkerStartError(
+        `the parser worker threads could not start (${e.message}); no message was parsed. ` +
+          'Check NODE_OPTIONS for options that worker threads refuse, rebuild with `npm run build`, or run with --workers 0 to parse on the main thread.',
+      );
+      for (const job of lost) job.reject(this.broken);
+      return;
+    }
     if (slot === this.quarantine) {
       // Only one message is ever in flight here: it is the one that kills the parser.
       this.quarantine = null;
@@ -142,8 +173,9 @@ export class Pool {
   }
 
   private send(slot: Slot, req: WorkerRequest, messages: RawMessage[]): Promise<WorkerReply> {
-    return new Promise((resolve) => {
-      slot.queue.push({ req, messages, resolve });
+    if (this.broken) return Promise.reject(this.broken);
+    return new Promise((resolve, reject) => {
+      slot.queue.push({ req, messages, resolve, reject });
       slot.worker.postMessage(req, req.kind === 'parse' ? [req.bytes.buffer as ArrayBuffer] : []);
     });
   }

@@ -4,7 +4,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import type { ParseResult } from './jobs.js';
 import { parseInto, runAnchorJobs, type RecordSink } from './jobs.js';
-import type { WorkerReply, WorkerRequest, WorkerSetup } from './pool.js';
+import type { WorkerReady, WorkerReply, WorkerRequest, WorkerSetup } from './pool.js';
 import { SpoolReader, SpoolWriter } from '../store/spool.js';
 
 const setup = workerData as WorkerSetup;
@@ -21,6 +21,8 @@ let queue: Promise<void> = Promise.resolve();
 parentPort!.on('message', (req: WorkerRequest) => {
   queue = queue.then(() => handle(req));
 });
+// The modules loaded (a thread that dies before this is a start-up failure, not a bad mail).
+parentPort!.postMessage({ kind: 'ready' } satisfies WorkerReady);
 
 async function handle(req: WorkerRequest): Promise<void> {
   let reply: WorkerReply;

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { pathToFileURL } from 'node:url';
 import { run } from '../helpers/cli.js';
 
 const FIX = join(process.cwd(), '../shared/fixtures');
@@ -137,6 +138,22 @@ test('a parser worker that dies costs only the message that killed it', () => {
   expect(ids).toContain('<20260324181937.2465574-2-ross.lagerwall@citrix.com>');
   expect(ids).not.toContain('<0471e754-9ea7-4fb5-b573-b770713b2f53@citrix.com>');
   expect(ids).toHaveLength(2);
+});
+
+test('worker threads that cannot start stop the run at once with what to do, not a retry per message', () => {
+  // Run through `node --input-type=module -e`: worker threads inherit that option and refuse it
+  // before loading anything. Every message would otherwise be retried alone in a new thread
+  // that fails the same way, and reported as having crashed the parser.
+  const cli = pathToFileURL(join(process.cwd(), 'dist/cli.js')).href;
+  const script = `const { main } = await import(${JSON.stringify(cli)});
+process.exitCode = await main(['node', 'patchvet', 'threads', ${JSON.stringify(REF)}, '--format', 'json', '--workers', '2']);`;
+  const res = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+  expect(res.status).toBe(2);
+  expect(res.stdout).toBe('');
+  expect(res.stderr).toMatch(/parser worker threads could not start \(.*--input-type.*\); no message was parsed/);
+  expect(res.stderr).toMatch(/--workers 0/);
+  expect(res.stderr).not.toMatch(/retrying its messages one by one/);
+  expect(res.stderr).not.toMatch(/internal error/);
 });
 
 test('a small input is parsed on the main thread, a larger one by worker threads, with the same result', () => {
