@@ -124,22 +124,23 @@ export function plainDiffNames(oldName: string | null, newName: string | null): 
   } else if (o !== null && n !== null) {
     const os = o.indexOf('/');
     const ns = n.indexOf('/');
-    if (os > 0 && ns > 0 && o.slice(0, os) !== n.slice(0, ns) && o.slice(os + 1) === n.slice(ns + 1)) {
+    // The rest may still differ by the old side's backup suffix: akpm's patch-scripts
+    // ("diff -puN") write "--- 24/mm/util.c~fix-name" / "+++ 24-akpm/mm/util.c".
+    if (os > 0 && ns > 0 && o.slice(0, os) !== n.slice(0, ns) && isBackupOf(o.slice(os + 1), n.slice(ns + 1))) {
       o = o.slice(os + 1);
       n = n.slice(ns + 1);
     }
   }
-  if (o !== null && n !== null && o !== n) {
-    for (const suffix of BACKUP_SUFFIXES) {
-      if (o === n + suffix) {
-        o = n;
-        break;
-      }
-    }
-    // quilt's backup copy: the file name, '~' and the patch's name.
-    if (o.startsWith(n + '~') && !o.slice(n.length).includes('/')) o = n;
-  }
+  if (o !== null && n !== null && o !== n && isBackupOf(o, n)) o = n;
   return [o, n];
+}
+
+/** `old` is `name` itself or its backup copy ("foo.c.orig", quilt's "foo.c~patch-name"). */
+function isBackupOf(old: string, name: string): boolean {
+  if (old === name) return true;
+  if (BACKUP_SUFFIXES.some((suffix) => old === name + suffix)) return true;
+  // quilt's backup copy: the file name, '~' and the patch's name.
+  return old.startsWith(name + '~') && !old.slice(name.length).includes('/');
 }
 
 /**

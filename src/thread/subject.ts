@@ -191,6 +191,16 @@ export function parseSubject(subject: string): ParsedSubject {
   for (;;) {
     // After the patch marker comes the commit title: "[PATCH] rv: fix ..." keeps its "rv:".
     const p = sawMarker ? null : PREFIX_RE.exec(s);
+    // git am (mailinfo's cleanup_subject) drops a "Re:" wherever it sits in the leading run,
+    // so "[PATCH] Re: 3c515 doesn't build" (a reply turned into a patch) is committed as
+    // "3c515 doesn't build". Only the exact "re:" goes: "[PATCH] rv: ..." keeps its "rv:".
+    // The mail stays a patch (its marker comes first), not a reply.
+    if (sawMarker && /^re:/i.test(s)) {
+      s = s.slice(3).trimStart();
+      // Brackets after it are the quoted subject's, not part of this mail's marker.
+      if (groups[groups.length - 1].length) groups.push([]);
+      continue;
+    }
     if (p) {
       if (REPLY_SET.has(p[1].toLowerCase())) reply = true;
       else forward = true;
@@ -205,7 +215,9 @@ export function parseSubject(subject: string): ParsedSubject {
       const b = readBracket(s.slice(1, end));
       if (b.marker) sawMarker = true;
       groups[groups.length - 1].push(b);
-      s = s.slice(end + 1).trimStart();
+      // "[PATCH]: Fix ..." (an old, still common style): git am drops the ":" with the
+      // bracket, and a title never starts with one.
+      s = s.slice(end + 1).replace(/^[\s:]+/, '');
       continue;
     }
     // b4's thank-you mails: "Re: (subset) [PATCH 00/12] ...".

@@ -1233,3 +1233,136 @@ ${XENBUS_DIFF}`),
     expect(r.warnings.filter((w) => /^sender taken from Reply-To:/.test(w))).toHaveLength(1);
   });
 });
+
+// ---------------------------------------------------------------- shapes from other lists
+
+// Re-created from shapes seen in linux-kernel, linux-mips and git list archives (older
+// clients and scripts): written here with Xen names and content.
+describe('older list shapes', () => {
+  test('"[PATCH]: title" (Mew/Gnus era), the diff right after Signed-off-by with no "---"', async () => {
+    const [r, mi] = await both(
+      mail(`
+Date: Thu, 26 Mar 2026 15:36:48 -0800 (PST)
+Message-Id: <20260326.153648.271610.keir@xen.example>
+To: xen-devel@lists.xenproject.org
+Subject: [PATCH]: Fix the migrate path for running units
+From: "Keir A. Fraser" <keir@xen.example>
+X-Mailer: Mew version 6.8 on Emacs 29.1
+Mime-Version: 1.0
+Content-Type: Text/Plain; charset=us-ascii
+Content-Transfer-Encoding: 7bit
+
+
+A unit that is still running can be picked by the tick and finished
+early. Checking the migrating flag too closes the window.
+
+Signed-off-by: Keir A. Fraser <keir@xen.example>
+
+${SCHED_DIFF}`),
+    );
+    expectAgree(r, mi);
+    expect(r.parsedSubject.clean).toBe('Fix the migrate path for running units');
+    expect(r.kind).toBe('patch');
+  });
+
+  test('"[PATCH] Re: <their subject>": a reply turned into a patch, the fix inline in a part named "patch" (BitKeeper names)', async () => {
+    const [r, mi] = await both(
+      mail(`
+Message-ID: <3F54D7B5.1020304@xen.example>
+Date: Fri, 27 Mar 2026 13:47:33 -0400
+From: Ian Pratt <ian@xen.example>
+User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Thunderbird/128.3.0
+MIME-Version: 1.0
+To: Tim Deegan <tim@xen.example>
+CC: xen-devel@lists.xenproject.org
+Subject: [PATCH] Re: 4.21-rc2: hvm.c doesn't build without CONFIG_HVM_PARAMS
+References: <20260327164917.GM23729@xen.example>
+In-Reply-To: <20260327164917.GM23729@xen.example>
+Content-Type: multipart/mixed;
+ boundary="------------030603050304090709040909"
+
+This is a multi-part message in MIME format.
+--------------030603050304090709040909
+Content-Type: text/plain; charset=us-ascii; format=flowed
+Content-Transfer-Encoding: 7bit
+
+Tim Deegan wrote:
+> hvm.c: In function 'hvm_domain_initialise':
+> hvm.c:415: error: 'params' undeclared
+
+Fixed, please apply.
+
+	Ian
+
+--------------030603050304090709040909
+Content-Type: text/plain;
+ name="patch"
+Content-Transfer-Encoding: 7bit
+Content-Disposition: inline;
+ filename="patch"
+
+===== xen/arch/x86/hvm/hvm.c 1.22 vs edited =====
+--- 1.22/xen/arch/x86/hvm/hvm.c\tThu Mar 26 16:42:22 2026
++++ edited/xen/arch/x86/hvm/hvm.c\tFri Mar 27 13:44:18 2026
+@@ -412,6 +412,9 @@ int hvm_domain_initialise(struct domain *d)
+     if ( !hvm_enabled )
+         return -EINVAL;
+ 
++    if ( !d->arch.hvm.params )
++        return -ENOMEM;
++
+     spin_lock_init(&d->arch.hvm.irq_lock);
+     spin_lock_init(&d->arch.hvm.uc_lock);
+     spin_lock_init(&d->arch.hvm.write_map.lock);
+
+--------------030603050304090709040909--
+`),
+    );
+    expectAgree(r, mi);
+    // git am commits it under the thread's own title, without the "Re:".
+    expect(r.parsedSubject.clean).toBe("4.21-rc2: hvm.c doesn't build without CONFIG_HVM_PARAMS");
+    // Still a patch, not a reply: its marker comes before the "Re:".
+    expect(r.parsedSubject.reply).toBe(false);
+    expect(r.kind).toBe('patch');
+    expect(r.files).toEqual(['xen/arch/x86/hvm/hvm.c']);
+  });
+
+  test('akpm patch-scripts "diff -puN": tree names differ and the old name carries "~patch-name"', async () => {
+    const [r, mi] = await both(
+      mail(`
+To: xen-devel@lists.xenproject.org
+Subject: [PATCH]: sched 1/3: keep running units where they are
+From: Juan Lopez <juan@xen.example>
+Date: Sat, 28 Mar 2026 03:53:43 +0100
+Message-ID: <m2adfheczs.fsf@xen.example>
+MIME-Version: 1.0
+Content-Type: text/plain; charset=us-ascii
+
+
+Running units must not be finished migrating.
+
+
+ xen/common/sched/core.c |    2 +-
+ 1 files changed, 1 insertions(+), 1 deletions(-)
+
+diff -puN xen/common/sched/core.c~sched-running-units xen/common/sched/core.c
+--- 4.21/xen/common/sched/core.c~sched-running-units\t2026-03-27 01:37:45.000000000 +0100
++++ 4.21-juan/xen/common/sched/core.c\t2026-03-27 01:43:17.000000000 +0100
+@@ -1204,7 +1204,7 @@ static void sched_unit_migrate_finish(struct sched_unit *unit)
+     struct scheduler *ops = unit_scheduler(unit);
+     unsigned int cpu = sched_unit_master(unit);
+ 
+-    if ( unit->is_running )
++    if ( unit->is_running && !unit->migrating )
+         return;
+ 
+     sched_spin_unlock_double(old_lock, new_lock, flags);
+
+_
+`),
+    );
+    expectAgree(r, mi);
+    expect(r.files).toEqual(['xen/common/sched/core.c']);
+    expect(r.diff!.files[0]).toMatchObject({ oldPath: 'xen/common/sched/core.c', newPath: 'xen/common/sched/core.c', status: 'modified' });
+  });
+});
