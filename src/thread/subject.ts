@@ -55,8 +55,16 @@ function tokenize(content: string): Token[] {
   const raws = content
     .split(/\s+/)
     .flatMap((w) => (/[=@]/.test(w) ? [w.replace(/,+$/, '')] : w.split(',')));
-  for (const raw of raws) {
+  for (let i = 0; i < raws.length; i++) {
+    const raw = raws[i];
     if (!raw) continue;
+    // Mercurial's patchbomb numbers "[PATCH 2 of 5]" (patchwork reads it as 2/5): without
+    // this its patches would each be a series of one.
+    if (/^\d+$/.test(raw) && /^of$/i.test(raws[i + 1] ?? '') && /^\d+$/.test(raws[i + 2] ?? '')) {
+      out.push({ t: 'numbering', index: parseInt(raw, 10), total: parseInt(raws[i + 2], 10) });
+      i += 2;
+      continue;
+    }
     const num = NUMBERING_RE.exec(raw);
     if (num) {
       out.push({ t: 'numbering', index: parseInt(num[1], 10), total: parseInt(num[2], 10) });

@@ -205,6 +205,25 @@ describe('groupSeries: shapes of series', () => {
     expect(s[0]).toMatchObject({ id: '<p1@x>', cover: null, patches: ['<p1@x>', '<p2@x>', '<p3@x>'], complete: true, subject: 'a' });
   });
 
+  test('Mercurial patchbomb "[PATCH 1 of 2]" / "[PATCH 2 of 2]", no cover: one series (as patchwork groups it)', () => {
+    // Re-created from the shape of patchwork's tests/series/mercurial-no-cover-letter.mbox.
+    const recs = [
+      mk('<9a1b2c3d4e5f60718293.1774370000@xenbox>', '[PATCH 1 of 2] tools/xl: print the domain name once'),
+      mk('<0f1e2d3c4b5a69788796.1774370001@xenbox>', '[PATCH 2 of 2] tools/xl: drop the unused destroy flag', {
+        irt: '<9a1b2c3d4e5f60718293.1774370000@xenbox>',
+      }),
+    ];
+    const s = series(recs);
+    expect(s).toHaveLength(1);
+    expect(s[0]).toMatchObject({
+      id: '<9a1b2c3d4e5f60718293.1774370000@xenbox>',
+      total: 2,
+      cover: null,
+      patches: ['<9a1b2c3d4e5f60718293.1774370000@xenbox>', '<0f1e2d3c4b5a69788796.1774370001@xenbox>'],
+      complete: true,
+    });
+  });
+
   test('no cover, deep threading (each patch replies to the previous one), one missing', () => {
     const recs = [
       mk('<p1@x>', '[PATCH v3 1/4] a'),

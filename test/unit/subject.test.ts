@@ -37,6 +37,11 @@ describe('parseSubject: patch brackets', () => {
     ['[PATCH -next] foo', { prefixes: ['PATCH', '-next'], targets: ['-next'] }, 'foo'],
     ['[PATCH 6.1.y 2/3] stable backport', { index: 2, total: 3, prefixes: ['PATCH', '6.1.y'], targets: ['6.1.y'] }, 'stable backport'],
     ['[PATCH] [v2] foo', { version: 2 }, 'foo'],
+    // Mercurial patchbomb numbering (as in patchwork's tests).
+    ['[PATCH 2 of 3] hg: foo', { index: 2, total: 3 }, 'hg: foo'],
+    ['[PATCH V2 0 of 3 RFC] hg: cover', { version: 2, index: 0, total: 3, rfc: true, prefixes: ['PATCH', 'RFC'] }, 'hg: cover'],
+    // "of" not between two numbers is a word.
+    ['[PATCH 2 of] foo', { prefixes: ['PATCH', '2', 'of'], targets: ['2', 'of'] }, 'foo'],
     ['[GIT PULL] Hyper-V fixes for v7.0-rc5', { prefixes: ['GIT PULL'] }, 'Hyper-V fixes for v7.0-rc5'],
     // Shapes from the linux-hyperv archive.
     ['[PATCH net-next,V3, 0/3] add ethtool COALESCE_RX_CQE_FRAMES/NSECS', { version: 3, index: 0, total: 3, prefixes: ['PATCH', 'net-next'], targets: ['net-next'] }, 'add ethtool COALESCE_RX_CQE_FRAMES/NSECS'],
