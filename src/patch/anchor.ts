@@ -82,6 +82,11 @@ function buildIndex(diff: Diff): DiffIndex {
   return { diff, entries, exact, hunkStart };
 }
 
+/** The patch has a line (of any kind) reading `key` (compacted). */
+function inDiff(ix: DiffIndex, key: string): boolean {
+  return ix.exact.has(`add\0${key}`) || ix.exact.has(`del\0${key}`) || ix.exact.has(`ctx\0${key}`);
+}
+
 function findFile(ix: DiffIndex, path: string): number | null {
   const files = ix.diff.files;
   let fi = files.findIndex((f) => f.path === path || f.newPath === path || f.oldPath === path);
@@ -222,6 +227,12 @@ interface State {
    */
   local: { old: number | null; new: number | null; fn: string | null; foreign: boolean };
   /**
+   * The last quoted diff line was placed by counting (it matched no patch line): quoted
+   * blank lines then count too. Reviewers (and review bots) quote the file as it reads after
+   * the patch, added lines with a context prefix; the blank lines between them are lines.
+   */
+  counting: boolean;
+  /**
    * The run of quoted diff lines under way, carried from block to block: a reviewer's
    * inline comment splits one quoted hunk into several quote blocks. `suspended` is the
    * depth of a run that quoted text at another depth interrupted (the reviewer's words,
@@ -256,11 +267,13 @@ function classifyBlock(st: State, lines: string[], depths: number[]): Classified
         st.fileHint = st.ix ? findFile(st.ix, header.path) : null;
         st.hunkHint = null;
         st.local = { old: null, new: null, fn: null, foreign: st.ix !== null && st.fileHint === null };
+        st.counting = false;
       } else if (header.h === 'hunk') {
         const hh = header.hunk;
         const hi = st.ix && st.fileHint !== null ? findHunk(st.ix, st.fileHint, hh) : null;
         st.hunkHint = hi !== null ? { fi: st.fileHint!, hi } : null;
         st.local = { old: hh.oldStart, new: hh.newStart, fn: functionName(hh.fnText), foreign: st.ix !== null && hi === null };
+        st.counting = false;
         // A long funcname the client wrapped: "@@ ... @@ int foo(struct bar\n*b)".
         if (count(hh.fnText, '(') > count(hh.fnText, ')') && k + 1 < lines.length && !/^[+\- \t@]/.test(lines[k + 1]!)) {
           out[++k] = { t: 'cont' };
@@ -298,6 +311,9 @@ function classifyBlock(st: State, lines: string[], depths: number[]): Classified
     const prev = k > 0 ? out[k - 1] : undefined;
     if (inRun && depth === runDepth) {
       if (c0 === '+' || c0 === '-' || ((c0 === ' ' || c0 === '\t') && (!st.ix || looksLikeCode(content)))) {
+        // An added or removed line that the patch has nowhere, in any form: the reviewer is
+        // quoting another patch ("as you wrote in 21/23:"); what follows is no comment on this one.
+        if (st.ix && c0 !== ' ' && c0 !== '\t' && !isBlankDiffContent(content) && !inDiff(st.ix, compact(content.slice(1)))) st.local.foreign = true;
         out[k] = counted(st, c0 === '+' ? 'add' : c0 === '-' ? 'del' : 'ctx', content, isBlankDiffContent(content));
         continue;
       }
@@ -328,13 +344,17 @@ function matchEmptyContext(st: State, inRun: boolean, sameDepth: boolean): Class
     if (next && cur && !st.headerSinceMatch && next.fi === cur.fi && next.hi === cur.hi && next.line.kind === 'ctx' && next.line.text.trim() === '') {
       return fromEntry(st, next);
     }
-    return null;
+    // Past what the patch shows (counting, or after a hunk's last line), a blank quoted line
+    // is the file's next line.
+    const pastHunk = st.counting || (cur !== undefined && !st.headerSinceMatch && (!next || next.fi !== cur.fi || next.hi !== cur.hi));
+    return pastHunk && sameDepth && st.local.new !== null ? counted(st, 'ctx', ' ', true) : null;
   }
   return sameDepth && st.local.new !== null ? counted(st, 'ctx', ' ', true) : null;
 }
 
 function fromEntry(st: State, e: Entry): Classified {
   st.cursor = e.g;
+  st.counting = false;
   st.local.foreign = false;
   st.headerSinceMatch = false;
   st.fileHint = e.fi;
@@ -369,6 +389,7 @@ function counted(st: State, kind: LineKind, content: string, blank: boolean): Cl
     if (st.local.new !== null) st.local.new++;
     if (st.local.old !== null) st.local.old++;
   }
+  st.counting = st.ix !== null;
   if (kind !== 'del') st.local.fn = definitionName(text) ?? st.local.fn;
   // Lines of a foreign diff are no place in the patch: a comment after them is unanchored.
   const path = st.local.foreign ? null : st.filePath;
@@ -432,6 +453,10 @@ function firstAfter(list: number[], p: number): number {
  */
 function plausible(st: State, ix: DiffIndex, alts: Alt[], cands: number[]): number[] {
   if (!cands.length) return cands;
+  // Counting: the quote went past what the patch shows (a reviewer quoting beyond the hunk,
+  // or the file as patched). It goes on forward: "break;" or "int ret;" quoted there is the
+  // file's next line, not the same text in an earlier hunk.
+  if (st.counting && st.cursor >= 0) cands = cands.filter((g) => g > st.cursor);
   const strongKeys = alts.filter((a) => !a.weak);
   const matchesStrong = (g: number) =>
     strongKeys.some((a) => a.kind === ix.entries[g]!.line.kind && a.key === ix.entries[g]!.key);
@@ -682,6 +707,7 @@ export function anchorComments(blocks: ReplyBlock[], diff: Diff | null): Comment
     filePath: null,
     hunkHint: null,
     local: { old: null, new: null, fn: null, foreign: false },
+    counting: false,
     run: { open: false, depth: 0, suspended: null },
   };
   const comments: Comment[] = [];
@@ -696,6 +722,7 @@ export function anchorComments(blocks: ReplyBlock[], diff: Diff | null): Comment
       // Quoted material was cut here: counting from the quote's own headers cannot go on
       // over the gap (the file still can).
       st.local = { old: null, new: null, fn: st.local.fn, foreign: st.local.foreign };
+      st.counting = false;
     } else if (b.type === 'attribution') {
       st.run = { open: false, depth: 0, suspended: null };
     } else if (b.type === 'text') {

@@ -318,3 +318,109 @@ describe('anchorComments: re-created situations (fpu-two-files.patch)', () => {
     expect(cs[99]).toMatchObject({ file: 'f9.c', line: 459, quoted: ['+{', '+\treturn 0;', '+}'] });
   });
 });
+
+describe('anchorComments: quotes that go past the patch (review bots, quotes of other patches)', () => {
+  // Re-created from review-bot mails and list reviews seen on real lists: a bot quoting the
+  // file as it reads after the patch (added lines with a context prefix) and past the end of
+  // a hunk, and a maintainer quoting another patch of the series without its headers.
+  const DOMAIN = diffOf(
+    [
+      'diff --git a/xen/common/domain.c b/xen/common/domain.c',
+      '--- a/xen/common/domain.c',
+      '+++ b/xen/common/domain.c',
+      '@@ -200,4 +200,4 @@ int domain_kill(struct domain *d)',
+      '     if ( d == current->domain )',
+      '-        return -EINVAL;',
+      '+        return -EPERM;',
+      ' ',
+      '     return ret;',
+      '@@ -210,9 +210,15 @@ int domain_pause_by_systemcontroller(struct domain *d)',
+      ' {',
+      '     int ret;',
+      ' ',
+      '+    if ( d->is_dying )',
+      '+        return -EINVAL;',
+      '+',
+      '+    if ( d == current->domain )',
+      '+        return -EINVAL;',
+      '+',
+      '     ret = domain_pause_except_self(d);',
+      '     if ( ret )',
+      '         return ret;',
+      ' ',
+      '     return 0;',
+      ' }',
+      '',
+    ].join('\n'),
+  );
+
+  test('the file as patched, added lines quoted as context: the blank lines between them count', () => {
+    const body = [
+      '> diff --git a/xen/common/domain.c b/xen/common/domain.c',
+      '> --- a/xen/common/domain.c',
+      '> +++ b/xen/common/domain.c',
+      '> @@ -210,9 +210,15 @@ int domain_pause_by_systemcontroller(struct domain *d)',
+      '>  {',
+      '>      int ret;',
+      '>  ',
+      '>      if ( d->is_dying )',
+      '>          return -EINVAL;',
+      '>  ',
+      '>      if ( d == current->domain )',
+      '>          return -EINVAL;',
+      '',
+      '[Severity: Medium] Can the caller ever be its own target here?',
+    ].join('\n');
+    const cs = comments(body, DOMAIN);
+    expect(cs).toHaveLength(1);
+    // 210 "{", 211 "int ret;", 212 "", 213-214 is_dying, 215 "", 216-217 current->domain.
+    expect(cs[0]).toMatchObject({ file: 'xen/common/domain.c', line: 217, side: 'new' });
+  });
+
+  test('quoted past the end of a hunk: a line reading like an earlier hunk\'s is the next line of the file', () => {
+    const body = [
+      '> diff --git a/xen/common/domain.c b/xen/common/domain.c',
+      '> --- a/xen/common/domain.c',
+      '> +++ b/xen/common/domain.c',
+      '> @@ -210,9 +210,15 @@ int domain_pause_by_systemcontroller(struct domain *d)',
+      '>      ret = domain_pause_except_self(d);',
+      '>      if ( ret )',
+      '>          return ret;',
+      '>  ',
+      '>      return 0;',
+      '>  }',
+      '>  ',
+      '>  int domain_unpause_by_systemcontroller(struct domain *d)',
+      '>  {',
+      '>      int ret;',
+      '>  ',
+      '>      if ( d->controller_pause_count == 0 )',
+      '>          return -EINVAL;',
+      '',
+      'This is pre-existing, but the count is read without the lock.',
+    ].join('\n');
+    const cs = comments(body, DOMAIN);
+    expect(cs).toHaveLength(1);
+    // "int ret;" and "return ret;" are in the patch (lines 211 and 202), but the quote is past
+    // the hunk's last line (224, "}"): the file goes on at 225.
+    expect(cs[0]).toMatchObject({ file: 'xen/common/domain.c', line: 231, side: 'new', function: 'domain_unpause_by_systemcontroller' });
+  });
+
+  test("lines of another patch quoted without headers do not anchor the comment after them", () => {
+    const body = [
+      'On 02.04.2026 10:12, Ross Lagerwall wrote:',
+      '> +    if ( d == current->domain )',
+      '> +        return -EINVAL;',
+      '',
+      'Why not -EPERM, as in domain_kill()? And the same hack as in 4/6:',
+      '',
+      '> +    /* Hack: pretend the domain is paused already. */',
+      '> +    if ( d->controller_pause_count )',
+      '> +        return 0;',
+      '',
+      'We do not take hacks.',
+    ].join('\n');
+    const cs = comments(body, DOMAIN);
+    expect(cs.map(at)).toEqual(['xen/common/domain.c:217:new', 'null:null:null']);
+  });
+});

@@ -1,0 +1,65 @@
+// Anchoring on 3,000 real linux-hyperv mails: every reviewer comment that patchvet anchors to
+// a line must follow a quoted line that reads as that line of the patch the reply answers
+// (whitespace aside). The only exceptions are quotes that go past what the patch shows (review
+// bots quote the file beyond the hunk); they are listed in KNOWN with the line the quote's own
+// hunk header gives, so any other anchor that does not read as its line fails the test.
+import { join } from 'node:path';
+import { loadCorpus, type Corpus } from '../../src/pipeline.js';
+import type { DiffLine, ThreadMessage } from '../../src/model.js';
+
+const SAMPLE = join(process.cwd(), '../shared/fixtures/real/linux-hyperv-2026.mbox.gz');
+
+/** reply Message-ID + file -> the line the quote's own numbering gives (no patch line there). */
+const KNOWN: Record<string, number> = {
+  // Sashiko AI review bot: quotes 4 lines above the patch's hunk, under a hunk header of its own.
+  '<20260519205555.5C52F1F000E9@smtp.kernel.org> drivers/gpu/drm/hyperv/hyperv_drm_proto.c': 389,
+  '<20260530004428.A0ECB1F00893@smtp.kernel.org> drivers/net/ethernet/microsoft/mana/hw_channel.c': 261,
+  // The same bot, quoting past the hunk's end: counted on from the hunk's last line (122 and 307).
+  '<20260528012253.489281F000E9@smtp.kernel.org> kernel/liveupdate/kexec_handover.c': 125,
+  '<20260710024051.6EEDD1F000E9@smtp.kernel.org> drivers/hid/hid-hyperv.c': 314,
+};
+
+const squash = (s: string) => s.replace(/\s+/g, '');
+
+let corpus: Corpus;
+beforeAll(async () => {
+  corpus = await loadCorpus([SAMPLE], { workers: 0 });
+}, 120_000);
+afterAll(() => corpus?.close());
+
+test('every comment anchored to a line follows a quoted line that reads as that line of the patch', () => {
+  let anchored = 0;
+  let verified = 0;
+  const wrong: string[] = [];
+  const outside: Record<string, number> = {};
+  for (const t of corpus.threads) {
+    const thread = corpus.thread(t);
+    const byId = new Map(thread.messages.map((m) => [m.messageId, m]));
+    const patchOf = (m: ThreadMessage): ThreadMessage | null => {
+      for (let p = m.parent ? byId.get(m.parent) : undefined; p; p = p.parent ? byId.get(p.parent) : undefined) {
+        if (p.record?.kind === 'patch' && p.record.diff) return p;
+      }
+      return null;
+    };
+    for (const m of thread.messages) {
+      for (const c of m.comments) {
+        if (c.file === null || c.line === null) continue;
+        anchored++;
+        const patch = patchOf(m);
+        if (!patch) continue; // numbered from the quote's own headers alone: nothing to check against
+        const file = patch.record!.diff!.files.find((f) => f.path === c.file);
+        const at = (l: DiffLine) => (c.side === 'old' ? l.kind !== 'add' && l.oldLine === c.line : l.kind !== 'del' && l.newLine === c.line);
+        const line = file?.hunks.flatMap((h) => h.lines).find(at);
+        const quoted = c.quoted[c.quoted.length - 1] ?? '';
+        if (!line) outside[`${m.messageId} ${c.file}`] = c.line;
+        else if (squash(line.text) === squash(quoted.slice(1))) verified++;
+        else wrong.push(`${m.messageId} ${c.file}:${c.line} (${c.side}): quoted ${JSON.stringify(quoted)}, the patch has ${JSON.stringify(line.text)}`);
+      }
+    }
+  }
+  expect(wrong).toEqual([]);
+  expect(outside).toEqual(KNOWN);
+  // A floor, so that anchoring giving up (everything as prose) fails too: 785 when written.
+  expect(anchored).toBeGreaterThanOrEqual(790);
+  expect(verified).toBeGreaterThanOrEqual(780);
+});
