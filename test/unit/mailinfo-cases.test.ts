@@ -106,6 +106,8 @@ index 3f1a2b4c5d6e..7a8b9c0d1e2f 100644
  
      sched_spin_unlock_double(old_lock, new_lock, flags);
 `;
+/** SCHED_DIFF's hunk alone, under other diff headers. */
+const SCHED_HUNK = SCHED_DIFF.slice(SCHED_DIFF.indexOf('@@ '));
 
 const HVM_DIFF = `diff --git a/xen/arch/x86/hvm/hvm.c b/xen/arch/x86/hvm/hvm.c
 index 0123456789ab..ba9876543210 100644
@@ -122,6 +124,8 @@ index 0123456789ab..ba9876543210 100644
      spin_lock_init(&d->arch.hvm.uc_lock);
      spin_lock_init(&d->arch.hvm.write_map.lock);
 `;
+/** HVM_DIFF's hunk alone, under other diff headers. */
+const HVM_HUNK = HVM_DIFF.slice(HVM_DIFF.indexOf('@@ '));
 
 const XENBUS_DIFF = `diff --git a/drivers/xen/xenbus/xenbus_probe.c b/drivers/xen/xenbus/xenbus_probe.c
 index 8a3c5f1e2b4d..0c9d7e6f5a3b 100644
@@ -1304,17 +1308,7 @@ Content-Disposition: inline;
 ===== xen/arch/x86/hvm/hvm.c 1.22 vs edited =====
 --- 1.22/xen/arch/x86/hvm/hvm.c\tThu Mar 26 16:42:22 2026
 +++ edited/xen/arch/x86/hvm/hvm.c\tFri Mar 27 13:44:18 2026
-@@ -412,6 +412,9 @@ int hvm_domain_initialise(struct domain *d)
-     if ( !hvm_enabled )
-         return -EINVAL;
- 
-+    if ( !d->arch.hvm.params )
-+        return -ENOMEM;
-+
-     spin_lock_init(&d->arch.hvm.irq_lock);
-     spin_lock_init(&d->arch.hvm.uc_lock);
-     spin_lock_init(&d->arch.hvm.write_map.lock);
-
+${HVM_HUNK}
 --------------030603050304090709040909--
 `),
     );
@@ -1348,16 +1342,7 @@ Running units must not be finished migrating.
 diff -puN xen/common/sched/core.c~sched-running-units xen/common/sched/core.c
 --- 4.21/xen/common/sched/core.c~sched-running-units\t2026-03-27 01:37:45.000000000 +0100
 +++ 4.21-juan/xen/common/sched/core.c\t2026-03-27 01:43:17.000000000 +0100
-@@ -1204,7 +1204,7 @@ static void sched_unit_migrate_finish(struct sched_unit *unit)
-     struct scheduler *ops = unit_scheduler(unit);
-     unsigned int cpu = sched_unit_master(unit);
- 
--    if ( unit->is_running )
-+    if ( unit->is_running && !unit->migrating )
-         return;
- 
-     sched_spin_unlock_double(old_lock, new_lock, flags);
-
+${SCHED_HUNK}
 _
 `),
     );
