@@ -21,18 +21,26 @@ export function buildRecord(m: ParsedMail): MessageRecord {
   let commitMessage: string | null = ex.commitMessage;
   let attachmentAuthor: ParsedMail['bodyFrom'] = null;
   if (!ex.diff || ex.diff.files.length === 0) {
+    let attached = 0;
     for (const att of m.patchAttachments) {
       // An attached format-patch file carries its own From:/Subject: (kept as in-body headers).
       const inner = applyInBodyHeaders(att);
       const a = extractDiff(inner.body);
-      if (a.diff && a.diff.files.length > 0) {
+      if (!a.diff || a.diff.files.length === 0) continue;
+      if (attached++ === 0) {
         // The mail text is the commit message when the attachment is a bare diff.
         ex = { ...a, commitMessage: a.commitMessage.trim() ? a.commitMessage : ex.commitMessage };
         commitMessage = ex.commitMessage;
         attachmentAuthor = inner.from;
         if (inner.subject) parsedSubject.clean = parseSubject(inner.subject).clean;
-        break;
+        continue;
       }
+      // Further attached patches: git am applies every part as one commit (mailinfo joins
+      // them), and a review that skipped them would pass code nobody looked at.
+      ex = { ...ex, diff: { files: [...ex.diff!.files, ...a.diff.files], damage: [...ex.diff!.damage, ...a.diff.damage] } };
+    }
+    if (attached > 1) {
+      warnings.push(`${attached} patches attached: their diffs are read as one, named after the first (its author and subject)`);
     }
   }
   const diff = ex.diff && ex.diff.files.length > 0 ? ex.diff : null;

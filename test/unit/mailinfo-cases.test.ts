@@ -405,6 +405,62 @@ ${SCHED_DIFF}`),
     expect(mi.msg).not.toMatch(/I'd rather not/);
   });
 
+  test('two format-patch files attached: both diffs are read (as git am would apply them), named after the first', async () => {
+    const [r, mi] = await both(
+      mail(`
+From: Michal Orzel <michal.orzel@amd.com>
+To: xen-devel@lists.xenproject.org
+Subject: Re: [PATCH] xen: scheduler and HVM fixes for 4.21
+Date: Fri, 20 Mar 2026 11:20:00 +0100
+Message-ID: <c0ffee00-2222-4567-89ab-cdef01234567@amd.com>
+In-Reply-To: <a0a0a0a0-1111-4000-8000-b0b0b0b0b0b0@xen.org>
+MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary="------------twofp"
+
+--------------twofp
+Content-Type: text/plain; charset=UTF-8
+Content-Transfer-Encoding: 7bit
+
+Both are needed; attached, please test.
+
+--------------twofp
+Content-Type: text/x-patch; charset=UTF-8; name="0001-sched.patch"
+Content-Disposition: attachment; filename="0001-sched.patch"
+Content-Transfer-Encoding: 7bit
+
+From 0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c Mon Sep 17 00:00:00 2001
+From: Ayan Kumar Halder <ayan.kumar.halder@amd.com>
+Date: Thu, 19 Mar 2026 18:00:00 +0000
+Subject: [PATCH 1/2] xen/sched: don't finish a migration that is still running
+
+Signed-off-by: Ayan Kumar Halder <ayan.kumar.halder@amd.com>
+---
+${SCHED_DIFF}
+--------------twofp
+Content-Type: text/x-patch; charset=UTF-8; name="0002-hvm.patch"
+Content-Disposition: attachment; filename="0002-hvm.patch"
+Content-Transfer-Encoding: 7bit
+
+From 1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d Mon Sep 17 00:00:00 2001
+From: Michal Orzel <michal.orzel@amd.com>
+Date: Thu, 19 Mar 2026 18:05:00 +0000
+Subject: [PATCH 2/2] x86/hvm: fail early without HVM params
+
+Signed-off-by: Michal Orzel <michal.orzel@amd.com>
+---
+${HVM_DIFF}
+--------------twofp--
+`),
+    );
+    // Files: both patches, as git mailinfo joins the parts. Author and subject: the first
+    // attached patch, as in the case above (mailinfo names Michal's reply).
+    expectAgree(r, mi, ['author', 'subject']);
+    expect(mi.files).toEqual(['xen/arch/x86/hvm/hvm.c', 'xen/common/sched/core.c']);
+    expect(r.author.address).toBe('ayan.kumar.halder@amd.com');
+    expect(r.parsedSubject.clean).toBe("xen/sched: don't finish a migration that is still running");
+    expect(r.warnings).toContain('2 patches attached: their diffs are read as one, named after the first (its author and subject)');
+  });
+
   test('a body whose first line starts with "From " is commit text, not a header', async () => {
     const [r, mi] = await both(
       mail(`
