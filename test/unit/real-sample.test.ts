@@ -1,8 +1,13 @@
-// Anchoring on 3,000 real linux-hyperv mails: every reviewer comment that patchvet anchors to
-// a line must follow a quoted line that reads as that line of the patch the reply answers
-// (whitespace aside). The only exceptions are quotes that go past what the patch shows (review
-// bots quote the file beyond the hunk); they are listed in KNOWN with the line the quote's own
-// hunk header gives, so any other anchor that does not read as its line fails the test.
+// Threads and anchors on 3,000 real linux-hyperv mails.
+//
+// Threading: a message's own In-Reply-To (else its last Reference) names its parent whenever
+// that message is in the corpus (JWZ keeps a message's own headers authoritative).
+//
+// Anchoring: every reviewer comment that patchvet anchors to a line must follow a quoted line
+// that reads as that line of the patch the reply answers (whitespace aside). The only
+// exceptions are quotes that go past what the patch shows (review bots quote the file beyond
+// the hunk); they are listed in KNOWN with the line the quote's own hunk header gives, so any
+// other anchor that does not read as its line fails the test.
 import { join } from 'node:path';
 import { loadCorpus, type Corpus } from '../../src/pipeline.js';
 import type { DiffLine, ThreadMessage } from '../../src/model.js';
@@ -26,6 +31,28 @@ beforeAll(async () => {
   corpus = await loadCorpus([SAMPLE], { workers: 0 });
 }, 120_000);
 afterAll(() => corpus?.close());
+
+test("every message's parent is the message its own headers name, when that message is here", () => {
+  const parentOf = new Map<string, string | null>();
+  const present: string[] = [];
+  for (const t of corpus.threads) {
+    for (const m of t.messages) {
+      parentOf.set(m.messageId, m.parent);
+      if (!m.ghost) present.push(m.messageId);
+    }
+  }
+  let named = 0;
+  const wrong: string[] = [];
+  for (const id of present) {
+    const r = corpus.load(id)!;
+    const own = (r.inReplyTo ?? r.references[r.references.length - 1] ?? '').trim();
+    if (!own || own === id || !parentOf.has(own)) continue;
+    named++;
+    if (parentOf.get(id) !== own) wrong.push(`${id}: parent ${parentOf.get(id)}, its headers name ${own}`);
+  }
+  expect(wrong).toEqual([]);
+  expect(named).toBeGreaterThan(2600); // 2,695 when written
+});
 
 test('every comment anchored to a line follows a quoted line that reads as that line of the patch', () => {
   let anchored = 0;
