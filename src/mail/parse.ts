@@ -26,6 +26,12 @@ export interface ParsedMail {
   listIds: string[];
   /** The text `git am` would take as the message body (in-body headers and scissors handled). */
   body: string;
+  /**
+   * The text as sent, set only when a scissors line cut `body`. A review that proposes a fixup
+   * after "-- >8 --" (a habit on qemu-devel and xen-devel) has its quotes and comments above
+   * that line: git am drops them, but a reply is read for its comments, not applied.
+   */
+  uncutBody?: string;
   /** Text of attached patches (text/x-patch, text/x-diff, *.patch, *.diff). */
   patchAttachments: string[];
   flowed: boolean;
@@ -144,6 +150,7 @@ export async function parseMail(msg: RawMessage): Promise<ParsedMail> {
     cc: addresses(mp.cc),
     listIds: listIds(mp, rawHeaders),
     body: inBody.body,
+    ...(inBody.scissors ? { uncutBody: text.charCodeAt(0) === 0xfeff ? text.slice(1) : text } : {}),
     patchAttachments,
     flowed,
     automated: isAutomated(mp, rawHeaders, fromObj),

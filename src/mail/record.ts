@@ -46,7 +46,10 @@ export function buildRecord(m: ParsedMail): MessageRecord {
   const diff = ex.diff && ex.diff.files.length > 0 ? ex.diff : null;
   const kind = classify(m, parsedSubject.reply, parsedSubject.series, diff !== null, ex.diffstat);
 
-  const blocks = kind === 'reply' || (kind === 'other' && m.inReplyTo) ? splitReply(m.body) : [];
+  // A reply is split from the text as sent: when it carries a scissors line (a proposed fixup
+  // after "-- >8 --"), what git am would cut away is the review itself.
+  const replyText = m.uncutBody ?? m.body;
+  const blocks = kind === 'reply' || (kind === 'other' && m.inReplyTo) ? splitReply(replyText) : [];
   let trailers: Trailer[] = [];
   if (kind === 'patch' && commitMessage) trailers = parseTrailers(commitMessage);
   else if (kind === 'cover' && commitMessage) trailers = parseTrailers(commitMessage);

@@ -5,6 +5,7 @@ import type { Comment, Diff } from '../../src/model.js';
 import { anchorComments } from '../../src/patch/anchor.js';
 import { extractDiff } from '../../src/patch/diff.js';
 import { splitReply } from '../../src/patch/quote.js';
+import { recordFromRaw } from '../../src/mail/record.js';
 
 const REPLIES = join(process.cwd(), 'test/fixtures/replies');
 
@@ -422,5 +423,88 @@ describe('anchorComments: quotes that go past the patch (review bots, quotes of 
     ].join('\n');
     const cs = comments(body, DOMAIN);
     expect(cs.map(at)).toEqual(['xen/common/domain.c:217:new', 'null:null:null']);
+  });
+});
+
+describe('anchoring through the mail parser: a review that proposes a fixup after a scissors line', () => {
+  // Re-created from a qemu-devel review (the same habit is common on xen-devel): the reviewer
+  // quotes the hunk, writes "I'd squash:", then "-- >8 --" and a bare fixup hunk, then a
+  // Reviewed-by. git am would cut everything above the scissors line; a review must keep it.
+  const mail = (headers: string[], body: string[]) =>
+    Buffer.from([...headers, '', ...body, ''].join('\n'), 'utf8');
+  const PATCH_MAIL = mail(
+    [
+      'From: Ross Lagerwall <ross.lagerwall@citrix.com>',
+      'To: xen-devel@lists.xenproject.org',
+      'Subject: [PATCH v2 3/6] xen/domain: refuse to pause the current domain',
+      'Date: Thu, 02 Apr 2026 10:12:00 +0100',
+      'Message-ID: <20260402091200.1000-4-ross.lagerwall@citrix.com>',
+    ],
+    [
+      'Pausing the current domain from a domctl would deadlock.',
+      '',
+      'Signed-off-by: Ross Lagerwall <ross.lagerwall@citrix.com>',
+      '---',
+      'diff --git a/xen/common/domain.c b/xen/common/domain.c',
+      '--- a/xen/common/domain.c',
+      '+++ b/xen/common/domain.c',
+      '@@ -210,6 +210,9 @@ int domain_pause_by_systemcontroller(struct domain *d)',
+      ' {',
+      '     int ret;',
+      ' ',
+      '+    if ( d == current->domain )',
+      '+        return -EINVAL;',
+      '+',
+      '     ret = domain_pause_except_self(d);',
+      '     if ( ret )',
+      '         return ret;',
+    ],
+  );
+  const REPLY_MAIL = mail(
+    [
+      'From: Jan Beulich <jbeulich@suse.com>',
+      'To: Ross Lagerwall <ross.lagerwall@citrix.com>',
+      'Cc: xen-devel@lists.xenproject.org',
+      'Subject: Re: [PATCH v2 3/6] xen/domain: refuse to pause the current domain',
+      'Date: Thu, 02 Apr 2026 11:30:00 +0200',
+      'Message-ID: <6b1f0c1e-squash@suse.com>',
+      'In-Reply-To: <20260402091200.1000-4-ross.lagerwall@citrix.com>',
+      'Content-Type: text/plain; charset=UTF-8; format=flowed',
+    ],
+    [
+      'On 02.04.2026 11:12, Ross Lagerwall wrote:',
+      '> @@ -210,6 +210,9 @@ int domain_pause_by_systemcontroller(struct domain *d)',
+      '>   {',
+      '>       int ret;',
+      '>   ',
+      '> +    if ( d == current->domain )',
+      '> +        return -EINVAL;',
+      '',
+      "EPERM would match domain_kill(). I'd squash:",
+      '',
+      '-- >8 --',
+      '@@ -211,3 +211,3 @@ int domain_pause_by_systemcontroller(struct domain *d)',
+      '     if ( d == current->domain )',
+      '-        return -EINVAL;',
+      '+        return -EPERM;',
+      '---',
+      '',
+      'With that:',
+      'Reviewed-by: Jan Beulich <jbeulich@suse.com>',
+    ],
+  );
+  const ref = (file: string) => ({ source: 'test', file, offset: 0, length: 0 });
+
+  test('the comment above "-- >8 --" anchors on the quoted line, and the Reviewed-by is read', async () => {
+    const patch = await recordFromRaw({ raw: PATCH_MAIL, ref: ref('patch') });
+    const review = await recordFromRaw({ raw: REPLY_MAIL, ref: ref('reply') });
+    expect(review.kind).toBe('reply');
+    const cs = anchorComments(review.blocks, patch.diff);
+    // The first comment answers "return -EINVAL;" (new line 214); before the fix, the reply was
+    // split from the text below the scissors line only, so nothing was anchored.
+    expect(cs[0]).toMatchObject({ file: 'xen/common/domain.c', line: 214, side: 'new' });
+    expect(cs[0]!.text).toContain("EPERM would match domain_kill(). I'd squash:");
+    expect(cs.map((c) => c.text).join('\n')).toContain('+        return -EPERM;');
+    expect(review.trailers.map((t) => `${t.name}: ${t.value}`)).toContain('Reviewed-by: Jan Beulich <jbeulich@suse.com>');
   });
 });
