@@ -150,8 +150,9 @@ export class Pool {
         job.resolve({ kind: 'anchor', results: [] });
         continue;
       }
-      Promise.all(job.messages.map((m) => this.retry(m))).then((rs) =>
-        job.resolve({ kind: 'parse', results: rs.flatMap((r) => (r.kind === 'parse' ? r.results : [])) }),
+      Promise.all(job.messages.map((m) => this.retry(m))).then(
+        (rs) => job.resolve({ kind: 'parse', results: rs.flatMap((r) => (r.kind === 'parse' ? r.results : [])) }),
+        (err: Error) => job.reject(err),
       );
     }
   }
@@ -173,11 +174,16 @@ export class Pool {
   }
 
   private send(slot: Slot, req: WorkerRequest, messages: RawMessage[]): Promise<WorkerReply> {
-    if (this.broken) return Promise.reject(this.broken);
-    return new Promise((resolve, reject) => {
-      slot.queue.push({ req, messages, resolve, reject });
-      slot.worker.postMessage(req, req.kind === 'parse' ? [req.bytes.buffer as ArrayBuffer] : []);
-    });
+    const reply: Promise<WorkerReply> = this.broken
+      ? Promise.reject(this.broken)
+      : new Promise((resolve, reject) => {
+          slot.queue.push({ req, messages, resolve, reject });
+          slot.worker.postMessage(req, req.kind === 'parse' ? [req.bytes.buffer as ArrayBuffer] : []);
+        });
+    // When the workers cannot start, every job in flight fails; the caller stops at the first
+    // and never awaits the others, whose failure is the same one (not an unhandled rejection).
+    reply.catch(() => undefined);
+    return reply;
   }
 
   /** Parse a stream of raw messages; results come in input order. */

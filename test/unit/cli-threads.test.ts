@@ -144,10 +144,18 @@ test('worker threads that cannot start stop the run at once with what to do, not
   // Run through `node --input-type=module -e`: worker threads inherit that option and refuse it
   // before loading anything. Every message would otherwise be retried alone in a new thread
   // that fails the same way, and reported as having crashed the parser.
+  // 400 short mails: several batches in flight on each worker when they fail.
+  const dir = mkdtempSync(join(tmpdir(), 'patchvet-nostart-'));
+  const many = join(dir, 'many.mbox');
+  writeFileSync(
+    many,
+    Array.from({ length: 400 }, (_, i) => `From mboxrd@z Thu Jan  1 00:00:00 1970\nFrom: A <a@example.org>\nSubject: note ${i}\nMessage-ID: <n${i}@example.org>\n\nText ${i}.\n`).join('\n'),
+  );
   const cli = pathToFileURL(join(process.cwd(), 'dist/cli.js')).href;
   const script = `const { main } = await import(${JSON.stringify(cli)});
-process.exitCode = await main(['node', 'patchvet', 'threads', ${JSON.stringify(REF)}, '--format', 'json', '--workers', '2']);`;
+process.exitCode = await main(['node', 'patchvet', 'threads', ${JSON.stringify(many)}, '--format', 'json', '--workers', '2']);`;
   const res = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+  rmSync(dir, { recursive: true, force: true });
   expect(res.status).toBe(2);
   expect(res.stdout).toBe('');
   expect(res.stderr).toMatch(/parser worker threads could not start \(.*--input-type.*\); no message was parsed/);
