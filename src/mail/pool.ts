@@ -28,6 +28,8 @@ export type WorkerReply = { kind: 'parse'; results: ParseResult[] } | { kind: 'a
 /** Sent once by a worker when its modules are loaded, before any answer. */
 export interface WorkerReady {
   kind: 'ready';
+  /** The worker's V8 heap limit: WORKER_LIMITS, unless process-wide V8 flags overrode them. */
+  heapLimitMb: number;
 }
 
 /**
@@ -108,7 +110,10 @@ export class Pool {
     const setup: WorkerSetup = { spoolPath: path, spoolFile: file };
     const slot: Slot = { worker: new Worker(this.url, { resourceLimits: WORKER_LIMITS, workerData: setup }), queue: [], ready: false };
     slot.worker.on('message', (msg: WorkerReply | WorkerReady) => {
-      if (msg.kind === 'ready') slot.ready = true;
+      if (msg.kind === 'ready') {
+        slot.ready = true;
+        log.debug({ heapLimitMb: msg.heapLimitMb }, 'parser worker ready');
+      }
       else slot.queue.shift()?.resolve(msg);
     });
     // A 'ready' sent just before a crash may still be queued when 'error' comes; the public

@@ -2,6 +2,7 @@
 // (see jobs.ts), appending both to this worker's own spool file. Each request is answered
 // once its output is written, so the main thread may read it as soon as it has the answer.
 import { parentPort, workerData } from 'node:worker_threads';
+import { getHeapStatistics } from 'node:v8';
 import type { ParseResult } from './jobs.js';
 import { parseInto, runAnchorJobs, type RecordSink } from './jobs.js';
 import type { WorkerReady, WorkerReply, WorkerRequest, WorkerSetup } from './pool.js';
@@ -22,7 +23,7 @@ parentPort!.on('message', (req: WorkerRequest) => {
   queue = queue.then(() => handle(req));
 });
 // The modules loaded (a thread that dies before this is a start-up failure, not a bad mail).
-parentPort!.postMessage({ kind: 'ready' } satisfies WorkerReady);
+parentPort!.postMessage({ kind: 'ready', heapLimitMb: Math.round(getHeapStatistics().heap_size_limit / 1048576) } satisfies WorkerReady);
 
 async function handle(req: WorkerRequest): Promise<void> {
   let reply: WorkerReply;

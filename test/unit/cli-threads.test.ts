@@ -140,6 +140,25 @@ test('a parser worker that dies costs only the message that killed it', () => {
   expect(ids).toHaveLength(2);
 });
 
+test("bin/patchvet's V8 flags leave the parser workers their own heap limits", () => {
+  // A process-wide --max-old-space-size or --max-semi-space-size overrides the workers'
+  // resourceLimits: each worker would then grow up to the process's limit, and a monstrous
+  // mail would take the process down instead of being skipped.
+  const res = spawnSync(join(process.cwd(), 'bin/patchvet'), ['threads', REF, '--format', 'json', '--workers', '1'], {
+    encoding: 'utf8',
+    env: { ...process.env, PATCHVET_LOG_LEVEL: 'debug' },
+  });
+  expect(res.status).toBe(0);
+  const ready = res.stderr
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l))
+    .find((e) => e.msg === 'parser worker ready');
+  expect(ready).toBeDefined();
+  // 96 MB of old generation and 12 MB of young (src/mail/pool.ts WORKER_LIMITS).
+  expect(ready.heapLimitMb).toBe(108);
+});
+
 test('worker threads that cannot start stop the run at once with what to do, not a retry per message', () => {
   // Run through `node --input-type=module -e`: worker threads inherit that option and refuse it
   // before loading anything. Every message would otherwise be retried alone in a new thread
