@@ -53,7 +53,11 @@ export interface PoolOptions {
 const BATCH_MESSAGES = 64;
 const BATCH_BYTES = 1024 * 1024;
 const ANCHOR_BATCH = 64;
-/** Heap limits per worker: RSS stays bounded whatever the archive; a mail too big for it is skipped. */
+/**
+ * Heap limits per worker: RSS stays bounded whatever the archive; a mail too big for it is
+ * skipped. Process-wide V8 flags override these: bin/patchvet's --max-semi-space-size=4 gives
+ * the same 12 MB young generation, and it passes no --max-old-space-size.
+ */
 const WORKER_LIMITS = { maxYoungGenerationSizeMb: 12, maxOldGenerationSizeMb: 96 };
 
 function workerUrl(): URL | null {
