@@ -1039,28 +1039,9 @@ Signed-off-by: Frediano Ziglio <frediano.ziglio@cloud.com>
 ---
 --- a/xen/common/sched/core.c\t2026-03-25 09:00:00.000000000 +0000
 +++ b/xen/common/sched/core.c\t2026-03-25 09:30:00.000000000 +0000
-@@ -1204,7 +1204,7 @@ static void sched_unit_migrate_finish(struct sched_unit *unit)
-     struct scheduler *ops = unit_scheduler(unit);
-     unsigned int cpu = sched_unit_master(unit);
- 
--    if ( unit->is_running )
-+    if ( unit->is_running && !unit->migrating )
-         return;
- 
-     sched_spin_unlock_double(old_lock, new_lock, flags);
---- a/xen/arch/x86/hvm/hvm.c
+${SCHED_HUNK}--- a/xen/arch/x86/hvm/hvm.c
 +++ b/xen/arch/x86/hvm/hvm.c
-@@ -412,6 +412,9 @@ int hvm_domain_initialise(struct domain *d)
-     if ( !hvm_enabled )
-         return -EINVAL;
- 
-+    if ( !d->arch.hvm.params )
-+        return -ENOMEM;
-+
-     spin_lock_init(&d->arch.hvm.irq_lock);
-     spin_lock_init(&d->arch.hvm.uc_lock);
-     spin_lock_init(&d->arch.hvm.write_map.lock);
-`),
+${HVM_HUNK}`),
     );
     expectAgree(r, mi);
     expect(r.diff!.files.map((f) => f.status)).toEqual(['modified', 'modified']);
