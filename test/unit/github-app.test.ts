@@ -110,15 +110,18 @@ function fixedCommit(sha = 'c'.repeat(40)): FakeCommit {
   return fixed;
 }
 
-/** The first push of `commit`: one review (comments 9001-9003 in FPS order), one check run. */
 /** patchvet's three inline comments as GitHub shows them after the first push (9001..9003, markers kept). */
 function postedComments(text = 'text'): Array<{ id: number; body: string; user: { login: string } }> {
   return Object.values(FPS).map((fp, i) => ({ id: 9001 + i, body: `${text} <!-- patchvet:finding=${fp} -->`, user: { login: 'patchvet[bot]' } }));
 }
 
+/** The bodies of those comments as first written, in FPS order (text, then the finding's marker). */
+const originalBodies = () => Object.values(FPS).map((fp) => `original text of ${fp}\n<!-- patchvet:finding=${fp} -->`);
+
 /** The review of the first push, as GitHub lists it. */
 const FIRST_REVIEW = () => [{ id: 501, body: `<!-- patchvet:review=${commit.sha} -->` }];
 
+/** The first push of `commit`: one review (comments 9001-9003 in FPS order), one check run. */
 async function firstPush(h: AppHarness): Promise<void> {
   readsFor(commit)
     .post(`/repos/${FULL}/pulls/${PR}/reviews`)
@@ -269,7 +272,7 @@ test('findings that disappear are marked resolved by editing their comments (ans
 
     // v2 of the commit: the reset moved into the allocator, nothing left to say.
     const fixed = fixedCommit();
-    const bodies = Object.values(FPS).map((fp) => `original text of ${fp}\n<!-- patchvet:finding=${fp} -->`);
+    const bodies = originalBodies();
     const edits: Array<{ id: number; body: string }> = [];
     const scope = readsFor(fixed, {
       token: false,
@@ -368,7 +371,7 @@ test('a finding that comes back is reopened: the comment restored, its conversat
     await firstPush(h);
     // On GitHub the three comments were resolved at c…c (an earlier push), and so were their
     // threads; the same commit as at first is pushed again (the v2 was reverted).
-    const originals = Object.values(FPS).map((fp) => `original text of ${fp}\n<!-- patchvet:finding=${fp} -->`);
+    const originals = originalBodies();
     const scope = readsFor(commit, {
       token: false,
       comments: originals.map((b, i) => ({ id: 9001 + i, body: resolvedBody(b, 'c'.repeat(40)), user: { login: 'patchvet[bot]' } })),
