@@ -50,7 +50,7 @@ export interface ThreadSkeletonOut {
 const NONE = -1;
 
 /** A usable Message-ID from a header: "<x@y>" (or bare "x@y"); truncated or garbled ones are dropped. */
-function cleanId(raw: string | null | undefined): string | null {
+export function cleanId(raw: string | null | undefined): string | null {
   if (!raw) return null;
   const id = raw.trim();
   if (!id || /\s/.test(id)) return null;
@@ -63,13 +63,13 @@ function cleanId(raw: string | null | undefined): string | null {
 }
 
 /** Milliseconds since the epoch, or NaN for a missing or unparseable date. */
-function dateValue(d: string | null | undefined): number {
+export function dateValue(d: string | null | undefined): number {
   if (!d) return NaN;
   return Date.parse(d);
 }
 
 /** Dates ascending, missing dates (NaN) last. */
-function cmpDates(a: number, b: number): number {
+export function cmpDates(a: number, b: number): number {
   const na = a !== a;
   const nb = b !== b;
   if (na || nb) return na === nb ? 0 : na ? 1 : -1;
@@ -233,12 +233,6 @@ export class Threader {
     return c;
   }
 
-  /** True when making `parent` the parent of `child` would close a loop. */
-  private wouldLoop(child: number, parent: number): boolean {
-    for (let x = parent; x !== NONE; x = this.parent.get(x)) if (x === child) return true;
-    return false;
-  }
-
   private unlink(c: number): void {
     const p = this.parent.get(c);
     if (p === NONE) return;
@@ -281,39 +275,15 @@ export class Threader {
     this.has.set(c, 1);
     this.dates.set(c, dateValue(r.date));
     if (this.subjects) this.subjects[c] = r.subject;
-
-    // The chain of ancestors this message claims, oldest first, without repeats or itself.
-    const chain: string[] = [];
-    const seen = new Set<string>([id]);
-    for (const ref of r.references ?? []) {
-      const x = cleanId(ref);
-      if (!x || seen.has(x)) continue;
-      seen.add(x);
-      chain.push(x);
-    }
-    let irt = cleanId(r.inReplyTo);
-    if (irt === id) irt = null;
-    // In-Reply-To names the direct parent: appended when References does not have it (or is
-    // absent). When References has it elsewhere, it still names the parent, but the order of
-    // References is not rewritten.
-    if (irt && !seen.has(irt)) chain.push(irt);
-    const own = irt ?? chain[chain.length - 1];
-
-    // Links implied by the chain: only for containers that have no parent yet, never a loop.
-    for (let k = 0; k + 1 < chain.length; k++) {
-      const p = this.get(chain[k]);
-      const ch = this.get(chain[k + 1]);
-      if (this.parent.get(ch) !== NONE || this.wouldLoop(ch, p)) continue;
-      this.link(ch, p);
-    }
-
-    // The message's own parent, from its own headers, replaces an implied one.
-    if (own) {
-      const p = this.get(own);
-      if (this.parent.get(c) !== p && !this.wouldLoop(c, p)) this.link(c, p);
-    }
+    linkMessage(this.containers, c, id, r);
     return true;
   }
+
+  private readonly containers: Containers = {
+    intern: (id) => this.get(id),
+    parentOf: (c) => this.parent.get(c),
+    link: (child, parent) => this.link(child, parent),
+  };
 
   /**
    * Drop ghosts left without children (their only child moved under its real parent), and
@@ -357,50 +327,26 @@ export class Threader {
 
   /** The thread below `root` (a number from roots()), messages depth-first, siblings by date. */
   thread(root: number): ThreadSkeletonOut {
-    // Post-order: effective date of each container (own date, or earliest below a ghost).
-    const eff = new Map<number, number>();
-    const post: number[] = [];
-    const stack: number[] = [root];
-    while (stack.length) {
-      const x = stack.pop()!;
-      post.push(x);
-      for (let ch = this.firstChild.get(x); ch !== NONE; ch = this.nextSib.get(ch)) stack.push(ch);
+    const t = threadSkeleton(root, this.nodes);
+    if (this.subjects) {
+      const first = t.messages.find((m) => !m.ghost);
+      if (first) t.subject = this.subjects[this.ids.get(first.messageId)];
     }
-    for (let i = post.length - 1; i >= 0; i--) {
-      const x = post[i];
-      let d = this.has.get(x) ? this.dates.get(x) : NaN;
-      if (!this.has.get(x)) {
-        for (let ch = this.firstChild.get(x); ch !== NONE; ch = this.nextSib.get(ch)) {
-          const cd = eff.get(ch)!;
-          if (cd === cd && !(cd >= d)) d = cd;
-        }
-      }
-      eff.set(x, d);
-    }
-    const bySiblingOrder = (a: number, b: number): number =>
-      cmpDates(eff.get(a)!, eff.get(b)!) || this.ids.compare(a, b);
-
-    const messages: ThreadedMessage[] = [];
-    const dfs: number[] = [root];
-    let subject: string | null = null;
-    const kids: number[] = [];
-    while (dfs.length) {
-      const x = dfs.pop()!;
-      kids.length = 0;
-      for (let ch = this.firstChild.get(x); ch !== NONE; ch = this.nextSib.get(ch)) kids.push(ch);
-      kids.sort(bySiblingOrder);
-      const p = this.parent.get(x);
-      messages.push({
-        messageId: this.ids.str(x),
-        parent: p === NONE ? null : this.ids.str(p),
-        ghost: !this.has.get(x),
-        children: kids.map((k) => this.ids.str(k)),
-      });
-      if (subject === null && this.has.get(x) && this.subjects) subject = this.subjects[x];
-      for (let i = kids.length - 1; i >= 0; i--) dfs.push(kids[i]);
-    }
-    return { root: this.ids.str(root), rootMissing: !this.has.get(root), subject: subject ?? '', messages };
+    return t;
   }
+
+  private readonly nodes: ThreadNodes = {
+    children: (x) => {
+      const kids: number[] = [];
+      for (let ch = this.firstChild.get(x); ch !== NONE; ch = this.nextSib.get(ch)) kids.push(ch);
+      return kids;
+    },
+    hasMessage: (x) => this.has.get(x) === 1,
+    date: (x) => this.dates.get(x),
+    parentOf: (x) => this.parent.get(x),
+    idOf: (x) => this.ids.str(x),
+    compare: (a, b) => this.ids.compare(a, b),
+  };
 
   /** The threads as they stand. */
   threads(): ThreadSkeletonOut[] {
@@ -434,7 +380,119 @@ export class Threader {
   }
 }
 
-function cmpIds(a: string, b: string): number {
+
+/** What the linking step of JWZ needs of a container index (in memory here, or on disk). */
+export interface Containers {
+  /** Container of an id, created (as a parentless ghost) when new. */
+  intern(id: string): number;
+  /** Parent container, or -1. */
+  parentOf(c: number): number;
+  /** Make `parent` the parent of `child`, moving it from any former parent. */
+  link(child: number, parent: number): void;
+}
+
+/** True when making `parent` the parent of `child` would close a loop. */
+function wouldLoop(cs: Containers, child: number, parent: number): boolean {
+  for (let x = parent; x !== NONE; x = cs.parentOf(x)) if (x === child) return true;
+  return false;
+}
+
+/**
+ * Link message `c` (Message-ID `id`, already marked as holding a message) into the
+ * containers: the References chain, then its own parent (see the top of this file).
+ */
+export function linkMessage(cs: Containers, c: number, id: string, r: Pick<ThreadInput, 'inReplyTo' | 'references'>): void {
+  // The chain of ancestors this message claims, oldest first, without repeats or itself.
+  const chain: string[] = [];
+  const seen = new Set<string>([id]);
+  for (const ref of r.references ?? []) {
+    const x = cleanId(ref);
+    if (!x || seen.has(x)) continue;
+    seen.add(x);
+    chain.push(x);
+  }
+  let irt = cleanId(r.inReplyTo);
+  if (irt === id) irt = null;
+  // In-Reply-To names the direct parent: appended when References does not have it (or is
+  // absent). When References has it elsewhere, it still names the parent, but the order of
+  // References is not rewritten.
+  if (irt && !seen.has(irt)) chain.push(irt);
+  const own = irt ?? chain[chain.length - 1];
+
+  // Links implied by the chain: only for containers that have no parent yet, never a loop.
+  for (let k = 0; k + 1 < chain.length; k++) {
+    const p = cs.intern(chain[k]);
+    const ch = cs.intern(chain[k + 1]);
+    if (cs.parentOf(ch) !== NONE || wouldLoop(cs, ch, p)) continue;
+    cs.link(ch, p);
+  }
+
+  // The message's own parent, from its own headers, replaces an implied one.
+  if (own) {
+    const p = cs.intern(own);
+    if (cs.parentOf(c) !== p && !wouldLoop(cs, c, p)) cs.link(c, p);
+  }
+}
+
+/** What building a thread's skeleton reads of its containers. */
+export interface ThreadNodes {
+  /** Child containers, in any order. */
+  children(c: number): number[];
+  hasMessage(c: number): boolean;
+  /** Milliseconds since the epoch, NaN when missing. */
+  date(c: number): number;
+  parentOf(c: number): number;
+  idOf(c: number): string;
+  /** Code-unit order of the two containers' ids. */
+  compare(a: number, b: number): number;
+}
+
+/** The thread below `root`: messages depth-first, siblings by date (subject left ''). */
+export function threadSkeleton(root: number, nodes: ThreadNodes): ThreadSkeletonOut {
+  // Post-order: effective date of each container (own date, or earliest below a ghost).
+  const eff = new Map<number, number>();
+  const kidsOf = new Map<number, number[]>();
+  const post: number[] = [];
+  const stack: number[] = [root];
+  while (stack.length) {
+    const x = stack.pop()!;
+    post.push(x);
+    const kids = nodes.children(x);
+    kidsOf.set(x, kids);
+    for (const ch of kids) stack.push(ch);
+  }
+  for (let i = post.length - 1; i >= 0; i--) {
+    const x = post[i];
+    const has = nodes.hasMessage(x);
+    let d = has ? nodes.date(x) : NaN;
+    if (!has) {
+      for (const ch of kidsOf.get(x)!) {
+        const cd = eff.get(ch)!;
+        if (cd === cd && !(cd >= d)) d = cd;
+      }
+    }
+    eff.set(x, d);
+  }
+  const bySiblingOrder = (a: number, b: number): number => cmpDates(eff.get(a)!, eff.get(b)!) || nodes.compare(a, b);
+
+  const messages: ThreadedMessage[] = [];
+  const dfs: number[] = [root];
+  while (dfs.length) {
+    const x = dfs.pop()!;
+    const kids = kidsOf.get(x)!.sort(bySiblingOrder);
+    const p = nodes.parentOf(x);
+    messages.push({
+      messageId: nodes.idOf(x),
+      parent: p === NONE ? null : nodes.idOf(p),
+      ghost: !nodes.hasMessage(x),
+      children: kids.map((k) => nodes.idOf(k)),
+    });
+    for (let i = kids.length - 1; i >= 0; i--) dfs.push(kids[i]);
+  }
+  return { root: nodes.idOf(root), rootMissing: !nodes.hasMessage(root), subject: '', messages };
+}
+
+export function cmpIds(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 

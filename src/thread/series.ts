@@ -59,6 +59,11 @@ export interface ThreadLike {
 export interface ThreadParents {
   parent(id: string): string | null | undefined;
   ghost(id: string): boolean;
+  /**
+   * A message of the input (not a ghost), whether or not it is among the records given:
+   * a review met while walking up stops the walk. Without it, only the records given count.
+   */
+  message?(id: string): boolean;
 }
 
 function parentsOf(threads: ReadonlyArray<ThreadLike>): ThreadParents {
@@ -70,13 +75,13 @@ function parentsOf(threads: ReadonlyArray<ThreadLike>): ThreadParents {
       if (m.ghost) ghosts.add(m.messageId);
     }
   }
-  return { parent: (id) => parentOf.get(id), ghost: (id) => ghosts.has(id) };
+  return { parent: (id) => parentOf.get(id), ghost: (id) => ghosts.has(id), message: (id) => parentOf.has(id) && !ghosts.has(id) };
 }
 
 /** Unthreaded postings of one series are expected to be sent within this time of each other. */
 export const UNTHREADED_WINDOW_MS = 6 * 3600 * 1000;
 
-interface Member {
+export interface Member {
   r: MessageRecord;
   id: string;
   sender: string;
@@ -103,7 +108,8 @@ function isPull(m: SeriesMarker | null): boolean {
   return !!m && m.prefixes.some((p) => /^(git pull|pull)$/i.test(p));
 }
 
-function toMember(r: MessageRecord): Member | null {
+/** The series member a record is, or null for mail that is not part of a series. */
+export function toMember(r: MessageRecord): Member | null {
   const ps = r.parsedSubject;
   if (!ps || ps.reply) return null;
   const m = ps.series;
@@ -141,7 +147,8 @@ function sameSeries(above: Member, child: Member): boolean {
   return above.version === child.version && !child.cover && above.total === child.total;
 }
 
-interface Group {
+/** Members that share an anchor; they are always in one thread. */
+export interface Group {
   key: string;
   members: Member[];
   /** The anchor is a message with no thread parent (unthreaded candidate). */
@@ -155,30 +162,30 @@ function cmpDate(a: number | null, b: number | null): number {
   return a - b;
 }
 
-function minDate(ms: Member[]): number | null {
+export function minDate(ms: ReadonlyArray<Pick<Member, 'date'>>): number | null {
   let d: number | null = null;
   for (const m of ms) if (m.date !== null && (d === null || m.date < d)) d = m.date;
   return d;
 }
 
-/** Group patch mails into series and link their versions. */
-export function groupSeries(records: ReadonlyArray<MessageRecord>, threads: ReadonlyArray<ThreadLike> | ThreadParents): Series[] {
+/**
+ * Grouping, step 1: the members among `records`, grouped by anchor (see the top of this
+ * file). Anchors lie up the thread, so this can run on one thread's records at a time.
+ */
+export function anchorGroups(records: Iterable<MessageRecord>, tp: ThreadParents): Group[] {
   const recById = new Map<string, MessageRecord>();
   for (const r of records) if (!recById.has(r.messageId)) recById.set(r.messageId, r);
 
   // Thread parents (ghost-aware); for records the threads do not know, their own headers.
-  const tp = Array.isArray(threads) ? parentsOf(threads as ReadonlyArray<ThreadLike>) : (threads as ThreadParents);
   const unthreaded = new Map<string, string | null>();
   for (const r of recById.values()) {
     if (tp.parent(r.messageId) === undefined) unthreaded.set(r.messageId, r.inReplyTo ?? r.references.at(-1) ?? null);
   }
-  const parentOf = {
-    get: (id: string): string | null | undefined => {
-      const p = tp.parent(id);
-      return p !== undefined ? p : unthreaded.get(id);
-    },
+  const parentOf = (id: string): string | null => {
+    const p = tp.parent(id);
+    return (p !== undefined ? p : unthreaded.get(id)) ?? null;
   };
-  const ghosts = { has: (id: string): boolean => tp.ghost(id) };
+  const isMessage = tp.message ? (id: string) => recById.has(id) || tp.message!(id) : (id: string) => recById.has(id);
 
   const members = new Map<string, Member>();
   for (const r of recById.values()) {
@@ -186,7 +193,6 @@ export function groupSeries(records: ReadonlyArray<MessageRecord>, threads: Read
     if (m) members.set(m.id, m);
   }
 
-  // ---- anchors
   const anchorKey = new Map<string, string>();
   const rootAnchored = new Set<string>();
   const resolve = (start: Member): string => {
@@ -205,10 +211,10 @@ export function groupSeries(records: ReadonlyArray<MessageRecord>, threads: Read
       visited.add(cur.id);
       if (cur.cover) {
         key = `m:${cur.id}`;
-        if ((parentOf.get(cur.id) ?? null) === null) rootAnchored.add(key);
+        if (parentOf(cur.id) === null) rootAnchored.add(key);
         break;
       }
-      let x = parentOf.get(cur.id) ?? null;
+      let x = parentOf(cur.id);
       let ghostTop: string | null = null;
       let next: Member | null = null;
       if (cur.single) {
@@ -219,14 +225,14 @@ export function groupSeries(records: ReadonlyArray<MessageRecord>, threads: Read
       }
       while (x !== null && !visited.has(x)) {
         const mem = members.get(x);
-        if (mem && !ghosts.has(x)) {
+        if (mem && !tp.ghost(x)) {
           if (sameSeries(mem, cur)) next = mem;
           break;
         }
-        if (recById.has(x) && !ghosts.has(x)) break; // a review or other mail: stop
+        if (isMessage(x) && !tp.ghost(x)) break; // a review or other mail: stop
         ghostTop = x;
         visited.add(x);
-        x = parentOf.get(x) ?? null;
+        x = parentOf(x);
       }
       if (next) {
         cur = next;
@@ -255,123 +261,225 @@ export function groupSeries(records: ReadonlyArray<MessageRecord>, threads: Read
     g.members.push(m);
   }
   for (const g of groups.values()) g.rootAnchored = rootAnchored.has(g.key);
+  return [...groups.values()];
+}
+
+/**
+ * Grouping, step 2: groups that may be one series posted without threading headers share
+ * this bucket (sender, version, total, RESEND); null for a group that is not a candidate.
+ */
+export function unthreadedBucket(g: Group): string | null {
+  if (!g.rootAnchored) return null;
+  const h = g.members[0];
+  const total = g.members.find((m) => m.total !== null)?.total ?? null;
+  if (total === null || total < 2) return null;
+  return `${h.sender}\u0000${h.version}\u0000${total}\u0000${h.resend}`;
+}
+
+/** Order of the groups of one bucket: by first date (undated last), then by key. */
+export function cmpUnthreaded(a: { start: number | null; key: string }, b: { start: number | null; key: string }): number {
+  return cmpDate(a.start, b.start) || (a.key < b.key ? -1 : 1);
+}
+
+/**
+ * Walks one bucket's groups in cmpUnthreaded order: `join` tells whether a group joins the
+ * series open before it (indexes do not collide, posted within UNTHREADED_WINDOW_MS of its
+ * last mail) and, either way, updates the open series.
+ */
+export class UnthreadedRun {
+  private indexes: Set<number> | null = null;
+  private last = -Infinity;
+
+  join(members: ReadonlyArray<Pick<Member, 'index' | 'date'>>): boolean {
+    const start = minDate(members);
+    if (this.indexes) {
+      // Index 0 is the cover: two covers collide like two patches 3/9 do.
+      const collide = members.some((m) => this.indexes!.has(m.index));
+      const near = start !== null && this.last !== -Infinity && start - this.last <= UNTHREADED_WINDOW_MS;
+      if (!collide && near) {
+        this.add(members);
+        return true;
+      }
+    }
+    this.indexes = new Set();
+    this.last = -Infinity;
+    this.add(members);
+    return false;
+  }
+
+  private add(members: ReadonlyArray<Pick<Member, 'index' | 'date'>>): void {
+    for (const m of members) {
+      this.indexes!.add(m.index);
+      if ((m.date ?? -Infinity) > this.last) this.last = m.date ?? -Infinity;
+    }
+  }
+}
+
+/** A series as built from its members, with what linking versions reads of it. */
+export interface Built {
+  s: Series;
+  date: number | null;
+  head: Member;
+  sender: string;
+  subjectKey: string;
+  resend: boolean;
+  memberIds: string[];
+}
+
+/** Grouping, step 3: the series a group's members make (versions not linked yet). */
+export function buildSeries(members: ReadonlyArray<Member>): Built {
+  const ordered = [...members].sort((a, b) => cmpDate(a.date, b.date) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  const cover = ordered.find((m) => m.cover) ?? null;
+  const patchMembers = ordered.filter((m) => m !== cover);
+  const total = cover?.total ?? patchMembers.find((m) => m.total !== null)?.total ?? (patchMembers.length ? 1 : null);
+  const patches: Array<string | null> = total !== null ? new Array<string | null>(total).fill(null) : [];
+  const extra: string[] = [];
+  const byIndex = new Map<number, Member>();
+  for (const m of patchMembers) {
+    if (m.cover || total === null || m.index < 1 || m.index > total || patches[m.index - 1] !== null) {
+      // Beyond the total ("3/2"), or a second mail for an index already filled.
+      extra.push(m.id);
+      continue;
+    }
+    patches[m.index - 1] = m.id;
+    byIndex.set(m.index, m);
+  }
+  const missing: number[] = [];
+  patches.forEach((p, i) => {
+    if (p === null) missing.push(i + 1);
+  });
+  const firstIdx = [...byIndex.keys()].sort((a, b) => a - b)[0];
+  const first = byIndex.get(1) ?? (firstIdx !== undefined ? byIndex.get(firstIdx) : undefined);
+  const head = cover ?? first ?? ordered[0];
+  const subject = head.r.parsedSubject.clean;
+  const s: Series = {
+    id: head.id,
+    version: head.version,
+    total,
+    subject,
+    author: head.r.from ?? head.r.author,
+    cover: cover?.id ?? null,
+    patches,
+    extra,
+    complete: total !== null && total >= 1 && missing.length === 0,
+    missing,
+    rfc: ordered.some((m) => m.rfc),
+    previousVersion: null,
+    nextVersion: null,
+  };
+  return {
+    s,
+    date: minDate(ordered),
+    head,
+    sender: head.sender,
+    subjectKey: normalizeSubjectKey(subject),
+    resend: head.resend,
+    memberIds: ordered.map((m) => m.id),
+  };
+}
+
+/** Output order of series: by first date (undated last), then by id. */
+export function cmpBuilt(a: { date: number | null; id: string }, b: { date: number | null; id: string }): number {
+  return cmpDate(a.date, b.date) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+}
+
+/** What linking versions reads of a series. */
+export interface VersionKey {
+  id: string;
+  version: number;
+  date: number | null;
+  sender: string;
+  subjectKey: string;
+  resend: boolean;
+}
+
+export function versionKey(b: Built): VersionKey {
+  return { id: b.s.id, version: b.s.version, date: b.date, sender: b.sender, subjectKey: b.subjectKey, resend: b.resend };
+}
+
+function canPrecede(t: VersionKey, s: VersionKey): boolean {
+  return t.id !== s.id && (t.version < s.version || (s.resend && t.version === s.version));
+}
+
+/** Versions, first test: `t`, met up the thread from the head of `s`, is its previous version. */
+export function repliesToPrevious(t: VersionKey, s: VersionKey): boolean {
+  return canPrecede(t, s) && (t.sender === s.sender || t.subjectKey === s.subjectKey);
+}
+
+/**
+ * Versions, second test: among series of the same sender and subject key, taken in output
+ * order, is `t` a better previous version of `s` than `best` (null: none yet)?
+ */
+export function betterPrevious(best: VersionKey | null, t: VersionKey, s: VersionKey): boolean {
+  if (!canPrecede(t, s)) return false;
+  if (t.date !== null && s.date !== null && t.date > s.date) return false;
+  if (s.resend && t.version === s.version && (t.date === null || s.date === null)) return false;
+  return !best || t.version > best.version || (t.version === best.version && cmpDate(best.date, t.date) < 0);
+}
+
+/** nextVersion of t: among the series whose previous version t is, in output order, is `s` better than `cur`? */
+export function betterNext(cur: VersionKey | null, s: VersionKey): boolean {
+  return !cur || s.version < cur.version || (s.version === cur.version && cmpDate(s.date, cur.date) < 0);
+}
+
+/** Group patch mails into series and link their versions. */
+export function groupSeries(records: ReadonlyArray<MessageRecord>, threads: ReadonlyArray<ThreadLike> | ThreadParents): Series[] {
+  const tp = Array.isArray(threads) ? parentsOf(threads as ReadonlyArray<ThreadLike>) : (threads as ThreadParents);
+  const recById = new Map<string, MessageRecord>();
+  for (const r of records) if (!recById.has(r.messageId)) recById.set(r.messageId, r);
+  const parentOf = (id: string): string | null => {
+    const p = tp.parent(id);
+    if (p !== undefined) return p;
+    const r = recById.get(id);
+    return r ? (r.inReplyTo ?? r.references.at(-1) ?? null) : null;
+  };
+
+  const groups = anchorGroups(recById.values(), tp);
 
   // ---- unthreaded postings: merge root-anchored groups of one sender/version/total/resend
   const buckets = new Map<string, Group[]>();
-  for (const g of groups.values()) {
-    if (!g.rootAnchored) continue;
-    const h = g.members[0];
-    const total = g.members.find((m) => m.total !== null)?.total ?? null;
-    if (total === null || total < 2) continue;
-    const b = `${h.sender}\u0000${h.version}\u0000${total}\u0000${h.resend}`;
+  for (const g of groups) {
+    const b = unthreadedBucket(g);
+    if (b === null) continue;
     if (!buckets.has(b)) buckets.set(b, []);
     buckets.get(b)!.push(g);
   }
+  const merged = new Set<Group>();
   for (const list of buckets.values()) {
     if (list.length < 2) continue;
-    list.sort((a, b) => cmpDate(minDate(a.members), minDate(b.members)) || (a.key < b.key ? -1 : 1));
+    const keyed = list.map((g) => ({ g, start: minDate(g.members), key: g.key }));
+    keyed.sort(cmpUnthreaded);
+    const run = new UnthreadedRun();
     let open: Group | null = null;
-    for (const g of list) {
-      const start = minDate(g.members);
-      if (open) {
-        const openIdx = new Set(open.members.map((m) => m.index));
-        const last = Math.max(...open.members.map((m) => m.date ?? -Infinity));
-        // Index 0 is the cover: two covers collide like two patches 3/9 do.
-        const collide = g.members.some((m) => openIdx.has(m.index));
-        const near = start !== null && last !== -Infinity && start - last <= UNTHREADED_WINDOW_MS;
-        if (!collide && near) {
-          open.members.push(...g.members);
-          groups.delete(g.key);
-          continue;
-        }
-      }
-      open = g;
+    for (const { g } of keyed) {
+      if (run.join(g.members) && open) {
+        open.members.push(...g.members);
+        merged.add(g);
+      } else open = g;
     }
   }
 
   // ---- build the series
-  interface Built {
-    s: Series;
-    date: number | null;
-    head: Member;
-    sender: string;
-    subjectKey: string;
-    resend: boolean;
-    memberIds: string[];
-  }
-  const built: Built[] = [];
-  for (const g of groups.values()) {
-    const ordered = [...g.members].sort((a, b) => cmpDate(a.date, b.date) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-    const cover = ordered.find((m) => m.cover) ?? null;
-    const patchMembers = ordered.filter((m) => m !== cover);
-    const total =
-      cover?.total ?? patchMembers.find((m) => m.total !== null)?.total ?? (patchMembers.length ? 1 : null);
-    const patches: Array<string | null> = total !== null ? new Array<string | null>(total).fill(null) : [];
-    const extra: string[] = [];
-    const byIndex = new Map<number, Member>();
-    for (const m of patchMembers) {
-      if (m.cover || total === null || m.index < 1 || m.index > total || patches[m.index - 1] !== null) {
-        // Beyond the total ("3/2"), or a second mail for an index already filled.
-        extra.push(m.id);
-        continue;
-      }
-      patches[m.index - 1] = m.id;
-      byIndex.set(m.index, m);
-    }
-    const missing: number[] = [];
-    patches.forEach((p, i) => {
-      if (p === null) missing.push(i + 1);
-    });
-    const firstIdx = [...byIndex.keys()].sort((a, b) => a - b)[0];
-    const first = byIndex.get(1) ?? (firstIdx !== undefined ? byIndex.get(firstIdx) : undefined);
-    const head = cover ?? first ?? ordered[0];
-    const subject = head.r.parsedSubject.clean;
-    const s: Series = {
-      id: head.id,
-      version: head.version,
-      total,
-      subject,
-      author: head.r.from ?? head.r.author,
-      cover: cover?.id ?? null,
-      patches,
-      extra,
-      complete: total !== null && total >= 1 && missing.length === 0,
-      missing,
-      rfc: ordered.some((m) => m.rfc),
-      previousVersion: null,
-      nextVersion: null,
-    };
-    built.push({
-      s,
-      date: minDate(ordered),
-      head,
-      sender: head.sender,
-      subjectKey: normalizeSubjectKey(subject),
-      resend: head.resend,
-      memberIds: ordered.map((m) => m.id),
-    });
-  }
-  built.sort((a, b) => cmpDate(a.date, b.date) || (a.s.id < b.s.id ? -1 : a.s.id > b.s.id ? 1 : 0));
+  const built = groups.filter((g) => !merged.has(g)).map((g) => buildSeries(g.members));
+  built.sort((a, b) => cmpBuilt({ date: a.date, id: a.s.id }, { date: b.date, id: b.s.id }));
+  const keys = new Map<Built, VersionKey>(built.map((b) => [b, versionKey(b)]));
 
   // ---- versions
   const seriesOf = new Map<string, Built>();
   for (const b of built) for (const id of b.memberIds) seriesOf.set(id, b);
-  const canPrecede = (t: Built, s: Built): boolean =>
-    t !== s && (t.s.version < s.s.version || (s.resend && t.s.version === s.s.version));
-
   const prev = new Map<Built, Built>();
   // In reply to an earlier version.
   for (const s of built) {
     const seen = new Set<string>();
-    let x = parentOf.get(s.head.id) ?? null;
+    let x = parentOf(s.head.id);
     while (x !== null && !seen.has(x)) {
       seen.add(x);
       const t = seriesOf.get(x);
-      if (t && t !== s && canPrecede(t, s) && (t.sender === s.sender || t.subjectKey === s.subjectKey)) {
+      if (t && repliesToPrevious(keys.get(t)!, keys.get(s)!)) {
         prev.set(s, t);
         break;
       }
-      x = parentOf.get(x) ?? null;
+      x = parentOf(x);
     }
   }
   // Across threads: same sender, same subject.
@@ -385,16 +493,7 @@ export function groupSeries(records: ReadonlyArray<MessageRecord>, threads: Read
     if (prev.has(s)) continue;
     let best: Built | null = null;
     for (const t of bySubject.get(`${s.sender}\u0000${s.subjectKey}`) ?? []) {
-      if (!canPrecede(t, s)) continue;
-      if (t.date !== null && s.date !== null && t.date > s.date) continue;
-      if (s.resend && t.s.version === s.s.version && (t.date === null || s.date === null)) continue;
-      if (
-        !best ||
-        t.s.version > best.s.version ||
-        (t.s.version === best.s.version && cmpDate(best.date, t.date) < 0)
-      ) {
-        best = t;
-      }
+      if (betterPrevious(best ? keys.get(best)! : null, keys.get(t)!, keys.get(s)!)) best = t;
     }
     if (best) prev.set(s, best);
   }
@@ -404,9 +503,7 @@ export function groupSeries(records: ReadonlyArray<MessageRecord>, threads: Read
     if (!t) continue;
     s.s.previousVersion = t.s.id;
     const cur = next.get(t);
-    if (!cur || s.s.version < cur.s.version || (s.s.version === cur.s.version && cmpDate(s.date, cur.date) < 0)) {
-      next.set(t, s);
-    }
+    if (betterNext(cur ? keys.get(cur)! : null, keys.get(s)!)) next.set(t, s);
   }
   for (const [t, s] of next) t.s.nextVersion = s.s.id;
 
