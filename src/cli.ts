@@ -34,7 +34,7 @@ async function threadsCommand(inputs: string[], opts: { format: string; workers?
   progress.stop();
   try {
     const out = new Out(io.stdout);
-    const seriesOf = seriesIndex(corpus);
+    const seriesOf = (id: string) => corpus.seriesOf(id);
     if (opts.format === 'text') {
       for (const t of corpus.threads) await out.write(threadText(corpus.thread(t)) + '\n');
       const s = corpus.stats;
@@ -72,15 +72,6 @@ export function plural(n: number, one: string, many = `${one}s`): string {
   return `${n} ${n === 1 ? one : many}`;
 }
 
-export function seriesIndex(corpus: Corpus): (id: string) => string | undefined {
-  const m = new Map<string, string>();
-  for (const s of corpus.series) {
-    if (s.cover) m.set(s.cover, s.id);
-    for (const p of s.patches) if (p) m.set(p, s.id);
-    for (const p of s.extra) m.set(p, s.id);
-  }
-  return (id) => m.get(id);
-}
 
 export function buildProgram(io: Io, result: { code: number }): Command {
   const program = new Command();

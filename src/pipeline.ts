@@ -1,23 +1,23 @@
 // The data flow, end to end for local runs:
-//   sources -> mail (worker pool) -> spool + light index -> thread (JWZ)
+//   sources -> mail (worker pool) -> spool + index on disk -> thread (JWZ)
 //   -> anchoring of reply comments (worker pool) -> series
 // then, one thread at a time: load records, attach the anchored comments, hand to the caller
 // (threads output, or rules -> review -> sinks).
 //
-// Memory holds only a compact index: per Message-ID a slot in the Threader's typed arrays and
-// in the RecordTable below (where the record and its comments are in the spool, its kind),
-// plus the few fields series grouping reads of patches and cover letters. Records are written
-// to the spool by the thread that parsed them and read back one thread at a time, and only
-// their small head is parsed unless a caller reads a diff or reply blocks (see mail/stored.ts).
-import type { Address, Comment, InputError, MessageRecord, RawMessage, Series, SeriesMarker, Thread } from './model.js';
+// Memory stays flat whatever the size of the input: records are written to the spool by the
+// thread that parsed them and read back one thread at a time (only their small head is parsed
+// unless a caller reads a diff or reply blocks, see mail/stored.ts), and everything kept per
+// message (its Message-ID, thread parent, where its record and comments are, the fields series
+// grouping reads) is in an SQLite file beside the spool (store/corpus-index.ts).
+import { join } from 'node:path';
+import type { Comment, InputError, MessageRecord, RawMessage, Series, Thread } from './model.js';
 import { plainFilesBytes, readInputs } from './sources/index.js';
 import { Pool } from './mail/pool.js';
-import type { AnchorJob, CandidateFields, LightRecord, ParseResult, RecordSink, StoredAt, StoredText } from './mail/jobs.js';
+import type { ParseResult, RecordSink } from './mail/jobs.js';
 import { decodeRecord } from './mail/stored.js';
 import { SpoolDir, SpoolReader, SpoolWriter } from './store/spool.js';
-import { Threader } from './thread/jwz.js';
-import { groupSeries, type ThreadParents } from './thread/series.js';
-import { CHUNK, Float64Column, Int32Column, Uint16Column, Uint32Column, Uint8Column } from './thread/columns.js';
+import { CorpusIndex } from './store/corpus-index.js';
+import { groupSeriesOnDisk, seriesIdOf, seriesOnDisk } from './store/series-index.js';
 import { assembleThread, type ThreadSkeleton } from './thread/assemble.js';
 import { log } from './log.js';
 
@@ -31,8 +31,12 @@ export interface CorpusStats {
 }
 
 export interface Corpus {
-  threads: ThreadSkeleton[];
-  series: Series[];
+  /** The threads in output order (by first date), each built from the index when read. */
+  threads: ThreadList;
+  /** The series in output order (by first date), read from the index a page at a time. */
+  series: Iterable<Series>;
+  /** Id of the series a message belongs to. */
+  seriesOf(messageId: string): string | undefined;
   errors: InputError[];
   stats: CorpusStats;
   /** Full record of a message (read back from the spool). */
@@ -48,203 +52,11 @@ export interface LoadOptions {
   onProgress?: (messages: number) => void;
 }
 
-const KINDS: ReadonlyArray<MessageRecord['kind']> = ['patch', 'cover', 'reply', 'other'];
 /**
  * Inputs smaller than this (files only) are parsed on the main thread: starting two workers,
  * each loading mailparser, costs more (about 0.2 s of CPU) than parsing a patch series.
  */
 const IN_PROCESS_BYTES = 1024 * 1024;
-const HAS_DIFF = 1;
-const HAS_BLOCKS = 2;
-
-/**
- * Per Threader container: where its record is in the spool, its kind, and where the anchored
- * comments of a reply are. Columns of typed-array chunks: about 40 bytes per message.
- */
-class RecordTable {
-  readonly file = new Uint16Column();
-  readonly offset = new Float64Column();
-  readonly headLength = new Uint32Column();
-  readonly restLength = new Uint32Column();
-  readonly kind = new Uint8Column();
-  readonly flags = new Uint8Column();
-  /** Comments: file + 1 (0 = not anchored in advance), offset, length. */
-  readonly cFile = new Uint16Column();
-  readonly cOffset = new Float64Column();
-  readonly cLength = new Uint32Column();
-  /** Containers below this have room in every column. */
-  private n = 0;
-
-  private ensure(c: number): void {
-    if (c < this.n) return;
-    this.n = Math.ceil((c + 1) / CHUNK) * CHUNK;
-    for (const col of [this.file, this.offset, this.headLength, this.restLength, this.kind, this.flags, this.cFile, this.cOffset, this.cLength]) {
-      col.ensure(this.n);
-    }
-  }
-
-  set(c: number, at: StoredAt, kind: MessageRecord['kind'], flags: number): void {
-    this.ensure(c);
-    this.file.set(c, at.file);
-    this.offset.set(c, at.offset);
-    this.headLength.set(c, at.headLength);
-    this.restLength.set(c, at.restLength);
-    this.kind.set(c, KINDS.indexOf(kind));
-    this.flags.set(c, flags);
-  }
-
-  /** Flags of container c (0 for a ghost never set). */
-  flagsOf(c: number): number {
-    return c < this.n ? this.flags.get(c) : 0;
-  }
-
-  at(c: number): StoredAt {
-    return { file: this.file.get(c), offset: this.offset.get(c), headLength: this.headLength.get(c), restLength: this.restLength.get(c) };
-  }
-
-  setComments(c: number, t: StoredText): void {
-    this.cFile.set(c, t.file + 1);
-    this.cOffset.set(c, t.offset);
-    this.cLength.set(c, t.length);
-  }
-}
-
-/**
- * Series candidates (patches and cover letters), in typed arrays: what groupSeries reads of
- * each, about 100 bytes a candidate (its clean subject, mostly). Senders and prefix lists are
- * shared: a list has few of them.
- */
-class CandidateTable {
-  private n = 0;
-  /** Threader container. */
-  readonly c = new Int32Column();
-  private readonly date = new Float64Column();
-  /** kind index | HAS_DIFF << 2 | ... (see add) */
-  private readonly bits = new Uint16Column();
-  private readonly version = new Float64Column();
-  /** Series index and total; -1 for null. */
-  private readonly index = new Int32Column();
-  private readonly total = new Int32Column();
-  private readonly from = new Int32Column();
-  /** -1: the author is the sender. */
-  private readonly author = new Int32Column();
-  private readonly prefixes = new Int32Column();
-  private readonly targets = new Int32Column();
-  clean: string[] = [];
-  private addresses: Address[] = [];
-  private addressIds = new Map<string, number>();
-  private lists: string[][] = [];
-  private listIds = new Map<string, number>();
-  /** Dates that are not toISOString() text, by candidate. */
-  private odd = new Map<number, string>();
-
-  get size(): number {
-    return this.n;
-  }
-
-  private address(a: Address): number {
-    const k = `${a.name}\u0000${a.address}`;
-    let id = this.addressIds.get(k);
-    if (id === undefined) {
-      id = this.addresses.push(a) - 1;
-      this.addressIds.set(k, id);
-    }
-    return id;
-  }
-
-  private list(l: string[]): number {
-    const k = l.join('\u0000');
-    let id = this.listIds.get(k);
-    if (id === undefined) {
-      id = this.lists.push(l) - 1;
-      this.listIds.set(k, id);
-    }
-    return id;
-  }
-
-  add(c: number, r: LightRecord, f: CandidateFields): void {
-    const i = this.n++;
-    if (i % CHUNK === 0) {
-      for (const col of [this.c, this.date, this.bits, this.version, this.index, this.total, this.from, this.author, this.prefixes, this.targets]) {
-        col.ensure(i + CHUNK);
-      }
-    }
-    const ps = f.parsedSubject;
-    const s = ps.series;
-    this.c.set(i, c);
-    // Record dates are toISOString() text or null, so the number gives the same text back
-    // (kept aside otherwise).
-    this.date.set(i, r.date === null ? NaN : Date.parse(r.date));
-    if (r.date !== null && (Number.isNaN(this.date.get(i)) || new Date(this.date.get(i)).toISOString() !== r.date)) {
-      this.odd.set(i, r.date);
-    }
-    this.bits.set(i, KINDS.indexOf(r.kind) |
-      (r.hasDiff ? 4 : 0) |
-      (f.diffstat ? 8 : 0) |
-      (f.automated ? 16 : 0) |
-      (ps.reply ? 32 : 0) |
-      (ps.forward ? 64 : 0) |
-      (s ? 128 : 0) |
-      (s?.rfc ? 256 : 0) |
-      (s?.resend ? 512 : 0));
-    this.version.set(i, s ? s.version : 0);
-    this.index.set(i, s && s.index !== null ? s.index : -1);
-    this.total.set(i, s && s.total !== null ? s.total : -1);
-    this.from.set(i, this.address(f.from));
-    this.author.set(i, f.author ? this.address(f.author) : -1);
-    this.prefixes.set(i, s ? this.list(s.prefixes) : -1);
-    this.targets.set(i, s ? this.list(s.targets) : -1);
-    this.clean[i] = ps.clean;
-  }
-
-  /** A MessageRecord shell for groupSeries: everything it does not read points at shared constants. */
-  record(i: number, id: string): MessageRecord {
-    const b = this.bits.get(i);
-    const from = this.addresses[this.from.get(i)];
-    const series: SeriesMarker | null =
-      b & 128
-        ? {
-            version: this.version.get(i),
-            index: this.index.get(i) < 0 ? null : this.index.get(i),
-            total: this.total.get(i) < 0 ? null : this.total.get(i),
-            rfc: (b & 256) !== 0,
-            resend: (b & 512) !== 0,
-            prefixes: this.lists[this.prefixes.get(i)],
-            targets: this.lists[this.targets.get(i)],
-          }
-        : null;
-    const d = this.date.get(i);
-    return {
-      messageId: id,
-      ref: NO_REF,
-      inReplyTo: null,
-      references: NONE,
-      from,
-      author: this.author.get(i) < 0 ? from : this.addresses[this.author.get(i)],
-      date: this.odd.get(i) ?? (Number.isNaN(d) ? null : new Date(d).toISOString()),
-      subject: '',
-      parsedSubject: { clean: this.clean[i], reply: (b & 32) !== 0, forward: (b & 64) !== 0, series },
-      kind: KINDS[b & 3],
-      listIds: NONE,
-      to: NONE,
-      cc: NONE,
-      commitMessage: null,
-      diff: b & 4 ? NO_DIFF : null,
-      files: NONE,
-      diffstat: (b & 8) !== 0,
-      trailers: NONE,
-      blocks: NONE,
-      whitespaceDamaged: false,
-      damage: NONE,
-      automated: (b & 16) !== 0,
-      warnings: NONE,
-    };
-  }
-}
-
-const NONE: never[] = [];
-const NO_DIFF = { files: NONE, damage: NONE };
-const NO_REF = { source: '', file: '', offset: 0, length: 0 };
 
 async function* parseHere(src: AsyncIterable<RawMessage>, sink: RecordSink): AsyncGenerator<ParseResult> {
   // Loaded only here: with worker threads, the main thread never parses, and mailparser,
@@ -262,14 +74,12 @@ export async function loadCorpus(inputs: string[], opts: LoadOptions = {}): Prom
     log.warn({ source: e.source }, e.message);
   };
   const dir = new SpoolDir();
-  const threader = new Threader({ subjects: false });
-  const table = new RecordTable();
-  let candidates: CandidateTable | null = new CandidateTable();
+  let index: CorpusIndex | null = null;
   const stats: CorpusStats = { messages: 0, duplicates: 0, threads: 0, series: 0, patches: 0, errors: 0 };
   let pool: Pool | null = null;
   let reader: SpoolReader | null = null;
-  let roots: Int32Array;
   try {
+    index = new CorpusIndex(join(dir.dir, 'index.sqlite'));
     let workers = opts.workers;
     if (workers === undefined) {
       const bytes = await plainFilesBytes(inputs);
@@ -295,53 +105,35 @@ export async function loadCorpus(inputs: string[], opts: LoadOptions = {}): Prom
         stats.messages++;
         opts.onProgress?.(stats.messages);
         // Cross-posted or delivered twice: the first copy wins.
-        if (!threader.add({ messageId: r.messageId, inReplyTo: r.inReplyTo, references: r.references, date: r.date, subject: '' })) {
+        if (!index.add(r)) {
           stats.duplicates++;
           continue;
         }
         if (r.kind === 'patch') stats.patches++;
-        const c = threader.indexOf(r.messageId.trim());
-        table.set(c, r.at, r.kind, (r.hasDiff ? HAS_DIFF : 0) | (r.hasBlocks ? HAS_BLOCKS : 0));
-        if (r.candidate) candidates!.add(c, r, r.candidate);
       }
     } finally {
       local?.writer.close();
     }
 
-    roots = threader.roots();
-    // Anchoring first, then the workers go: series grouping is the main thread's one large
-    // transient allocation, better made without two worker heaps alongside.
+    const t0 = performance.now();
+    stats.threads = index.finish();
+    const t1 = performance.now();
+    // Anchoring first, then the workers go: series grouping runs on the main thread.
     if (pool) {
-      await anchorInAdvance(pool, threader, table);
+      await anchorInAdvance(pool, index);
       await pool.close();
       pool = null;
     }
-    const parents: ThreadParents = {
-      parent: (id) => {
-        const c = threader.indexOf(id);
-        if (c < 0) return undefined;
-        const p = threader.parentOf(c);
-        return p < 0 ? null : threader.idOf(p);
-      },
-      ghost: (id) => {
-        const c = threader.indexOf(id);
-        return c >= 0 && !threader.hasMessage(c);
-      },
-    };
-    const cands = candidates!;
-    const shells: MessageRecord[] = new Array(cands.size);
-    for (let i = 0; i < cands.size; i++) shells[i] = cands.record(i, threader.idOf(cands.c.get(i)));
-    candidates = null;
-    const series = groupSeries(shells, parents);
-    shells.length = 0;
-    stats.threads = roots.length;
-    stats.series = series.length;
+    const t2 = performance.now();
+    stats.series = groupSeriesOnDisk(index);
+    log.debug({ threadsMs: Math.round(t1 - t0), anchorMs: Math.round(t2 - t1), seriesMs: Math.round(performance.now() - t2) }, 'index steps');
     stats.errors = errors.length;
     log.debug({ stats, memory: process.memoryUsage() }, 'corpus loaded');
     reader = new SpoolReader(dir.paths);
-    return corpus(threader, table, roots, series, errors, stats, reader, dir);
+    return corpus(index, errors, stats, reader, dir);
   } catch (e) {
     reader?.close();
+    index?.close();
     dir.close();
     throw e;
   } finally {
@@ -355,40 +147,18 @@ export async function loadCorpus(inputs: string[], opts: LoadOptions = {}): Prom
  * on parsing. The patch a reply answers is the one assembleThread would pick: the nearest
  * ancestor holding a patch with a diff.
  */
-async function anchorInAdvance(pool: Pool, threader: Threader, table: RecordTable): Promise<void> {
-  let replies = new Int32Array(1024);
-  let patches = new Int32Array(1024);
-  let n = 0;
-  for (let c = 0; c < threader.size; c++) {
-    if (!threader.hasMessage(c) || !(table.flagsOf(c) & HAS_BLOCKS)) continue;
-    let p = threader.parentOf(c);
-    while (p >= 0 && !(threader.hasMessage(p) && KINDS[table.kind.get(p)] === 'patch' && table.flagsOf(p) & HAS_DIFF)) {
-      p = threader.parentOf(p);
-    }
-    if (n === replies.length) {
-      const r = new Int32Array(n * 2);
-      r.set(replies);
-      replies = r;
-      const q = new Int32Array(n * 2);
-      q.set(patches);
-      patches = q;
-    }
-    replies[n] = c;
-    patches[n] = p;
-    n++;
+async function anchorInAdvance(pool: Pool, index: CorpusIndex): Promise<void> {
+  const n = index.prepareAnchors();
+  index.begin();
+  try {
+    await pool.anchor(
+      n,
+      (k) => index.anchorJob(k),
+      (k, t) => index.setComments(k, t),
+    );
+  } finally {
+    index.commit();
   }
-  // Replies to the same patch together: the worker parses that patch's diff once.
-  const order = new Int32Array(n);
-  for (let i = 0; i < n; i++) order[i] = i;
-  order.sort((a, b) => patches[a] - patches[b] || replies[a] - replies[b]);
-  await pool.anchor(
-    n,
-    (k): AnchorJob => {
-      const i = order[k];
-      return { reply: table.at(replies[i]), patch: patches[i] >= 0 ? table.at(patches[i]) : null };
-    },
-    (k, t) => table.setComments(replies[order[k]], t),
-  );
 }
 
 /**
@@ -397,25 +167,24 @@ async function anchorInAdvance(pool: Pool, threader: Threader, table: RecordTabl
  */
 class ThreadView implements ThreadSkeleton {
   constructor(
-    private readonly at: number,
-    private readonly threader: Threader,
-    private readonly skeleton: (root: number) => { messages: ThreadSkeleton['messages']; subject: string },
+    private readonly k: number,
+    private readonly skeleton: (k: number) => ThreadSkeleton,
   ) {}
 
   get root(): string {
-    return this.threader.idOf(this.at);
+    return this.skeleton(this.k).root;
   }
 
   get rootMissing(): boolean {
-    return !this.threader.hasMessage(this.at);
+    return this.skeleton(this.k).rootMissing;
   }
 
   get subject(): string {
-    return this.skeleton(this.at).subject;
+    return this.skeleton(this.k).subject;
   }
 
   get messages(): ThreadSkeleton['messages'] {
-    return this.skeleton(this.at).messages;
+    return this.skeleton(this.k).messages;
   }
 
   toJSON(): ThreadSkeleton {
@@ -423,26 +192,31 @@ class ThreadView implements ThreadSkeleton {
   }
 }
 
-function corpus(
-  threader: Threader,
-  table: RecordTable,
-  roots: Int32Array,
-  series: Series[],
-  errors: InputError[],
-  stats: CorpusStats,
-  reader: SpoolReader,
-  dir: SpoolDir,
-): Corpus {
+/** The corpus' threads in output order, built one at a time from the index. */
+export class ThreadList implements Iterable<ThreadSkeleton> {
+  constructor(
+    readonly length: number,
+    private readonly view: (k: number) => ThreadSkeleton,
+  ) {}
+
+  at(k: number): ThreadSkeleton | undefined {
+    if (k < 0) k += this.length;
+    return k >= 0 && k < this.length ? this.view(k) : undefined;
+  }
+
+  *[Symbol.iterator](): Iterator<ThreadSkeleton> {
+    for (let k = 0; k < this.length; k++) yield this.view(k);
+  }
+}
+
+function corpus(index: CorpusIndex, errors: InputError[], stats: CorpusStats, reader: SpoolReader, dir: SpoolDir): Corpus {
   const cache = new Map<string, MessageRecord>();
   const load = (id: string): MessageRecord | undefined => {
     const hit = cache.get(id);
     if (hit) return hit;
-    const c = threader.indexOf(id);
-    if (c < 0 || !threader.hasMessage(c)) return undefined;
-    const file = table.file.get(c);
-    const offset = table.offset.get(c);
-    const headLength = table.headLength.get(c);
-    const restLength = table.restLength.get(c);
+    const m = index.message(id);
+    if (!m) return undefined;
+    const { file, offset, headLength, restLength } = m.at;
     const r = decodeRecord(reader.text(file, offset, headLength), () => reader.text(file, offset + headLength, restLength));
     if (cache.size > 256) cache.delete(cache.keys().next().value as string);
     cache.set(id, r);
@@ -451,38 +225,39 @@ function corpus(
 
   /** Comments anchored in advance; null: the message has no reply blocks; undefined: anchor now. */
   const comments = (id: string): Comment[] | null | undefined => {
-    const c = threader.indexOf(id);
-    if (c < 0) return undefined;
-    if (!(table.flagsOf(c) & HAS_BLOCKS)) return null;
-    const f = table.cFile.get(c);
-    if (f === 0) return undefined;
-    return JSON.parse(reader.text(f - 1, table.cOffset.get(c), table.cLength.get(c))) as Comment[];
+    const m = index.message(id);
+    if (!m) return undefined;
+    if (!m.hasBlocks) return null;
+    if (!m.comments) return undefined;
+    return JSON.parse(reader.text(m.comments.file, m.comments.offset, m.comments.length)) as Comment[];
   };
 
   // The skeleton of the thread being read (its messages and subject are asked for in turn).
-  let lastRoot = -1;
-  let last: { messages: ThreadSkeleton['messages']; subject: string } | null = null;
-  const skeleton = (root: number) => {
-    if (root !== lastRoot || !last) {
-      const t = threader.thread(root);
+  let lastK = -1;
+  let last: ThreadSkeleton | null = null;
+  const skeleton = (k: number): ThreadSkeleton => {
+    if (k !== lastK || !last) {
+      const t = index.skeleton(index.rootOf(k));
       const first = t.messages.find((m) => !m.ghost);
-      const subject = first ? (load(first.messageId)?.subject ?? '') : '';
-      last = { messages: t.messages, subject };
-      lastRoot = root;
+      t.subject = first ? (load(first.messageId)?.subject ?? '') : '';
+      last = t;
+      lastK = k;
     }
     return last;
   };
-  const threads: ThreadSkeleton[] = Array.from(roots, (root) => new ThreadView(root, threader, skeleton));
+  const seriesOf = seriesIdOf(index);
 
   return {
-    threads,
-    series,
+    threads: new ThreadList(stats.threads, (k) => new ThreadView(k, skeleton)),
+    series: { [Symbol.iterator]: () => seriesOnDisk(index) },
+    seriesOf,
     errors,
     stats,
     load,
     thread: (t) => assembleThread(t, load, comments),
     close: () => {
       reader.close();
+      index.close();
       dir.close();
     },
   };

@@ -5,8 +5,8 @@ import type { MessageRecord, Series, Thread } from '../model.js';
 import type { ThreadSkeleton } from '../thread/assemble.js';
 
 export interface CorpusView {
-  threads: ThreadSkeleton[];
-  series: Series[];
+  threads: Iterable<ThreadSkeleton>;
+  series: Iterable<Series>;
   thread(t: ThreadSkeleton): Thread;
 }
 

@@ -17,7 +17,7 @@ const XEN3 = ['xen/alloc-time-init', 'xen/fpu-init-order', 'xen/idle-vcpu-path']
 async function threadOf(path: string): Promise<Thread> {
   const c = await loadCorpus([path], { workers: 0 });
   try {
-    return c.thread(c.threads[0]!);
+    return c.thread(c.threads.at(0)!);
   } finally {
     c.close();
   }

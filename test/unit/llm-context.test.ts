@@ -20,7 +20,7 @@ let v2: MessageRecord;
 
 beforeAll(async () => {
   corpus = await loadCorpus([FTW], { workers: 0 });
-  thread = corpus.thread(corpus.threads[0]!);
+  thread = corpus.thread(corpus.threads.at(0)!);
   v1 = thread.messages.find((m) => m.messageId === V1)!.record!;
   v2 = thread.messages.find((m) => m.messageId === V2)!.record!;
 });

@@ -28,7 +28,7 @@ let server: FakeOpenAI;
 beforeAll(async () => {
   const corpus = await loadCorpus([join(FIX, 'xen-fpu-reset-v2-1of9.mbox')], { workers: 0 });
   try {
-    thread = corpus.thread(corpus.threads[0]!);
+    thread = corpus.thread(corpus.threads.at(0)!);
     patch = thread.messages.find((m) => m.messageId === PATCH_ID)!.record!;
     ruleFindings = reviewRecord(patch, { rules: packs.rules, kb: packs.kb });
   } finally {

@@ -10,7 +10,9 @@
 // other anchor that does not read as its line fails the test.
 import { join } from 'node:path';
 import { loadCorpus, type Corpus } from '../../src/pipeline.js';
-import type { DiffLine, ThreadMessage } from '../../src/model.js';
+import type { DiffLine, MessageRecord, ThreadMessage } from '../../src/model.js';
+import { buildThreads } from '../../src/thread/jwz.js';
+import { groupSeries } from '../../src/thread/series.js';
 
 const SAMPLE = join(process.cwd(), '../shared/fixtures/real/linux-hyperv-2026.mbox.gz');
 
@@ -89,4 +91,22 @@ test('every comment anchored to a line follows a quoted line that reads as that 
   // A floor, so that anchoring giving up (everything as prose) fails too: 785 when written.
   expect(anchored).toBeGreaterThanOrEqual(790);
   expect(verified).toBeGreaterThanOrEqual(780);
+});
+
+test('the on-disk index threads and groups series as the in-memory Threader and groupSeries do', () => {
+  const records: MessageRecord[] = [];
+  const skeletons: unknown[] = [];
+  for (const t of corpus.threads) {
+    skeletons.push({ root: t.root, rootMissing: t.rootMissing, messages: t.messages });
+    for (const m of t.messages) if (!m.ghost) records.push(corpus.load(m.messageId)!);
+  }
+  expect(records).toHaveLength(corpus.stats.messages - corpus.stats.duplicates);
+  const { threads } = buildThreads(records);
+  expect(skeletons).toEqual(threads.map((t) => ({ root: t.root, rootMissing: t.rootMissing, messages: t.messages })));
+
+  const series = [...corpus.series];
+  expect(series.length).toBeGreaterThan(300); // 307 when written
+  expect(series.filter((s) => s.previousVersion).length).toBeGreaterThan(50);
+  expect(series).toEqual(groupSeries(records, threads));
+  for (const s of series) for (const p of s.patches) if (p) expect(corpus.seriesOf(p)).toBe(s.id);
 });
