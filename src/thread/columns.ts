@@ -1,5 +1,6 @@
-// Growable columns of numbers for the per-message index of a run (threading containers,
-// spool positions, series candidates), kept in fixed-size typed-array chunks. A column that
+// Growable columns of numbers for the in-memory Threader (buildThreads: serve, the GitHub
+// bridge, tests; a local run's index is on disk, see store/corpus-index.ts), kept in
+// fixed-size typed-array chunks. A column that
 // grew by copying into a larger array would, at every growth, need the old and the new array
 // at once, and keep the old one allocated until the main thread's next full GC (which an
 // index that only grows seldom triggers): about twice the index in memory for nothing.
