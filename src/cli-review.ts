@@ -178,7 +178,9 @@ function llmInput(job: LlmJob, earlier: EarlierVersions | null) {
 export async function reviewCommand(inputs: string[], opts: ReviewOpts, io: Io): Promise<number> {
   return withReviewRun(inputs, opts, io, async ({ packs, tree, llm, corpus }) => {
     // Per patch, in corpus order: rule findings now, LLM findings when their call returns.
-    const perPatch: Array<{ record: MessageRecord; rule: Finding[]; llm: Finding[] }> = [];
+    // Per patch, only what the output needs: a whole archive's records (diffs and all) would
+    // otherwise stay in memory to the end. The email output keeps the records it may answer.
+    const perPatch: Array<{ record: MessageRecord | null; rule: Finding[]; llm: Finding[] }> = [];
     const tally = new LlmTally();
     const pool = new JobPool(Math.max(2, (llm?.reviewer.config.concurrency ?? 1) * 2));
     const earlier = llm ? new EarlierVersions(corpus) : null;
@@ -189,7 +191,8 @@ export async function reviewCommand(inputs: string[], opts: ReviewOpts, io: Io):
         if (!rec || rec.kind !== 'patch') continue;
         const view = tree?.viewFor(rec);
         const all = reviewRecord(rec, { rules: packs.rules, kb: packs.kb, treeFor: () => view });
-        const slot = { record: rec, rule: all.filter((f) => atOrAbove(f, opts.minSeverity)), llm: [] as Finding[] };
+        const rule = all.filter((f) => atOrAbove(f, opts.minSeverity));
+        const slot = { record: opts.format === 'email' && (rule.length || llm) ? rec : null, rule, llm: [] as Finding[] };
         perPatch.push(slot);
         if (llm && rec.diff) {
           const job: LlmJob = { record: rec, thread, ruleFindings: all, rules: packs.rules, tree: view, withThread: true };
@@ -208,7 +211,7 @@ export async function reviewCommand(inputs: string[], opts: ReviewOpts, io: Io):
     const patches = new Map<string, MessageRecord>();
     for (const p of perPatch) {
       const fs = [...p.rule, ...p.llm].sort(compareFindings);
-      if (fs.length && opts.format === 'email') patches.set(p.record.messageId, p.record);
+      if (fs.length && p.record) patches.set(p.record.messageId, p.record);
       findings.push(...fs);
     }
     const result: ReviewResult = {

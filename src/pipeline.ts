@@ -16,7 +16,7 @@ import { Pool } from './mail/pool.js';
 import type { ParseResult, RecordSink } from './mail/jobs.js';
 import { decodeRecord } from './mail/stored.js';
 import { SpoolDir, SpoolReader, SpoolWriter } from './store/spool.js';
-import { CorpusIndex } from './store/corpus-index.js';
+import { CorpusIndex, type StoredMessage } from './store/corpus-index.js';
 import { groupSeriesOnDisk, seriesIdOf, seriesOnDisk } from './store/series-index.js';
 import { assembleThread, type ThreadSkeleton } from './thread/assemble.js';
 import { log } from './log.js';
@@ -210,11 +210,20 @@ export class ThreadList implements Iterable<ThreadSkeleton> {
 }
 
 function corpus(index: CorpusIndex, errors: InputError[], stats: CorpusStats, reader: SpoolReader, dir: SpoolDir): Corpus {
+  // Index entries of the thread being read: a message's record and its comments are asked for in turn.
+  const entries = new Map<string, StoredMessage | undefined>();
+  const entry = (id: string): StoredMessage | undefined => {
+    if (entries.has(id)) return entries.get(id);
+    if (entries.size >= 512) entries.clear();
+    const m = index.message(id);
+    entries.set(id, m);
+    return m;
+  };
   const cache = new Map<string, MessageRecord>();
   const load = (id: string): MessageRecord | undefined => {
     const hit = cache.get(id);
     if (hit) return hit;
-    const m = index.message(id);
+    const m = entry(id);
     if (!m) return undefined;
     const { file, offset, headLength, restLength } = m.at;
     const r = decodeRecord(reader.text(file, offset, headLength), () => reader.text(file, offset + headLength, restLength));
@@ -225,7 +234,7 @@ function corpus(index: CorpusIndex, errors: InputError[], stats: CorpusStats, re
 
   /** Comments anchored in advance; null: the message has no reply blocks; undefined: anchor now. */
   const comments = (id: string): Comment[] | null | undefined => {
-    const m = index.message(id);
+    const m = entry(id);
     if (!m) return undefined;
     if (!m.hasBlocks) return null;
     if (!m.comments) return undefined;

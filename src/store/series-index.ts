@@ -200,36 +200,48 @@ export function groupSeriesOnDisk(ix: CorpusIndex): number {
   // ---- 4. previous versions: in reply to an earlier version, else across threads
   const cols = 's, id, date, sender, skey, version, resend';
   const seriesAt = db.prepare(`SELECT ${cols} FROM ser WHERE s = (SELECT sk FROM node WHERE mid = ?)`);
-  const sameSubject = db.prepare(`SELECT ${cols} FROM ser WHERE sender = ? AND skey = ? ORDER BY ord`);
   const setPrev = db.prepare('UPDATE ser SET prev = ? WHERE s = ?');
   ix.begin();
   type Ser = SerRow & { rid: number; head: string };
   for (const rows of pages<Ser>(ix, `SELECT ord AS rid, ${cols}, head FROM ser WHERE ord > ? ORDER BY ord LIMIT ?`)) {
     for (const r of rows) {
       const s = keyOf(r);
-      let prev: number | null = null;
       const seen = new Set<string>();
       for (let x = ix.parentId(r.head) ?? null; x !== null && !seen.has(x); x = ix.parentId(x) ?? null) {
         seen.add(x);
         const t = seriesAt.get(x) as SerRow | undefined;
         if (t && repliesToPrevious(keyOf(t), s)) {
-          prev = t.s;
+          setPrev.run(t.s, r.s);
           break;
         }
       }
-      if (prev === null) {
-        let best: VersionKey | null = null;
-        for (const t of sameSubject.all(r.sender, r.skey) as SerRow[]) {
-          const k = keyOf(t);
-          if (betterPrevious(best, k, s)) {
-            best = k;
-            prev = t.s;
-          }
-        }
-      }
-      if (prev !== null) setPrev.run(prev, r.s);
     }
   }
+  // Across threads: the series of one sender and subject key together, in output order (a
+  // bot or a repeated subject can make such a run long: it is read once, not once a member).
+  db.exec(`CREATE TABLE sj AS SELECT ${cols}, prev FROM ser ORDER BY sender, skey, ord`);
+  type Sj = SerRow & { rid: number; prev: number | null };
+  let same: Sj[] = [];
+  const across = () => {
+    const keys = same.map(keyOf);
+    same.forEach((r, i) => {
+      if (r.prev !== null) return;
+      let best = -1;
+      for (let j = 0; j < same.length; j++) if (betterPrevious(best < 0 ? null : keys[best], keys[j], keys[i])) best = j;
+      if (best >= 0) setPrev.run(same[best].s, r.s);
+    });
+  };
+  for (const rows of pages<Sj>(ix, `SELECT rowid AS rid, ${cols}, prev FROM sj WHERE rowid > ? ORDER BY rowid LIMIT ?`)) {
+    for (const r of rows) {
+      if (same.length && (same[0].sender !== r.sender || same[0].skey !== r.skey)) {
+        across();
+        same = [];
+      }
+      same.push(r);
+    }
+  }
+  across();
+  db.exec('DROP TABLE sj');
   ix.commit();
 
   // ---- 5. next versions: per previous version, the best of the series that follow it

@@ -300,7 +300,9 @@ describe('anchorComments: re-created situations (fpu-two-files.patch)', () => {
     expect(cs.map(at)).toEqual(['null:null:null', 'xen/arch/x86/xstate.c:null:null']);
   });
 
-  test('a big patch quoted whole, full of repeated short lines, anchors in bounded time', () => {
+  // Exponential matching would show as jest's timeout; speed itself is for `npm run bench`, not
+  // a wall-clock bound that fails whenever the machine is busy.
+  test('a big patch quoted whole, full of repeated short lines, anchors every comment', () => {
     // 10 files x 100 small functions: "+{", "+}", "+" occur 1,000 times each.
     const lines: string[] = [];
     for (let f = 0; f < 10; f++) {
@@ -309,9 +311,7 @@ describe('anchorComments: re-created situations (fpu-two-files.patch)', () => {
     }
     const big = diffOf(`${lines.join('\n')}\n`);
     const body = lines.map((l, i) => (i % 50 === 49 ? `> ${l}\n\nComment ${i}.\n` : `> ${l}`)).join('\n');
-    const t0 = Date.now();
     const cs = comments(body, big);
-    expect(Date.now() - t0).toBeLessThan(5000);
     expect(cs).toHaveLength(100);
     // Line 49 of the quote is fn_0_9's header line, new line 46 of f0.c.
     expect(cs[0]).toMatchObject({ file: 'f0.c', line: 46, quoted: ['+}', '+', '+static int fn_0_9(void)'] });

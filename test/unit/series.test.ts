@@ -465,7 +465,8 @@ describe('groupSeries: versions', () => {
   });
 });
 
-test('scales: 100k patch mails in 20k series', () => {
+// Size, not speed (a wall-clock bound failed whenever the machine was busy; see `npm run bench`).
+test('100k patch mails in 20k series', () => {
   const recs: MessageRecord[] = [];
   for (let t = 0; t < 20000; t++) {
     const from: Address = { name: `A${t % 500}`, address: `a${t % 500}@example.org` };
@@ -474,9 +475,7 @@ test('scales: 100k patch mails in 20k series', () => {
     for (let i = 1; i <= 4; i++) recs.push(mk(`<p${t}-${i}@x>`, `[PATCH v${1 + (t % 3)} ${i}/4] part ${i}`, { irt: c, from, date: at(t % 60, 1 + (t % 28)) }));
   }
   const threads = buildThreads(recs).threads;
-  const t0 = Date.now();
   const s = groupSeries(recs, threads);
-  expect(Date.now() - t0).toBeLessThan(5000);
   expect(s).toHaveLength(20000);
   expect(s.every((x) => x.complete)).toBe(true);
 });
