@@ -12,9 +12,9 @@ import type { MessageRecord } from '../model.js';
 import type { AnchorJob, LightRecord, StoredAt, StoredText } from '../mail/jobs.js';
 import { cmpIds, dateValue, linkMessage, threadSkeleton, type Containers, type ThreadNodes, type ThreadSkeletonOut } from '../thread/jwz.js';
 
-export const HAS_DIFF = 1;
-export const HAS_BLOCKS = 2;
-export const KINDS: ReadonlyArray<MessageRecord['kind']> = ['patch', 'cover', 'reply', 'other'];
+const HAS_DIFF = 1;
+const HAS_BLOCKS = 2;
+const KINDS: ReadonlyArray<MessageRecord['kind']> = ['patch', 'cover', 'reply', 'other'];
 /** Rows fetched per slice of a paged scan. */
 export const PAGE = 2048;
 /** Messages added per transaction. */
@@ -226,12 +226,9 @@ export class CorpusIndex {
 
   /** Root container of thread k (0-based, output order). */
   rootOf(k: number): number {
-    return (this.rootStmt.get(k + 1) as { c: number }).c;
+    return ((this._root ??= this.db.prepare('SELECT c FROM troot WHERE k = ?')).get(k + 1) as { c: number }).c;
   }
-  private get rootStmt(): Statement {
-    return (this._rootStmt ??= this.db.prepare('SELECT c FROM troot WHERE k = ?'));
-  }
-  private _rootStmt?: Statement;
+  private _root?: Statement;
 
   /** The skeleton of the thread rooted at container `root` (subject left ''). */
   skeleton(root: number): ThreadSkeletonOut {

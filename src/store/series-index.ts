@@ -146,6 +146,7 @@ export function groupSeriesOnDisk(ix: CorpusIndex): number {
   db.exec(`
     DROP TABLE cr;
     CREATE INDEX gm_g ON gm(g);
+    -- within a bucket, the order of cmpUnthreaded (thread/series.ts)
     CREATE TABLE ug AS SELECT g, bucket FROM grp WHERE bucket IS NOT NULL ORDER BY bucket, start IS NULL, start, key;
   `);
   const membersOf = db.prepare('SELECT idx AS "index", date FROM gm WHERE g = ?');
@@ -189,6 +190,7 @@ export function groupSeriesOnDisk(ix: CorpusIndex): number {
   }
   db.exec(`
     DROP TABLE bm;
+    -- the order of cmpBuilt (thread/series.ts)
     CREATE TABLE sord AS SELECT s FROM ser ORDER BY date IS NULL, date, id;
     UPDATE ser SET ord = sord.rowid FROM sord WHERE sord.s = ser.s;
     DROP TABLE sord;

@@ -50,7 +50,7 @@ export interface ThreadSkeletonOut {
 const NONE = -1;
 
 /** A usable Message-ID from a header: "<x@y>" (or bare "x@y"); truncated or garbled ones are dropped. */
-export function cleanId(raw: string | null | undefined): string | null {
+function cleanId(raw: string | null | undefined): string | null {
   if (!raw) return null;
   const id = raw.trim();
   if (!id || /\s/.test(id)) return null;
@@ -69,7 +69,7 @@ export function dateValue(d: string | null | undefined): number {
 }
 
 /** Dates ascending, missing dates (NaN) last. */
-export function cmpDates(a: number, b: number): number {
+function cmpDates(a: number, b: number): number {
   const na = a !== a;
   const nb = b !== b;
   if (na || nb) return na === nb ? 0 : na ? 1 : -1;
@@ -379,7 +379,6 @@ export class Threader {
     return this.has.get(c) === 1;
   }
 }
-
 
 /** What the linking step of JWZ needs of a container index (in memory here, or on disk). */
 export interface Containers {

@@ -276,8 +276,8 @@ export function unthreadedBucket(g: Group): string | null {
   return `${h.sender}\u0000${h.version}\u0000${total}\u0000${h.resend}`;
 }
 
-/** Order of the groups of one bucket: by first date (undated last), then by key. */
-export function cmpUnthreaded(a: { start: number | null; key: string }, b: { start: number | null; key: string }): number {
+/** Order of the groups of one bucket: by first date (undated last), then by key (SQL twin in store/series-index.ts). */
+function cmpUnthreaded(a: { start: number | null; key: string }, b: { start: number | null; key: string }): number {
   return cmpDate(a.start, b.start) || (a.key < b.key ? -1 : 1);
 }
 
@@ -378,8 +378,8 @@ export function buildSeries(members: ReadonlyArray<Member>): Built {
   };
 }
 
-/** Output order of series: by first date (undated last), then by id. */
-export function cmpBuilt(a: { date: number | null; id: string }, b: { date: number | null; id: string }): number {
+/** Output order of series: by first date (undated last), then by id (SQL twin in store/series-index.ts). */
+function cmpBuilt(a: { date: number | null; id: string }, b: { date: number | null; id: string }): number {
   return cmpDate(a.date, b.date) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 }
 
@@ -393,7 +393,7 @@ export interface VersionKey {
   resend: boolean;
 }
 
-export function versionKey(b: Built): VersionKey {
+function versionKey(b: Built): VersionKey {
   return { id: b.s.id, version: b.s.version, date: b.date, sender: b.sender, subjectKey: b.subjectKey, resend: b.resend };
 }
 
