@@ -5,6 +5,7 @@
 import { simpleParser, type AddressObject, type Attachment, type ParsedMail as MpParsedMail } from 'mailparser';
 import { createHash } from 'node:crypto';
 import type { Address, RawMessage, SourceRef } from '../model.js';
+import { recipientHeaders, type RawRecipients } from './recipients.js';
 
 export interface ParsedMail {
   ref: SourceRef;
@@ -21,8 +22,8 @@ export interface ParsedMail {
   bodyDate: string | null;
   date: string | null;
   subject: string;
-  to: Address[];
-  cc: Address[];
+  /** To:/Cc: values, decoded when the record's `to`/`cc` are first read (see recipients.ts). */
+  recipients: RawRecipients;
   listIds: string[];
   /** The text `git am` would take as the message body (in-body headers and scissors handled). */
   body: string;
@@ -58,7 +59,7 @@ export const PARSER_OPTIONS = {
 export class MailParseError extends Error {}
 
 /** The fields of mailparser's ParsedMail that this module reads. */
-type MimeParts = Pick<MpParsedMail, 'messageId' | 'references' | 'subject' | 'from' | 'to' | 'cc' | 'date' | 'text' | 'html' | 'attachments'>;
+type MimeParts = Pick<MpParsedMail, 'messageId' | 'references' | 'subject' | 'from' | 'date' | 'text' | 'html' | 'attachments'>;
 
 export async function parseMail(msg: RawMessage): Promise<ParsedMail> {
   const warnings: string[] = [];
@@ -146,8 +147,7 @@ export async function parseMail(msg: RawMessage): Promise<ParsedMail> {
     bodyDate: inBody.date,
     date: dateHeader,
     subject,
-    to: addresses(mp.to),
-    cc: addresses(mp.cc),
+    recipients: recipientHeaders(rawHeaders),
     listIds: listIds(mp, rawHeaders),
     body: inBody.body,
     ...(inBody.scissors ? { uncutBody: text.charCodeAt(0) === 0xfeff ? text.slice(1) : text } : {}),
@@ -161,8 +161,11 @@ export async function parseMail(msg: RawMessage): Promise<ParsedMail> {
 
 // ---------------------------------------------------------------- headers
 
-/** Top-level headers patchvet reads; list mail carries dozens more (Received, ARC, DKIM, X-...). */
-const KEEP_HEADER = /^(from|to|cc|subject|date|message-id|in-reply-to|references|mime-version|content-[a-z-]+|sender|reply-to)$/i;
+/**
+ * Top-level headers patchvet has mailparser read; list mail carries dozens more (Received, ARC,
+ * DKIM, X-...). To and Cc are read apart, when first used (recipients.ts).
+ */
+const KEEP_HEADER = /^(from|subject|date|message-id|in-reply-to|references|mime-version|content-[a-z-]+|sender|reply-to)$/i;
 
 /**
  * The message with only the top-level headers patchvet uses, for mailparser: decoding every

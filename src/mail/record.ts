@@ -6,6 +6,7 @@ import { parseSubject } from '../thread/subject.js';
 import { extractDiff } from '../patch/diff.js';
 import { splitReply, newText } from '../patch/quote.js';
 import { parseTrailers } from '../patch/trailers.js';
+import { lazyRecipients } from './recipients.js';
 
 /** Turn one parsed mail into a record. Pure. */
 export function buildRecord(m: ParsedMail): MessageRecord {
@@ -72,7 +73,7 @@ export function buildRecord(m: ParsedMail): MessageRecord {
   // git am's order: an attached patch's own From:, then the in-body From:, then the sender.
   const author = attachmentAuthor?.address ? attachmentAuthor : m.bodyFrom && m.bodyFrom.address ? m.bodyFrom : from;
 
-  return {
+  return lazyRecipients({
     messageId: m.messageId,
     ref: m.ref,
     inReplyTo: m.inReplyTo,
@@ -84,8 +85,8 @@ export function buildRecord(m: ParsedMail): MessageRecord {
     parsedSubject,
     kind,
     listIds: m.listIds,
-    to: m.to,
-    cc: m.cc,
+    to: [], // decoded from m.recipients when first read
+    cc: [],
     commitMessage: kind === 'patch' || kind === 'cover' ? (commitMessage ?? null) : null,
     diff,
     files: diff ? diff.files.map((f) => f.path) : [],
@@ -96,7 +97,7 @@ export function buildRecord(m: ParsedMail): MessageRecord {
     damage,
     automated: m.automated,
     warnings,
-  };
+  }, m.recipients);
 }
 
 function classify(

@@ -6,6 +6,7 @@
 // fields is read or written, so `patchvet threads` never parses diffs it does not print,
 // while a rule that reads `diff` sees exactly the record the parser built.
 import type { MessageRecord } from '../model.js';
+import { lazyRecipients, rawRecipientsOf, type RawRecipients } from './recipients.js';
 
 /** The two texts of a stored record. */
 export interface StoredRecord {
@@ -14,12 +15,15 @@ export interface StoredRecord {
 }
 
 export function encodeRecord(r: MessageRecord): StoredRecord {
+  // To/Cc not decoded yet stay as their header values (recipients.ts): in the place of `to`,
+  // an object (never an array) holding both; `cc` is then null.
+  const raw = rawRecipientsOf(r);
   return {
     head: JSON.stringify([
       r.messageId, r.ref, r.inReplyTo, r.from, r.author, r.date, r.subject, r.parsedSubject, r.kind,
       r.files, r.diffstat, r.trailers, r.whitespaceDamaged, r.damage, r.automated,
     ]),
-    rest: JSON.stringify([r.references, r.listIds, r.to, r.cc, r.commitMessage, r.diff, r.blocks, r.warnings]),
+    rest: JSON.stringify([r.references, r.listIds, raw ? { raw } : r.to, raw ? null : r.cc, r.commitMessage, r.diff, r.blocks, r.warnings]),
   };
 }
 
@@ -44,6 +48,8 @@ export function decodeRecord(head: string, loadRest: () => string): MessageRecor
       for (let i = 0; i < REST_KEYS.length; i++) {
         Object.defineProperty(r, REST_KEYS[i], { value: v[i], writable: true, enumerable: true, configurable: true });
       }
+      const to = v[2] as MessageRecord['to'] | { raw: RawRecipients };
+      if (!Array.isArray(to)) lazyRecipients(r, to.raw);
     }
     return r;
   };
