@@ -162,10 +162,12 @@ export async function parseMail(msg: RawMessage): Promise<ParsedMail> {
 // ---------------------------------------------------------------- headers
 
 /**
- * Top-level headers patchvet has mailparser read; list mail carries dozens more (Received, ARC,
- * DKIM, X-...). To and Cc are read apart, when first used (recipients.ts).
+ * Top-level headers patchvet has mailparser read: those whose decoded values it takes from
+ * mailparser, and the MIME structure. List mail carries dozens more (Received, ARC, DKIM,
+ * X-...). To and Cc are decoded when first used (recipients.ts); In-Reply-To, Sender and
+ * Reply-To are read from the raw header block.
  */
-const KEEP_HEADER = /^(from|subject|date|message-id|in-reply-to|references|mime-version|content-[a-z-]+|sender|reply-to)$/i;
+const KEEP_HEADER = /^(from|subject|date|message-id|references|mime-version|content-[a-z-]+)$/i;
 
 /**
  * The message with only the top-level headers patchvet uses, for mailparser: decoding every
