@@ -6,7 +6,7 @@
 //    answers (the costly part of thread assembly), also written to the spool.
 import type { Comment, InputError, MessageRecord, RawMessage } from '../model.js';
 import { recordFromRaw } from './record.js';
-import { encodeRecord } from './stored.js';
+import { encodeRecord, parseRest } from './stored.js';
 import { anchorComments } from '../patch/anchor.js';
 import { SpoolReader, type SpoolWriter } from '../store/spool.js';
 
@@ -143,7 +143,7 @@ export function runAnchorJobs(jobs: AnchorJob[], reader: SpoolReader, sink: Reco
 }
 
 function restOf(reader: SpoolReader, at: StoredAt): unknown[] {
-  return JSON.parse(reader.text(at.file, at.offset + at.headLength, at.restLength)) as unknown[];
+  return parseRest(reader.text(at.file, at.offset + at.headLength, at.restLength));
 }
 
 export { SpoolReader };

@@ -5,7 +5,7 @@
 // A record read back parses only its head; the rest is parsed the first time one of its
 // fields is read or written, so `patchvet threads` never parses diffs it does not print,
 // while a rule that reads `diff` sees exactly the record the parser built.
-import type { MessageRecord } from '../model.js';
+import type { Diff, DiffLine, Hunk, MessageRecord } from '../model.js';
 import { lazyRecipients, rawRecipientsOf, type RawRecipients } from './recipients.js';
 
 /** The two texts of a stored record. */
@@ -23,7 +23,7 @@ export function encodeRecord(r: MessageRecord): StoredRecord {
       r.messageId, r.ref, r.inReplyTo, r.from, r.author, r.date, r.subject, r.parsedSubject, r.kind,
       r.files, r.diffstat, r.trailers, r.whitespaceDamaged, r.damage, r.automated,
     ]),
-    rest: JSON.stringify([r.references, r.listIds, raw ? { raw } : r.to, raw ? null : r.cc, r.commitMessage, r.diff, r.blocks, r.warnings]),
+    rest: JSON.stringify([r.references, r.listIds, raw ? { raw } : r.to, raw ? null : r.cc, r.commitMessage, packDiff(r.diff), r.blocks, r.warnings]),
   };
 }
 
@@ -44,7 +44,7 @@ export function decodeRecord(head: string, loadRest: () => string): MessageRecor
   const rest = (): MessageRecord => {
     if (!parsed) {
       parsed = true;
-      const v = JSON.parse(loadRest()) as Rest;
+      const v = parseRest(loadRest());
       for (let i = 0; i < REST_KEYS.length; i++) {
         Object.defineProperty(r, REST_KEYS[i], { value: v[i], writable: true, enumerable: true, configurable: true });
       }
@@ -87,4 +87,105 @@ export function decodeRecord(head: string, loadRest: () => string): MessageRecor
     set warnings(v) { rest().warnings = v; },
   };
   return r;
+}
+
+/** A stored record's rest (see encodeRecord), its diff unpacked: the record's own values. */
+export function parseRest(text: string): Rest {
+  const v = JSON.parse(text) as Rest;
+  v[5] = unpackDiff(v[5]);
+  return v;
+}
+
+// ---------------------------------------------------------------- diff lines, packed
+//
+// A diff line as an object ({"kind":"ctx","text":...,"oldLine":12,"newLine":12,"fn":"f"}) is
+// mostly key names and numbers: half of a patch's record, and of the time spent writing
+// and reading it. In the spool, a hunk's lines are kept as columns instead: one letter a
+// line for the kind, the texts, the function names run-length coded, and which lines end
+// without a newline. The line numbers are not kept: they count up from the hunk's starts,
+// as diff.ts numbers them; a hunk whose numbers do not (or whose lines have other fields)
+// keeps its lines as they are.
+
+interface PackedLines {
+  /** One letter a line: a(dd), d(el), c(tx). */
+  k: string;
+  t: string[];
+  /** Function names as runs: name, count, name, count... */
+  f: Array<string | null | number>;
+  /** Lines followed by "\ No newline at end of file". */
+  n?: number[];
+}
+
+function packDiff(d: Diff | null): unknown {
+  if (!d) return d;
+  return { files: d.files.map((f) => ({ ...f, hunks: f.hunks.map(packHunk) })), damage: d.damage };
+}
+
+function packHunk(h: Hunk): unknown {
+  const lines = h.lines;
+  let k = '';
+  const t: string[] = new Array(lines.length);
+  const f: Array<string | null | number> = [];
+  let n: number[] | undefined;
+  let o = h.oldStart;
+  let w = h.newStart;
+  for (let i = 0; i < lines.length; i++) {
+    const l = lines[i];
+    if (l.kind === 'add') {
+      if (l.oldLine !== null || l.newLine !== w++) return h;
+      k += 'a';
+    } else if (l.kind === 'del') {
+      if (l.oldLine !== o++ || l.newLine !== null) return h;
+      k += 'd';
+    } else {
+      if (l.oldLine !== o++ || l.newLine !== w++) return h;
+      k += 'c';
+    }
+    t[i] = l.text;
+    if (f.length > 0 && f[f.length - 2] === l.fn) (f[f.length - 1] as number)++;
+    else f.push(l.fn, 1);
+    if (l.noNewline !== undefined) {
+      if (l.noNewline !== true) return h;
+      (n ??= []).push(i);
+    }
+  }
+  return { ...h, lines: n ? { k, t, f, n } : { k, t, f } };
+}
+
+function unpackDiff(d: unknown): Diff | null {
+  const diff = d as Diff | null;
+  if (!diff) return diff;
+  for (const file of diff.files) for (const h of file.hunks) if (!Array.isArray(h.lines)) h.lines = unpackLines(h, h.lines as unknown as PackedLines);
+  return diff;
+}
+
+function unpackLines(h: Hunk, p: PackedLines): DiffLine[] {
+  const out: DiffLine[] = new Array(p.k.length);
+  let o = h.oldStart;
+  let w = h.newStart;
+  let run = 0;
+  let left = 0;
+  let fn: string | null = null;
+  let nn = 0;
+  for (let i = 0; i < out.length; i++) {
+    if (left === 0) {
+      fn = p.f[run] as string | null;
+      left = p.f[run + 1] as number;
+      run += 2;
+    }
+    left--;
+    const c = p.k.charCodeAt(i);
+    const line: DiffLine =
+      c === 0x61
+        ? { kind: 'add', text: p.t[i], oldLine: null, newLine: w++, fn }
+        : c === 0x64
+          ? { kind: 'del', text: p.t[i], oldLine: o++, newLine: null, fn }
+          : { kind: 'ctx', text: p.t[i], oldLine: o++, newLine: w++, fn };
+    if (p.n && p.n[nn] === i) {
+      line.noNewline = true;
+      nn++;
+    }
+    out[i] = line;
+  }
+  return out;
 }
