@@ -70,7 +70,19 @@ export function assembleThread(
         merged.push(x);
       }
     }
-    m.record = { ...r, trailers: merged };
+    m.record = withTrailers(r, merged);
   }
   return { root: t.root, rootMissing: t.rootMissing, subject: t.subject, messages };
+}
+
+/**
+ * The record with other trailers, its own fields shared. A spread would read every field,
+ * and a record read back from the spool, or with To/Cc not decoded yet, reads some fields
+ * only when first used (the diff, reply blocks, recipients): copying the property
+ * descriptors keeps them unread until someone reads them.
+ */
+function withTrailers(r: MessageRecord, trailers: Trailer[]): MessageRecord {
+  const copy = Object.defineProperties({}, Object.getOwnPropertyDescriptors(r)) as MessageRecord;
+  Object.defineProperty(copy, 'trailers', { value: trailers, writable: true, enumerable: true, configurable: true });
+  return copy;
 }

@@ -103,6 +103,34 @@ describe('stored records', () => {
   });
 });
 
+describe('thread assembly on stored records', () => {
+  test('trailers given in replies are merged without reading the patch\'s diff or recipients', async () => {
+    const recs = await records('xen-eager-fpu-v2.mbox');
+    let restReads = 0;
+    const stored = new Map(
+      recs.map((r) => {
+        const { head, rest } = encodeRecord(r);
+        return [r.messageId, () => decodeRecord(head, () => (restReads++, rest))] as const;
+      }),
+    );
+    let merged = 0;
+    for (const t of buildThreads(recs).threads) {
+      const direct = assembleThread(t, (id) => recs.find((r) => r.messageId === id));
+      const fromSpool = assembleThread(t, (id) => stored.get(id)?.(), () => []);
+      for (const m of fromSpool.messages) {
+        const d = direct.messages.find((x) => x.messageId === m.messageId)!;
+        expect(m.record?.trailers).toEqual(d.record?.trailers);
+        if (m.record?.kind === 'patch' && m.record.trailers.some((x) => x.givenIn)) merged++;
+      }
+      expect(restReads).toBe(0); // (comments were given, so no reply was anchored here)
+      // Read now, the copies give the records' own values.
+      expect(JSON.stringify(fromSpool.messages.map((m) => m.record))).toBe(JSON.stringify(direct.messages.map((m) => m.record)));
+      restReads = 0;
+    }
+    expect(merged).toBeGreaterThan(0);
+  });
+});
+
 describe('spool files', () => {
   test('what one writer appends, a reader reads at the offsets it was given, multi-byte text included', () => {
     const dir = new SpoolDir('patchvet-test-spool-');
