@@ -39,6 +39,9 @@ export async function listFiles(dir: string): Promise<string[]> {
   return names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
 }
 
+/** Bytes a file read asks for (messages are copied out of the chunks, so none is pinned). */
+const READ_CHUNK = 1 << 20;
+
 /**
  * Messages of one mail file: gzip sniffed by magic, an mbox if its first line is an envelope (or
  * `mboxByName`), else one message with ref.source = the path.
@@ -59,7 +62,8 @@ export async function* readMailFile(
     opts.onError({ source: path, message: `cannot read this file: ${InputOpenError.reason(err)}; skipped` });
     return;
   }
-  const rs = fh.createReadStream({ autoClose: true });
+  // 1 MB reads: with the default 64 KB, reading a 200 MB mbox cost the main thread three times the CPU.
+  const rs = fh.createReadStream({ autoClose: true, highWaterMark: READ_CHUNK });
   try {
     yield* readSniffed(rs, path, path, mboxByName, opts);
   } finally {
