@@ -10,8 +10,7 @@
 // "diff --git" header, with nothing reported. The lines of the framed hunks are numbered
 // here; parse-diff reads the mode/index headers (modes and blob ids).
 
-import parseUnified from 'parse-diff';
-import type { Diff, DiffLine, FileDiff, FileStatus, Hunk } from '../model.js';
+import type { Diff, FileDiff, FileStatus, Hunk } from '../model.js';
 import {
   DEV_NULL,
   nameFromMarkerLine,
@@ -20,7 +19,7 @@ import {
   stripGitPrefixes,
   unquoteName,
 } from './diff-paths.js';
-import { fileStartAt, parseHunkHeader, scanDiff, splitLines, type ScanFile, type ScanHunk, type SrcLine } from './diff-scan.js';
+import { fileStartAtText, frameDiff, parseHunkHeader, splitTexts, type FramedFile, type FramedHunk } from './diff-scan.js';
 import { assignFunctions } from './functions.js';
 
 export interface PatchBodyParts {
@@ -45,30 +44,27 @@ const SEPARATOR_RE = /^---\s*$/;
 const DIFFSTAT_FILE_RE = /^\s*\S.*\s\|\s+(?:\d+\s*[-+]*|Bin(?: \d+ -> \d+ bytes)?)\s*$/;
 const DIFFSTAT_SUMMARY_RE = /^\s*\d+ files? changed(?:, \d+ insertions?\(\+\))?(?:, \d+ deletions?\(-\))?\s*$/;
 
-function joinTrimmed(lines: SrcLine[]): string {
-  let a = 0;
-  let b = lines.length;
-  while (a < b && lines[a].text.trim() === '') a++;
-  while (b > a && lines[b - 1].text.trim() === '') b--;
-  return lines
-    .slice(a, b)
-    .map((l) => l.text)
-    .join('\n');
+/** Lines a..b-1 of texts joined by "\n", blank lines trimmed at both ends. */
+function joinTrimmed(texts: string[], a: number, b: number): string {
+  while (a < b && texts[a].trim() === '') a++;
+  while (b > a && texts[b - 1].trim() === '') b--;
+  if (b - a === 1) return texts[a];
+  return texts.slice(a, b).join('\n');
 }
 
-/** Cut the mail signature ("-- " and what follows) off the end of a section. */
-function withoutSignature(lines: SrcLine[]): SrcLine[] {
-  for (let i = lines.length - 1; i >= 0; i--) {
-    if (lines[i].text === '-- ') return lines.slice(0, i);
+/** Where a section a..b-1 ends once the mail signature ("-- " and what follows) is cut off. */
+function endWithoutSignature(texts: string[], a: number, b: number): number {
+  for (let i = b - 1; i >= a; i--) {
+    if (texts[i] === '-- ') return i;
   }
-  return lines;
+  return b;
 }
 
-function hasDiffstat(lines: SrcLine[]): boolean {
+function hasDiffstat(texts: string[], b: number): boolean {
   let statLines = 0;
-  for (const l of lines) {
+  for (let i = 0; i < b; i++) {
     // A stat line has a '|', the summary says "changed": cheap tests first, the patterns backtrack.
-    const t = l.text;
+    const t = texts[i];
     if (t.includes('|') && DIFFSTAT_FILE_RE.test(t)) statLines++;
     else if (statLines > 0 && t.includes('changed') && DIFFSTAT_SUMMARY_RE.test(t)) return true;
   }
@@ -87,39 +83,66 @@ function hasDiffstat(lines: SrcLine[]): boolean {
  */
 export function splitPatchBody(body: string): PatchBodyParts {
   const { diffLines, ...parts } = splitBody(body);
-  return {
-    ...parts,
-    diffText: diffLines === null ? null : diffLines.map((l) => `${l.text}${l.cr ? '\r' : ''}\n`).join(''),
-  };
+  let diffText: string | null = null;
+  if (diffLines !== null) {
+    const { texts, cr, crBase } = diffLines;
+    diffText = texts.map((t, k) => `${t}${cr !== null && cr[crBase + k] ? '\r' : ''}\n`).join('');
+  }
+  return { ...parts, diffText };
 }
 
-/** splitPatchBody, with the diff as its lines (what splitLines would make of diffText). */
-function splitBody(body: string): Omit<PatchBodyParts, 'diffText'> & { diffLines: SrcLine[] | null } {
-  const lines = splitLines(body);
+/** A diff's lines: texts, and the body's "\r\n" flags (null: none) with the index of the diff's first line in them. */
+interface DiffTexts {
+  texts: string[];
+  cr: boolean[] | null;
+  crBase: number;
+}
+
+const CH_MINUS = 0x2d;
+const CH_D = 0x64;
+const CH_I = 0x49;
+
+/** splitPatchBody, with the diff as its lines (what splitTexts would make of diffText). */
+function splitBody(body: string): Omit<PatchBodyParts, 'diffText'> & { diffLines: DiffTexts | null } {
+  const { texts, cr } = splitTexts(body);
   let separator = -1;
   let diffStart = -1;
-  for (let i = 0; i < lines.length; i++) {
-    if (fileStartAt(lines, i) !== null) {
+  for (let i = 0; i < texts.length; i++) {
+    // A diff starts at "diff ", "Index: " or "--- ", the separator is "---": every other line
+    // is told apart by its first character (most of a reply's lines).
+    const c = texts[i].charCodeAt(0);
+    if (c !== CH_MINUS && c !== CH_D && c !== CH_I) continue;
+    if (fileStartAtText(texts, i) !== null) {
       diffStart = i;
       break;
     }
-    if (separator < 0 && SEPARATOR_RE.test(lines[i].text)) separator = i;
+    if (separator < 0 && c === CH_MINUS && SEPARATOR_RE.test(texts[i])) separator = i;
   }
-  const stop = diffStart >= 0 ? diffStart : lines.length;
-  let message = lines.slice(0, separator >= 0 ? separator : stop);
-  let notes = separator >= 0 ? lines.slice(separator + 1, stop) : [];
-  const diffstat = hasDiffstat(lines.slice(0, stop));
-  let diffLines: SrcLine[] | null = null;
+  const stop = diffStart >= 0 ? diffStart : texts.length;
+  let messageEnd = separator >= 0 ? separator : stop;
+  const notesStart = separator >= 0 ? separator + 1 : stop;
+  let notesEnd = stop;
+  const diffstat = hasDiffstat(texts, stop);
+  let diffLines: DiffTexts | null = null;
   if (diffStart >= 0) {
-    const rest = lines.slice(diffStart);
-    const scan = scanDiff(rest);
-    if (scan.files.length > 0) diffLines = rest.slice(0, scan.end);
+    // A first pass finds where the diff ends (its frame only, no lines built); the diff is
+    // then read from its own lines, as parseDiff would read the diff text.
+    const rest = texts.slice(diffStart);
+    const frame = frameDiff(rest, true);
+    if (frame.files.length > 0) {
+      diffLines = { texts: frame.end === rest.length ? rest : rest.slice(0, frame.end), cr, crBase: diffStart };
+    }
   } else if (separator >= 0) {
-    notes = withoutSignature(notes);
+    notesEnd = endWithoutSignature(texts, notesStart, notesEnd);
   } else {
-    message = withoutSignature(message);
+    messageEnd = endWithoutSignature(texts, 0, messageEnd);
   }
-  return { commitMessage: joinTrimmed(message), notes: joinTrimmed(notes), diffLines, diffstat };
+  return {
+    commitMessage: joinTrimmed(texts, 0, messageEnd),
+    notes: separator >= 0 ? joinTrimmed(texts, notesStart, notesEnd) : '',
+    diffLines,
+    diffstat,
+  };
 }
 
 // ---------------------------------------------------------------- reading the framed diff
@@ -131,9 +154,10 @@ interface Names {
   similarity?: number;
 }
 
-function extValue(ext: string[], key: string): string | undefined {
-  const line = ext.find((e) => e.startsWith(`${key} `));
-  return line === undefined ? undefined : line.slice(key.length + 1);
+/** The value of the first extended header line "<key> <value>"; `prefix` is the key and its space. */
+function extValue(ext: string[], prefix: string): string | undefined {
+  for (const e of ext) if (e.startsWith(prefix)) return e.slice(prefix.length);
+  return undefined;
 }
 
 function markerName(raw: string | undefined): string | null | undefined {
@@ -142,10 +166,11 @@ function markerName(raw: string | undefined): string | null | undefined {
   return name === DEV_NULL ? null : name;
 }
 
-function gitNames(f: ScanFile): Names | string {
-  const header = f.gitNames === undefined ? null : splitGitHeaderNames(f.gitNames);
+function gitNames(f: FramedFile): Names | string {
   const minus = markerName(f.minus);
   const plus = markerName(f.plus);
+  // The "diff --git" names are needed only where a "---"/"+++" name is missing.
+  const header = f.gitNames === undefined || (minus !== undefined && plus !== undefined) ? null : splitGitHeaderNames(f.gitNames);
   let oldName: string | null;
   let newName: string | null;
   if (minus !== undefined || plus !== undefined) {
@@ -158,15 +183,15 @@ function gitNames(f: ScanFile): Names | string {
   } else {
     return `cannot read the file names of "diff --git ${f.gitNames ?? ''}"`;
   }
-  const renameFrom = extValue(f.ext, 'rename from') ?? extValue(f.ext, 'rename old');
-  const renameTo = extValue(f.ext, 'rename to') ?? extValue(f.ext, 'rename new');
-  const copyFrom = extValue(f.ext, 'copy from');
-  const copyTo = extValue(f.ext, 'copy to');
-  const similarityText = extValue(f.ext, 'similarity index');
+  const renameFrom = extValue(f.ext, 'rename from ') ?? extValue(f.ext, 'rename old ');
+  const renameTo = extValue(f.ext, 'rename to ') ?? extValue(f.ext, 'rename new ');
+  const copyFrom = extValue(f.ext, 'copy from ');
+  const copyTo = extValue(f.ext, 'copy to ');
+  const similarityText = extValue(f.ext, 'similarity index ');
   const similarity = similarityText === undefined ? undefined : parseInt(similarityText, 10);
   let status: FileStatus = 'modified';
-  if (extValue(f.ext, 'new file mode') !== undefined) status = 'added';
-  else if (extValue(f.ext, 'deleted file mode') !== undefined) status = 'deleted';
+  if (extValue(f.ext, 'new file mode ') !== undefined) status = 'added';
+  else if (extValue(f.ext, 'deleted file mode ') !== undefined) status = 'deleted';
   else if (renameFrom !== undefined || renameTo !== undefined) status = 'renamed';
   else if (copyFrom !== undefined || copyTo !== undefined) status = 'copied';
   else if (oldName === null && newName !== null) status = 'added';
@@ -188,7 +213,7 @@ function gitNames(f: ScanFile): Names | string {
   };
 }
 
-function plainNames(f: ScanFile): Names | string {
+function plainNames(f: FramedFile): Names | string {
   let oldRaw: string | null;
   let newRaw: string | null;
   if (f.minus !== undefined && f.plus !== undefined) {
@@ -217,50 +242,44 @@ function plainNames(f: ScanFile): Names | string {
   };
 }
 
-function hunkRange(h: ScanHunk): string {
+function hunkRange(h: FramedHunk): string {
   return parseHunkHeader(h.header)?.range.trim() ?? h.header;
 }
 
-/**
- * Number the lines of one framed hunk: old-side numbers count up from oldStart over context
- * and removed lines, new-side numbers from newStart over context and added lines. (This is
- * what parse-diff gave for the hunk re-emitted with exact counts, which is how it was done
- * before: parse-diff agreed with the scanner on every such hunk, as its reading of a hunk with
- * exact counts cannot differ, and the re-emitting and re-parsing was a quarter of the cost of
- * reading a diff.)
- */
-function readHunk(h: ScanHunk): { hunk: Hunk; additions: number; deletions: number } {
-  const hunk: Hunk = {
-    header: h.header,
-    oldStart: h.oldStart,
-    oldLines: h.oldLines,
-    newStart: h.newStart,
-    newLines: h.newLines,
-    headerFunction: h.headerFunction,
-    lines: [],
-  };
-  let additions = 0;
-  let deletions = 0;
-  let oldLine = h.oldStart;
-  let newLine = h.newStart;
-  for (const l of h.lines) {
-    let line: DiffLine;
-    if (l.kind === 'add') {
-      additions++;
-      line = { kind: 'add', text: l.text, oldLine: null, newLine: newLine++, fn: null };
-    } else if (l.kind === 'del') {
-      deletions++;
-      line = { kind: 'del', text: l.text, oldLine: oldLine++, newLine: null, fn: null };
-    } else {
-      line = { kind: 'ctx', text: l.text, oldLine: oldLine++, newLine: newLine++, fn: null };
+// The mode and blob-id header lines, read as parse-diff 0.12 reads them (which is what was
+// used here before): its patterns, last line wins, "index" takes the ids from the text after
+// the first ' ' and a mode after them for both sides.
+const NEW_FILE_MODE_RE = /^new file mode (\d+)$/;
+const DELETED_FILE_MODE_RE = /^deleted file mode (\d+)$/;
+const OLD_MODE_RE = /^old mode (\d+)$/;
+const NEW_MODE_RE = /^new mode (\d+)$/;
+const INDEX_RE = /^index\s[\da-zA-Z]+\.\.[\da-zA-Z]+(\s(\d+))?$/;
+
+function readModes(ext: string[], file: FileDiff): void {
+  let oldMode: string | undefined;
+  let newMode: string | undefined;
+  let ids: string | undefined;
+  let m: RegExpExecArray | null;
+  for (const e of ext) {
+    if ((m = NEW_FILE_MODE_RE.exec(e))) newMode = m[1];
+    else if ((m = DELETED_FILE_MODE_RE.exec(e))) oldMode = m[1];
+    else if ((m = OLD_MODE_RE.exec(e))) oldMode = m[1];
+    else if ((m = NEW_MODE_RE.exec(e))) newMode = m[1];
+    else if ((m = INDEX_RE.exec(e))) {
+      ids = e.split(' ')[1];
+      if (m[1]) oldMode = newMode = m[1].trim();
     }
-    if (l.noNewline) line.noNewline = true;
-    hunk.lines.push(line);
   }
-  return { hunk, additions, deletions };
+  if (oldMode !== undefined) file.oldMode = oldMode;
+  if (newMode !== undefined) file.newMode = newMode;
+  const blobs = ids?.split('..');
+  if (blobs?.length === 2) {
+    file.oldBlob = blobs[0];
+    file.newBlob = blobs[1];
+  }
 }
 
-function readFile(f: ScanFile, damage: string[]): FileDiff | null {
+function readFile(f: FramedFile, damage: string[]): FileDiff | null {
   const names = f.kind === 'git' ? gitNames(f) : plainNames(f);
   if (typeof names === 'string') {
     damage.push(names);
@@ -282,26 +301,25 @@ function readFile(f: ScanFile, damage: string[]): FileDiff | null {
     deletions: 0,
   };
   if (names.similarity !== undefined) file.similarity = names.similarity;
-  // Modes and blob ids: parse-diff reads these header lines.
-  const modeLines = f.ext.filter((e) => /^(old mode|new mode|deleted file mode|new file mode|index) /.test(e));
-  if (modeLines.length > 0) {
-    const info = parseUnified(`${modeLines.join('\n')}\n`)[0];
-    if (info?.oldMode !== undefined) file.oldMode = info.oldMode;
-    if (info?.newMode !== undefined) file.newMode = info.newMode;
-    const blobs = info?.index?.[0]?.split('..');
-    if (blobs?.length === 2) {
-      file.oldBlob = blobs[0];
-      file.newBlob = blobs[1];
-    }
-  }
+  readModes(f.ext, file);
   for (const p of f.problems) damage.push(`${path}: ${p}`);
   for (const h of f.hunks) {
-    const where = `${path} hunk ${hunkRange(h)}`;
-    for (const p of h.problems) damage.push(`${where}: ${p}`);
-    const r = readHunk(h);
-    file.hunks.push(r.hunk);
-    file.additions += r.additions;
-    file.deletions += r.deletions;
+    if (h.problems.length > 0) {
+      const where = `${path} hunk ${hunkRange(h)}`;
+      for (const p of h.problems) damage.push(`${where}: ${p}`);
+    }
+    const hunk: Hunk = {
+      header: h.header,
+      oldStart: h.oldStart,
+      oldLines: h.oldLines,
+      newStart: h.newStart,
+      newLines: h.newLines,
+      headerFunction: h.headerFunction,
+      lines: h.lines,
+    };
+    file.hunks.push(hunk);
+    file.additions += h.additions;
+    file.deletions += h.deletions;
   }
   assignFunctions(file);
   return file;
@@ -309,11 +327,12 @@ function readFile(f: ScanFile, damage: string[]): FileDiff | null {
 
 /** Read a diff (git, `diff -u`, or pasted without "diff --git") into FileDiffs. */
 export function parseDiff(diffText: string): Diff {
-  return parseDiffLines(splitLines(diffText));
+  const { texts, cr } = splitTexts(diffText);
+  return parseDiffTexts({ texts, cr, crBase: 0 });
 }
 
-function parseDiffLines(lines: SrcLine[]): Diff {
-  const scan = scanDiff(lines);
+function parseDiffTexts(lines: DiffTexts): Diff {
+  const scan = frameDiff(lines.texts, false);
   const damage: string[] = [];
   const files: FileDiff[] = [];
   for (const f of scan.files) {
@@ -321,8 +340,15 @@ function parseDiffLines(lines: SrcLine[]): Diff {
     if (file) files.push(file);
   }
   damage.push(...scan.damage);
-  if (scan.crLines > 0 && scan.lfLines > 0) {
-    damage.push(`mixed line endings: ${scan.crLines} of ${scan.crLines + scan.lfLines} diff lines end in CRLF`);
+  // Without any "\r" (cr null) every line ended in "\n" alone: no mix.
+  const { cr, crBase } = lines;
+  if (cr !== null) {
+    let crLines = 0;
+    for (let j = 0; j < scan.end; j++) if (cr[crBase + j]) crLines++;
+    const lfLines = scan.end - crLines;
+    if (crLines > 0 && lfLines > 0) {
+      damage.push(`mixed line endings: ${crLines} of ${crLines + lfLines} diff lines end in CRLF`);
+    }
   }
   return { files, damage };
 }
@@ -335,7 +361,7 @@ export function extractDiff(body: string): ExtractedDiff {
   return {
     commitMessage: parts.commitMessage,
     notes: parts.notes,
-    diff: parts.diffLines === null ? null : parseDiffLines(parts.diffLines),
+    diff: parts.diffLines === null ? null : parseDiffTexts(parts.diffLines),
     diffstat: parts.diffstat,
   };
 }
