@@ -44,31 +44,116 @@ const SEPARATOR_RE = /^---\s*$/;
 const DIFFSTAT_FILE_RE = /^\s*\S.*\s\|\s+(?:\d+\s*[-+]*|Bin(?: \d+ -> \d+ bytes)?)\s*$/;
 const DIFFSTAT_SUMMARY_RE = /^\s*\d+ files? changed(?:, \d+ insertions?\(\+\))?(?:, \d+ deletions?\(-\))?\s*$/;
 
-/** Lines a..b-1 of texts joined by "\n", blank lines trimmed at both ends. */
-function joinTrimmed(texts: string[], a: number, b: number): string {
-  while (a < b && texts[a].trim() === '') a++;
-  while (b > a && texts[b - 1].trim() === '') b--;
-  if (b - a === 1) return texts[a];
-  return texts.slice(a, b).join('\n');
+// The part of a body before its diff is read by offsets into the body, not split into lines:
+// most bodies are replies without a diff, and a split (a string per line) and a join for the
+// commit message cost more than everything else done with those lines. A "line" here runs
+// from a line start to the next "\n" (or the end of the body); its text is that without one
+// trailing "\r", as splitTexts gives it.
+
+const CH_LF = 0x0a;
+const CH_CR = 0x0d;
+
+/** End (exclusive, before "\n") of the line starting at p. */
+function lineEnd(body: string, p: number): number {
+  const e = body.indexOf('\n', p);
+  return e < 0 ? body.length : e;
 }
 
-/** Where a section a..b-1 ends once the mail signature ("-- " and what follows) is cut off. */
-function endWithoutSignature(texts: string[], a: number, b: number): number {
-  for (let i = b - 1; i >= a; i--) {
-    if (texts[i] === '-- ') return i;
+/** The text of the line [p, e): without a trailing "\r". */
+function lineText(body: string, p: number, e: number): string {
+  return e > p && body.charCodeAt(e - 1) === CH_CR ? body.slice(p, e - 1) : body.slice(p, e);
+}
+
+/** The line [p, e) is empty or white space only (a trailing "\r" is white space too). */
+function isBlankLine(body: string, p: number, e: number): boolean {
+  if (p === e) return true;
+  const c = body.charCodeAt(p);
+  if (c > 0x20 && c < 0x7f) return false;
+  return body.slice(p, e).trim() === '';
+}
+
+/**
+ * The lines starting in [a, b) joined by "\n", blank lines trimmed at both ends (a is a line
+ * start, b a line start or the body's end).
+ */
+function joinTrimmed(body: string, a: number, b: number): string {
+  if (b <= a) return '';
+  // Where the last line's text ends: before the "\n" that ends it, if any.
+  let end = body.charCodeAt(b - 1) === CH_LF ? b - 1 : b;
+  for (;;) {
+    const e = Math.min(lineEnd(body, a), end);
+    if (!isBlankLine(body, a, e)) break;
+    if (e >= end) return '';
+    a = e + 1;
+  }
+  for (;;) {
+    // The line at a is not blank: the last line starts after a or is that line.
+    const s = end === a ? a : Math.max(a, body.lastIndexOf('\n', end - 1) + 1);
+    if (s === a || !isBlankLine(body, s, end)) break;
+    end = s - 1;
+  }
+  const text = body.slice(a, end);
+  if (!text.includes('\r')) return text;
+  return text
+    .split('\n')
+    .map((l) => (l.endsWith('\r') ? l.slice(0, -1) : l))
+    .join('\n');
+}
+
+/** The line [i, ...) ends right after k: k is the body's end, a "\n", or a "\r" that ends the line. */
+function lineEndsAt(body: string, k: number): boolean {
+  if (k === body.length) return true;
+  const c = body.charCodeAt(k);
+  return c === CH_LF || (c === CH_CR && (k + 1 === body.length || body.charCodeAt(k + 1) === CH_LF));
+}
+
+/** Where the lines [a, b) end once the mail signature (the last "-- " line and what follows) is cut off. */
+function endWithoutSignature(body: string, a: number, b: number): number {
+  let from = b - 1;
+  while (from >= a) {
+    const i = body.lastIndexOf('-- ', from);
+    if (i < a) break;
+    if ((i === 0 || body.charCodeAt(i - 1) === CH_LF) && lineEndsAt(body, i + 3)) return i;
+    from = i - 1;
   }
   return b;
 }
 
-function hasDiffstat(texts: string[], b: number): boolean {
-  let statLines = 0;
-  for (let i = 0; i < b; i++) {
-    // A stat line has a '|', the summary says "changed": cheap tests first, the patterns backtrack.
-    const t = texts[i];
-    if (t.includes('|') && DIFFSTAT_FILE_RE.test(t)) statLines++;
-    else if (statLines > 0 && t.includes('changed') && DIFFSTAT_SUMMARY_RE.test(t)) return true;
+/**
+ * A diffstat in the lines before offset b: a stat line (it has a '|'), and after it a summary
+ * line (it says "changed"; it cannot have a '|', so it is never taken for a stat line). Only
+ * lines with those characters are looked at: the patterns backtrack.
+ */
+function hasDiffstat(body: string, b: number): boolean {
+  let statEnd = -1;
+  for (let k = body.indexOf('|'); k >= 0 && k < b; ) {
+    const s = body.lastIndexOf('\n', k) + 1;
+    const e = lineEnd(body, k);
+    if (DIFFSTAT_FILE_RE.test(lineText(body, s, e))) {
+      statEnd = e;
+      break;
+    }
+    k = body.indexOf('|', e);
+  }
+  if (statEnd < 0) return false;
+  for (let k = body.indexOf('changed', statEnd); k >= 0 && k < b; ) {
+    const s = body.lastIndexOf('\n', k) + 1;
+    const e = lineEnd(body, k);
+    if (DIFFSTAT_SUMMARY_RE.test(lineText(body, s, e))) return true;
+    k = body.indexOf('changed', e);
   }
   return false;
+}
+
+/** The texts of up to `max` lines from offset p: what fileStartAtText reads from its line on. */
+function textsFrom(body: string, p: number, max: number): string[] {
+  const out: string[] = [];
+  while (out.length < max && p < body.length) {
+    const e = lineEnd(body, p);
+    out.push(lineText(body, p, e));
+    p = e + 1;
+  }
+  return out;
 }
 
 /**
@@ -91,7 +176,7 @@ export function splitPatchBody(body: string): PatchBodyParts {
   return { ...parts, diffText };
 }
 
-/** A diff's lines: texts, and the body's "\r\n" flags (null: none) with the index of the diff's first line in them. */
+/** A diff's lines: texts, and "\r\n" flags (null: none) with the index of the diff's first line in them. */
 interface DiffTexts {
   texts: string[];
   cr: boolean[] | null;
@@ -104,42 +189,53 @@ const CH_I = 0x49;
 
 /** splitPatchBody, with the diff as its lines (what splitTexts would make of diffText). */
 function splitBody(body: string): Omit<PatchBodyParts, 'diffText'> & { diffLines: DiffTexts | null } {
-  const { texts, cr } = splitTexts(body);
+  const n = body.length;
+  /** Offsets of the separator line, the line after it, and the diff's first line (-1: none). */
   let separator = -1;
+  let afterSeparator = -1;
   let diffStart = -1;
-  for (let i = 0; i < texts.length; i++) {
-    // A diff starts at "diff ", "Index: " or "--- ", the separator is "---": every other line
+  for (let p = 0; p < n; ) {
+    const e = lineEnd(body, p);
+    // A diff starts at "diff -", "Index: " or "--- ", the separator is "---": every other line
     // is told apart by its first character (most of a reply's lines).
-    const c = texts[i].charCodeAt(0);
-    if (c !== CH_MINUS && c !== CH_D && c !== CH_I) continue;
-    if (fileStartAtText(texts, i) !== null) {
-      diffStart = i;
-      break;
+    const c = body.charCodeAt(p);
+    if (c === CH_MINUS || c === CH_D || c === CH_I) {
+      if (
+        (body.startsWith('diff -', p) || body.startsWith('Index: ', p) || body.startsWith('--- ', p)) &&
+        fileStartAtText(textsFrom(body, p, 6), 0) !== null
+      ) {
+        diffStart = p;
+        break;
+      }
+      if (separator < 0 && c === CH_MINUS && SEPARATOR_RE.test(lineText(body, p, e))) {
+        separator = p;
+        afterSeparator = e + 1;
+      }
     }
-    if (separator < 0 && c === CH_MINUS && SEPARATOR_RE.test(texts[i])) separator = i;
+    p = e + 1;
   }
-  const stop = diffStart >= 0 ? diffStart : texts.length;
+  const stop = diffStart >= 0 ? diffStart : n;
   let messageEnd = separator >= 0 ? separator : stop;
-  const notesStart = separator >= 0 ? separator + 1 : stop;
+  const notesStart = separator >= 0 ? Math.min(afterSeparator, stop) : stop;
   let notesEnd = stop;
-  const diffstat = hasDiffstat(texts, stop);
+  const diffstat = hasDiffstat(body, stop);
   let diffLines: DiffTexts | null = null;
   if (diffStart >= 0) {
     // A first pass finds where the diff ends (its frame only, no lines built); the diff is
     // then read from its own lines, as parseDiff would read the diff text.
-    const rest = texts.slice(diffStart);
-    const frame = frameDiff(rest, true);
+    const { texts, cr } = splitTexts(diffStart === 0 ? body : body.slice(diffStart));
+    const frame = frameDiff(texts, true);
     if (frame.files.length > 0) {
-      diffLines = { texts: frame.end === rest.length ? rest : rest.slice(0, frame.end), cr, crBase: diffStart };
+      diffLines = { texts: frame.end === texts.length ? texts : texts.slice(0, frame.end), cr, crBase: 0 };
     }
   } else if (separator >= 0) {
-    notesEnd = endWithoutSignature(texts, notesStart, notesEnd);
+    notesEnd = endWithoutSignature(body, notesStart, notesEnd);
   } else {
-    messageEnd = endWithoutSignature(texts, 0, messageEnd);
+    messageEnd = endWithoutSignature(body, 0, messageEnd);
   }
   return {
-    commitMessage: joinTrimmed(texts, 0, messageEnd),
-    notes: separator >= 0 ? joinTrimmed(texts, notesStart, notesEnd) : '',
+    commitMessage: joinTrimmed(body, 0, messageEnd),
+    notes: separator >= 0 ? joinTrimmed(body, notesStart, notesEnd) : '',
     diffLines,
     diffstat,
   };
