@@ -109,14 +109,12 @@ function lineEndsAt(body: string, k: number): boolean {
 
 /** Where the lines [a, b) end once the mail signature (the last "-- " line and what follows) is cut off. */
 function endWithoutSignature(body: string, a: number, b: number): number {
-  let from = b - 1;
-  while (from >= a) {
-    const i = body.lastIndexOf('-- ', from);
-    if (i < a) break;
-    if ((i === 0 || body.charCodeAt(i - 1) === CH_LF) && lineEndsAt(body, i + 3)) return i;
-    from = i - 1;
+  // Searched forwards: indexOf skips to candidates much faster than lastIndexOf walks back.
+  let last = b;
+  for (let i = body.indexOf('-- ', a); i >= 0 && i < b; i = body.indexOf('-- ', i + 1)) {
+    if ((i === 0 || body.charCodeAt(i - 1) === CH_LF) && lineEndsAt(body, i + 3)) last = i;
   }
-  return b;
+  return last;
 }
 
 /**

@@ -281,17 +281,36 @@ function cDefinitionAt(texts: string[], j: number): CDefinition | null {
     const code = blankComments(t);
     return code.includes('{') || nextStartsBlock() ? d : null;
   }
-  // Function: find the ')' closing the parameter list, then what follows it.
-  const window = [blankComments(t)];
-  for (let k = j + 1; k < texts.length && k <= j + 15; k++) window.push(blankComments(texts[k]));
-  const joined = window.join('\n');
+  // Function: what follows the parameter list, in a window of this line and the 15 after it
+  // (comments blanked). Most definitions show their '{' (or ';') within a line or two, and
+  // the reading of a window's start is the reading of the whole window unless it runs to
+  // the start's end: read the start first, the whole window only then.
+  const last = Math.min(texts.length - 1, j + 15);
+  const near = Math.min(last, j + 2);
+  let code = blankComments(t);
+  for (let k = j + 1; k <= near; k++) code += `\n${blankComments(texts[k])}`;
+  let after = afterParameters(code, d.openParen);
+  if (after === 'end' && near < last) {
+    for (let k = near + 1; k <= last; k++) code += `\n${blankComments(texts[k])}`;
+    after = afterParameters(code, d.openParen);
+  }
+  // 'end': the window ends inside the parameter list or before anything follows it.
+  return after === 'other' ? null : d;
+}
+
+/**
+ * In `joined` (lines joined by "\n"), find the ')' closing the parameter list that opens at
+ * openParen, then what follows it past attribute-like words: '{' (a definition), something
+ * else (a prototype, a declaration list), or nothing before the text ends.
+ */
+function afterParameters(joined: string, openParen: number | undefined): 'block' | 'other' | 'end' {
   let depth = 0;
-  let i = d.openParen ?? joined.indexOf('(');
+  let i = openParen ?? joined.indexOf('(');
   for (; i < joined.length; i++) {
     if (joined[i] === '(') depth++;
     else if (joined[i] === ')' && --depth === 0) break;
   }
-  if (i >= joined.length) return d; // the hunk ends inside the parameter list
+  if (i >= joined.length) return 'end'; // the hunk ends inside the parameter list
   let rest = joined.slice(i + 1);
   // Skip attribute-like words after the parameter list: "__acquires(x)", "noexcept", ...
   for (;;) {
@@ -309,8 +328,8 @@ function cDefinitionAt(texts: string[], j: number): CDefinition | null {
       rest = rest.slice(k + 1);
     }
   }
-  if (rest === '') return d;
-  return rest.startsWith('{') ? d : null;
+  if (rest === '') return 'end';
+  return rest.startsWith('{') ? 'block' : 'other';
 }
 
 /** "static int" / "struct foo *" alone on a line: the return type of a two-line definition. */
@@ -323,11 +342,19 @@ function isReturnTypeLine(t: string): boolean {
 
 /** Blank, a top-level comment, a preprocessor line, or column-0 text: nothing inside a body. */
 function isTopLevelish(t: string): boolean {
-  if (startsWithName(t)) return true;
-  // A line starting with a printable character other than ' ' is not blank: no trim needed.
-  const c = t.charCodeAt(0);
-  if (!(c > 0x20 && c < 0x7f) && t.trim() === '') return true;
-  return /^(\/\*|\/\/|\*| \*|#)/.test(t);
+  return startsWithName(t) || isBlank(t) || /^(\/\*|\/\/|\*| \*|#)/.test(t);
+}
+
+/** t.trim() === '', without building the trimmed string for the usual indented line. */
+function isBlank(t: string): boolean {
+  for (let k = 0; k < t.length; k++) {
+    const c = t.charCodeAt(k);
+    if (c === 0x20 || c === 0x09) continue;
+    // Printable ASCII is not white space; anything else is left to trim().
+    if (c > 0x20 && c < 0x7f) return false;
+    return t.trim() === '';
+  }
+  return true;
 }
 
 const continues = (t: string) => /\\\s*$/.test(t);
@@ -394,7 +421,7 @@ function trackC(texts: string[], start: string | null): Array<string | null> {
     out.push(fn);
     if (inLeading) {
       leading.push(j);
-      if (!isTopLevelish(t)) leadingTopLevel = false;
+      if (leadingTopLevel && !isTopLevelish(t)) leadingTopLevel = false;
     }
   }
   return out;
