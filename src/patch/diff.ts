@@ -7,8 +7,9 @@
 // never flags binary files, keeps C-quoted names escaped ("x\\ty"), keeps "\r" in line
 // content, turns "\ No newline at end of file" into an extra change, and reads any line as
 // a context line, so a hunk that lost lines silently swallows the next file's
-// "diff --git" header, with nothing reported. The lines of the framed hunks are numbered
-// here; parse-diff reads the mode/index headers (modes and blob ids).
+// "diff --git" header, with nothing reported. The scanner numbers the framed hunks' lines;
+// the mode/index headers (modes and blob ids) are read here with parse-diff's own patterns
+// (readModes), which is what calling parse-diff on those lines gave.
 
 import type { Diff, FileDiff, FileStatus, Hunk } from '../model.js';
 import {
