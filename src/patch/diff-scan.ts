@@ -7,6 +7,8 @@
 // and reads anything as a context line, so a hunk that lost lines swallows the next file's
 // header; this scanner finds the frame first, tolerantly, and says what it had to guess.
 
+import type { DiffLine } from '../model.js';
+
 export interface SrcLine {
   /** The line without its "\n" and without a trailing "\r". */
   text: string;
@@ -63,10 +65,38 @@ export interface Scan {
   lfLines: number;
 }
 
+/**
+ * A text's lines without their "\n" and without a trailing "\r", and which of them ended in
+ * "\r\n" (null when none did: most mail has no "\r" left, and then no flag is kept per line).
+ * The texts are what the scanner works on: no object per line.
+ */
+export interface TextLines {
+  texts: string[];
+  cr: boolean[] | null;
+}
+
+export function splitTexts(text: string): TextLines {
+  const texts = text.split('\n');
+  if (texts.length > 0 && texts[texts.length - 1] === '') texts.pop();
+  if (!text.includes('\r')) return { texts, cr: null };
+  const cr: boolean[] = new Array<boolean>(texts.length);
+  for (let k = 0; k < texts.length; k++) {
+    const p = texts[k];
+    if (p.charCodeAt(p.length - 1) === 0x0d) {
+      texts[k] = p.slice(0, -1);
+      cr[k] = true;
+    } else {
+      cr[k] = false;
+    }
+  }
+  return { texts, cr };
+}
+
 export function splitLines(text: string): SrcLine[] {
-  const parts = text.split('\n');
-  if (parts.length > 0 && parts[parts.length - 1] === '') parts.pop();
-  return parts.map((p) => (p.endsWith('\r') ? { text: p.slice(0, -1), cr: true } : { text: p, cr: false }));
+  const { texts, cr } = splitTexts(text);
+  const out: SrcLine[] = new Array<SrcLine>(texts.length);
+  for (let k = 0; k < texts.length; k++) out[k] = { text: texts[k], cr: cr !== null && cr[k] };
+  return out;
 }
 
 const HUNK_RE = /^@@\s+-(\d+)(?:,(\d+))?\s+\+(\d+)(?:,(\d+))?\s+@@(.*)$/;
@@ -85,13 +115,14 @@ export function parseHunkHeader(line: string): HunkHeader | null {
   const m = HUNK_RE.exec(line);
   if (!m) return null;
   const rest = m[5];
+  const fn = rest.trim();
   return {
     oldStart: Number(m[1]),
     oldLines: m[2] === undefined ? 1 : Number(m[2]),
     newStart: Number(m[3]),
     newLines: m[4] === undefined ? 1 : Number(m[4]),
     range: line.slice(0, line.length - rest.length),
-    headerFunction: rest.trim() === '' ? null : rest.trim(),
+    headerFunction: fn === '' ? null : fn,
   };
 }
 
@@ -100,12 +131,27 @@ const EXT_HEADER_RE =
 
 const BINARY_FILES_RE = /^Binary files (.+) and (.+) differ$/;
 
-const text = (lines: SrcLine[], i: number): string | undefined => lines[i]?.text;
+// First characters, so that most lines are told apart by one charCodeAt before any
+// startsWith or pattern runs.
+const CH_TAB = 0x09;
+const CH_SPACE = 0x20;
+const CH_PLUS = 0x2b;
+const CH_MINUS = 0x2d;
+const CH_AT = 0x40;
+const CH_B = 0x42;
+const CH_I = 0x49;
+const CH_BACKSLASH = 0x5c;
+const CH_D = 0x64;
 
-function isMinusPlusAt(lines: SrcLine[], i: number): boolean {
-  const t = text(lines, i);
-  const u = text(lines, i + 1);
+function isMinusPlusAt(texts: string[], i: number): boolean {
+  const t = texts[i];
+  const u = texts[i + 1];
   return t !== undefined && u !== undefined && t.startsWith('--- ') && u.startsWith('+++ ');
+}
+
+/** "Binary files X and Y differ": the first letter rejects almost every line before the pattern runs. */
+function isBinaryFilesLine(t: string): boolean {
+  return t.charCodeAt(0) === CH_B && BINARY_FILES_RE.test(t);
 }
 
 export type FileStart = 'git' | 'plain-diff' | 'index' | 'unified' | 'binary';
@@ -117,42 +163,63 @@ export type FileStart = 'git' | 'plain-diff' | 'index' | 'unified' | 'binary';
  * `diff -u`).
  */
 export function fileStartAt(lines: SrcLine[], i: number): FileStart | null {
-  const t = text(lines, i);
+  return fileStartAtText(
+    lines.map((l) => l.text),
+    i,
+  );
+}
+
+/** fileStartAt on the lines' texts. */
+export function fileStartAtText(texts: string[], i: number): FileStart | null {
+  const t = texts[i];
   if (t === undefined) return null;
-  if (t.startsWith('diff --git ') || t.startsWith('diff --cc ') || t.startsWith('diff --combined ')) return 'git';
-  // A client wrapped the names onto the next line.
-  if (t.trimEnd() === 'diff --git') return 'git';
-  if (t.startsWith('diff -') || t.startsWith('Index: ')) {
-    for (let j = i + 1; j <= i + 4 && j < lines.length; j++) {
-      if (isMinusPlusAt(lines, j) || BINARY_FILES_RE.test(lines[j].text)) {
-        return t.startsWith('Index: ') ? 'index' : 'plain-diff';
-      }
-      if (lines[j].text.startsWith('@@') || lines[j].text.startsWith('diff ')) break;
-    }
-    return null;
+  // Every start begins with 'd' ("diff "), 'I' ("Index: ") or '-' ("--- "): one test turns away the rest.
+  const c = t.charCodeAt(0);
+  if (c === CH_D) {
+    if (t.startsWith('diff --git ') || t.startsWith('diff --cc ') || t.startsWith('diff --combined ')) return 'git';
+    // A client wrapped the names onto the next line.
+    if (t.trimEnd() === 'diff --git') return 'git';
+    return t.startsWith('diff -') ? headerBeforeNames(texts, i, 'plain-diff') : null;
   }
-  if (isMinusPlusAt(lines, i)) return 'unified';
+  if (c === CH_I) return t.startsWith('Index: ') ? headerBeforeNames(texts, i, 'index') : null;
+  if (c === CH_MINUS && isMinusPlusAt(texts, i)) return 'unified';
+  return null;
+}
+
+/** A "diff -..." or "Index: " line starts a file when names follow within a few lines. */
+function headerBeforeNames(texts: string[], i: number, kind: 'plain-diff' | 'index'): FileStart | null {
+  for (let j = i + 1; j <= i + 4 && j < texts.length; j++) {
+    const u = texts[j];
+    if (isMinusPlusAt(texts, j) || isBinaryFilesLine(u)) return kind;
+    if (u.startsWith('@@') || u.startsWith('diff ')) break;
+  }
   return null;
 }
 
 /** "-- " (or "--" whose trailing space a client ate) with nothing diff-like after it. */
-function isSignatureAt(lines: SrcLine[], i: number): boolean {
-  const t = text(lines, i);
+function isSignatureAt(texts: string[], i: number): boolean {
+  const t = texts[i];
   if (t !== '-- ' && t !== '--') return false;
-  for (let j = i + 1; j < lines.length; j++) {
-    const u = lines[j].text;
+  for (let j = i + 1; j < texts.length; j++) {
+    const u = texts[j];
     if (u === '') continue;
-    if (/^[-+\\@ ]/.test(u) || u.startsWith('diff ') || u.startsWith('Index: ')) return false;
+    const c = u.charCodeAt(0);
+    if (c === CH_MINUS || c === CH_PLUS || c === CH_BACKSLASH || c === CH_AT || c === CH_SPACE) return false;
+    if (u.startsWith('diff ') || u.startsWith('Index: ')) return false;
   }
   return true;
 }
 
 /** Inside a hunk body: a line that cannot be a body line and begins something new. */
-function endsHunkBody(lines: SrcLine[], i: number): boolean {
-  const t = lines[i].text;
-  if (t.startsWith('@@')) return true;
-  if (t.startsWith('diff --git ') || t.startsWith('diff --cc ')) return true;
-  if (t.startsWith('diff -') || t.startsWith('Index: ')) return fileStartAt(lines, i) !== null;
+function endsHunkBody(texts: string[], i: number): boolean {
+  const t = texts[i];
+  const c = t.charCodeAt(0);
+  if (c === CH_AT) return t.startsWith('@@');
+  if (c === CH_D) {
+    if (t.startsWith('diff --git ') || t.startsWith('diff --cc ')) return true;
+    return t.startsWith('diff -') && fileStartAtText(texts, i) !== null;
+  }
+  if (c === CH_I) return t.startsWith('Index: ') && fileStartAtText(texts, i) !== null;
   return false;
 }
 
@@ -160,14 +227,17 @@ function endsHunkBody(lines: SrcLine[], i: number): boolean {
  * "--- x" / "+++ y" / "@@ -" inside a hunk whose counts are not used up: the hunk was
  * short and a new file starts. Without the "@@" a "--- x" line is a removed "-- x" line.
  */
-function newFileInsideHunk(lines: SrcLine[], i: number): boolean {
-  return isMinusPlusAt(lines, i) && (text(lines, i + 2) ?? '').startsWith('@@ -');
+function newFileInsideHunk(texts: string[], i: number): boolean {
+  return isMinusPlusAt(texts, i) && (texts[i + 2] ?? '').startsWith('@@ -');
 }
 
 type Strategy = 'auto' | 'context' | 'join';
 
 interface BodyResult {
-  lines: ScanLine[];
+  /** The hunk's lines, numbered; null when only the frame was asked for. */
+  lines: DiffLine[] | null;
+  additions: number;
+  deletions: number;
   next: number;
   problems: string[];
   unprefixed: number;
@@ -183,7 +253,7 @@ function displayWidth(s: string): number {
   let w = 0;
   for (let k = 0; k < s.length; k++) {
     const c = s.charCodeAt(k);
-    if (c === 0x09) w += 8 - (w % 8);
+    if (c === CH_TAB) w += 8 - (w % 8);
     else {
       w++;
       // a surrogate pair is one character
@@ -201,79 +271,112 @@ function wrapCandidate(s: string): boolean {
   return s.length * 8 >= WRAP_CANDIDATE && displayWidth(s) >= WRAP_CANDIDATE;
 }
 
+/** wrapCandidate of the line before, measured only when a reading needs it (rarely: most lines have a prefix). */
+function lastWasWide(last: string | null): boolean {
+  return last !== null && wrapCandidate(last);
+}
+
 function excerpt(s: string): string {
   const t = s.length > 40 ? `${s.slice(0, 40)}...` : s;
   return JSON.stringify(t);
 }
 
-function readBody(lines: SrcLine[], start: number, h: HunkHeader, strategy: Strategy): BodyResult {
+/**
+ * Read a hunk body by its counts. The lines come out numbered as DiffLines (old-side numbers
+ * from oldStart over context and removed lines, new-side ones from newStart over context and
+ * added lines), unless `frameOnly`: then only the frame (where the body ends, its problems)
+ * is worked out, and no line is built.
+ */
+function readBody(texts: string[], start: number, h: HunkHeader, strategy: Strategy, frameOnly: boolean): BodyResult {
   let oldLeft = h.oldLines;
   let newLeft = h.newLines;
-  const out: ScanLine[] = [];
+  const out: DiffLine[] | null = frameOnly ? null : [];
+  /** Lines read so far (out.length when lines are built). */
+  let count = 0;
+  let oldNo = h.oldStart;
+  let newNo = h.newStart;
+  let additions = 0;
+  let deletions = 0;
   const problems: string[] = [];
   let blankContext = 0;
   let unprefixed = 0;
-  let lastWide = false;
+  /** The last line read (not a "\ " line), for wrapCandidate when a reading asks for it. */
+  let last: string | null = null;
   let i = start;
   let cut: string | null = null;
-  while ((oldLeft > 0 || newLeft > 0) && i < lines.length) {
-    const t = lines[i].text;
-    if (/^\\( |$)/.test(t)) {
+  while ((oldLeft > 0 || newLeft > 0) && i < texts.length) {
+    const t = texts[i];
+    const c = t.charCodeAt(0);
+    if (c === CH_BACKSLASH && (t.length === 1 || t.charCodeAt(1) === CH_SPACE)) {
       // "\ No newline at end of file" (any wording: GNU diff translates it).
-      if (out.length > 0) out[out.length - 1].noNewline = true;
+      if (out !== null && out.length > 0) out[out.length - 1].noNewline = true;
       i++;
       continue;
     }
-    const c = t[0];
-    if (c === '+') {
-      out.push({ kind: 'add', text: t.slice(1), noNewline: false });
+    if (c === CH_PLUS) {
+      if (out !== null) out.push({ kind: 'add', text: t.slice(1), oldLine: null, newLine: newNo, fn: null });
+      newNo++;
+      additions++;
+      count++;
       newLeft--;
-    } else if (c === '-') {
-      if (isSignatureAt(lines, i)) {
+    } else if (c === CH_MINUS) {
+      if (isSignatureAt(texts, i)) {
         cut = 'the mail signature';
         break;
       }
-      if (newFileInsideHunk(lines, i)) {
+      if (newFileInsideHunk(texts, i)) {
         cut = 'the next file header';
         break;
       }
-      out.push({ kind: 'del', text: t.slice(1), noNewline: false });
+      if (out !== null) out.push({ kind: 'del', text: t.slice(1), oldLine: oldNo, newLine: null, fn: null });
+      oldNo++;
+      deletions++;
+      count++;
       oldLeft--;
-    } else if (c === ' ') {
-      out.push({ kind: 'ctx', text: t.slice(1), noNewline: false });
+    } else if (c === CH_SPACE) {
+      if (out !== null) out.push({ kind: 'ctx', text: t.slice(1), oldLine: oldNo, newLine: newNo, fn: null });
+      oldNo++;
+      newNo++;
+      count++;
       oldLeft--;
       newLeft--;
     } else if (t === '') {
       // An empty context line whose single space a mail client (or editor) stripped.
-      out.push({ kind: 'ctx', text: '', noNewline: false });
+      if (out !== null) out.push({ kind: 'ctx', text: '', oldLine: oldNo, newLine: newNo, fn: null });
+      oldNo++;
+      newNo++;
+      count++;
       blankContext++;
       oldLeft--;
       newLeft--;
-    } else if (endsHunkBody(lines, i)) {
+    } else if (endsHunkBody(texts, i)) {
       cut = t.startsWith('@@') ? 'the next hunk header' : 'the next file header';
       break;
     } else {
       unprefixed++;
-      const prev = out[out.length - 1];
-      const join =
-        prev !== undefined &&
-        (strategy === 'join' || (strategy === 'auto' && lastWide && !/^\s/.test(t)));
+      const join = count > 0 && (strategy === 'join' || (strategy === 'auto' && !/^\s/.test(t) && lastWasWide(last)));
       if (join) {
-        prev.text += prev.text.endsWith(' ') || prev.text.endsWith('\t') ? t : ` ${t}`;
+        if (out !== null) {
+          const prev = out[out.length - 1];
+          prev.text += prev.text.endsWith(' ') || prev.text.endsWith('\t') ? t : ` ${t}`;
+        }
         problems.push(`line without diff prefix inside a hunk, read as the wrapped end of the line before: ${excerpt(t)}`);
       } else {
-        out.push({ kind: 'ctx', text: t, noNewline: false });
+        if (out !== null) out.push({ kind: 'ctx', text: t, oldLine: oldNo, newLine: newNo, fn: null });
+        oldNo++;
+        newNo++;
+        count++;
         oldLeft--;
         newLeft--;
         problems.push(`line without diff prefix inside a hunk, read as a context line: ${excerpt(t)}`);
       }
     }
-    lastWide = wrapCandidate(t);
+    last = t;
     i++;
   }
   // The last line's "\ No newline at end of file" comes after the counts are used up.
-  while (i < lines.length && lines[i].text.startsWith('\\ ')) {
-    if (out.length > 0) out[out.length - 1].noNewline = true;
+  while (i < texts.length && texts[i].startsWith('\\ ')) {
+    if (out !== null && out.length > 0) out[out.length - 1].noNewline = true;
     i++;
   }
   let clean = true;
@@ -281,7 +384,7 @@ function readBody(lines: SrcLine[], start: number, h: HunkHeader, strategy: Stra
     clean = false;
     const missing = Math.max(oldLeft, newLeft);
     const sides = oldLeft === newLeft ? '' : ` (old side short by ${oldLeft}, new side by ${newLeft})`;
-    const where = cut ? `, cut by ${cut}` : i >= lines.length ? ', cut by the end of the diff' : '';
+    const where = cut ? `, cut by ${cut}` : i >= texts.length ? ', cut by the end of the diff' : '';
     problems.push(`${missing} line${missing === 1 ? '' : 's'} missing${sides}${where}`);
   }
   if (oldLeft < 0 || newLeft < 0) {
@@ -290,7 +393,7 @@ function readBody(lines: SrcLine[], start: number, h: HunkHeader, strategy: Stra
       `more lines than the header says (old side ${h.oldLines - oldLeft} for ${h.oldLines}, new side ${h.newLines - newLeft} for ${h.newLines})`,
     );
   }
-  const after = trailingBodyLikeLines(lines, i, lastWide);
+  const after = trailingBodyLikeLines(texts, i, last);
   if (clean && after > 0) {
     clean = false;
     problems.push(`${after === 1 ? '1 line' : `${after} lines`} right after the hunk beyond its counts (${after === 1 ? 'looks' : 'look'} like diff lines)`);
@@ -298,28 +401,43 @@ function readBody(lines: SrcLine[], start: number, h: HunkHeader, strategy: Stra
   if (!clean && blankContext > 0) {
     problems.push(`${blankContext} empty line${blankContext === 1 ? '' : 's'} read as context lines that lost their leading space`);
   }
-  return { lines: out, next: i, problems, unprefixed, after };
+  return { lines: out, additions, deletions, next: i, problems, unprefixed, after };
 }
 
 /**
  * Lines right after a hunk's counted body that still look like body lines (bad counts, a
  * flowed decoder's joins). Unprefixed text counts only right after a long last line (its
  * wrapped end) or right before the next header: otherwise it is prose written after a pasted
- * diff ("Thanks,").
+ * diff ("Thanks,"). `last` is the hunk's last line read, or null.
  */
-function trailingBodyLikeLines(lines: SrcLine[], i: number, lastLineLong: boolean): number {
+function trailingBodyLikeLines(texts: string[], i: number, last: string | null): number {
   let n = 0;
-  for (let j = i; j < lines.length; j++) {
-    const t = lines[j].text;
-    if (t === '' || t === '-- ' || t === '--' || /^---\s*$/.test(t)) break;
-    if (endsHunkBody(lines, j) || fileStartAt(lines, j) !== null) break;
+  for (let j = i; j < texts.length; j++) {
+    const t = texts[j];
+    if (t === '' || t === '-- ' || t === '--' || (t.charCodeAt(0) === CH_MINUS && /^---\s*$/.test(t))) break;
+    if (endsHunkBody(texts, j) || fileStartAtText(texts, j) !== null) break;
+    const c = t.charCodeAt(0);
+    if (c === CH_MINUS || c === CH_PLUS || c === CH_SPACE) {
+      n++;
+      continue;
+    }
     // Unprefixed text: the wrapped end of a long line, or any text wedged between a hunk
     // and the next hunk/file header (prose does not sit there).
-    const beforeHeader = j + 1 < lines.length && (endsHunkBody(lines, j + 1) || fileStartAt(lines, j + 1) !== null);
-    if (!/^[-+ ]/.test(t) && !(j === i && lastLineLong) && !beforeHeader) break;
+    if (j === i && lastWasWide(last)) {
+      n++;
+      continue;
+    }
+    const beforeHeader = j + 1 < texts.length && (endsHunkBody(texts, j + 1) || fileStartAtText(texts, j + 1) !== null);
+    if (!beforeHeader) break;
     n++;
   }
   return n;
+}
+
+/** The problems say nothing worse than lines without a prefix: the counts came out exact. */
+function countsOk(r: BodyResult): boolean {
+  for (const p of r.problems) if (!p.startsWith('line without diff prefix')) return false;
+  return true;
 }
 
 /**
@@ -327,31 +445,65 @@ function trailingBodyLikeLines(lines: SrcLine[], i: number, lastLineLong: boolea
  * client broke a long line) or context lines that lost their leading space; try reading
  * them each way and keep the first reading whose counts come out exact.
  */
-function readHunk(lines: SrcLine[], start: number, h: HunkHeader): BodyResult {
-  const auto = readBody(lines, start, h, 'auto');
+function readHunk(texts: string[], start: number, h: HunkHeader, frameOnly: boolean): BodyResult {
+  const auto = readBody(texts, start, h, 'auto', frameOnly);
   if (auto.unprefixed === 0) return auto;
-  const countsOk = (r: BodyResult) => !r.problems.some((p) => !p.startsWith('line without diff prefix'));
   if (countsOk(auto)) return auto;
-  for (const s of ['context', 'join'] as const) {
-    const r = readBody(lines, start, h, s);
-    if (countsOk(r)) return r;
-  }
+  const context = readBody(texts, start, h, 'context', frameOnly);
+  if (countsOk(context)) return context;
+  const join = readBody(texts, start, h, 'join', frameOnly);
+  if (countsOk(join)) return join;
   return auto;
 }
 
 /** Skip a "GIT binary patch" block: "literal N"/"delta N", base85 lines, a blank line; twice. */
-function skipGitBinary(lines: SrcLine[], i: number): number {
+function skipGitBinary(texts: string[], i: number): number {
   let j = i;
   for (let block = 0; block < 2; block++) {
-    if (!/^(literal|delta) \d+$/.test(text(lines, j) ?? '')) break;
+    if (!/^(literal|delta) \d+$/.test(texts[j] ?? '')) break;
     j++;
-    while (j < lines.length && /^[A-Za-z][0-9A-Za-z!#$%&()*+;<=>?@^_`{|}~-]+$/.test(lines[j].text)) j++;
-    if (text(lines, j) === '') j++;
+    while (j < texts.length && /^[A-Za-z][0-9A-Za-z!#$%&()*+;<=>?@^_`{|}~-]+$/.test(texts[j])) j++;
+    if (texts[j] === '') j++;
   }
   return j;
 }
 
-function newFile(kind: ScanFile['kind']): ScanFile {
+/** A hunk as framed, its lines numbered (DiffLines with `fn` still null) unless only the frame was asked for. */
+export interface FramedHunk {
+  header: string;
+  oldStart: number;
+  oldLines: number;
+  newStart: number;
+  newLines: number;
+  headerFunction: string | null;
+  /** Empty when only the frame was asked for. */
+  lines: DiffLine[];
+  additions: number;
+  deletions: number;
+  problems: string[];
+}
+
+/** ScanFile with FramedHunks. */
+export interface FramedFile {
+  kind: 'git' | 'plain';
+  gitNames: string | undefined;
+  minus: string | undefined;
+  plus: string | undefined;
+  binaryNames: { a: string; b: string } | undefined;
+  ext: string[];
+  binary: boolean;
+  hunks: FramedHunk[];
+  problems: string[];
+}
+
+export interface Framing {
+  files: FramedFile[];
+  damage: string[];
+  /** Index just past the last line that belongs to the diff. */
+  end: number;
+}
+
+function newFile(kind: FramedFile['kind']): FramedFile {
   // Every field present from the start (undefined when unknown): one object shape for all
   // files, so the code reading them is not deoptimised each time a new combination shows up.
   return { kind, gitNames: undefined, minus: undefined, plus: undefined, binaryNames: undefined, ext: [], binary: false, hunks: [], problems: [] };
@@ -359,67 +511,107 @@ function newFile(kind: ScanFile['kind']): ScanFile {
 
 /** Frame a diff: files, their headers and hunks, and the damage found on the way. */
 export function scanDiff(lines: SrcLine[]): Scan {
-  const files: ScanFile[] = [];
+  const texts: string[] = new Array<string>(lines.length);
+  for (let k = 0; k < lines.length; k++) texts[k] = lines[k].text;
+  const framed = frameDiff(texts, false);
+  let crLines = 0;
+  let lfLines = 0;
+  for (let j = 0; j < framed.end; j++) {
+    if (lines[j].cr) crLines++;
+    else lfLines++;
+  }
+  const files: ScanFile[] = framed.files.map((f) => ({
+    ...f,
+    hunks: f.hunks.map((h) => ({
+      header: h.header,
+      oldStart: h.oldStart,
+      oldLines: h.oldLines,
+      newStart: h.newStart,
+      newLines: h.newLines,
+      headerFunction: h.headerFunction,
+      lines: h.lines.map((l) => ({ kind: l.kind, text: l.text, noNewline: l.noNewline === true })),
+      problems: h.problems,
+    })),
+  }));
+  return { files, damage: framed.damage, end: framed.end, crLines, lfLines };
+}
+
+/**
+ * scanDiff on the lines' texts, with the hunks' lines read into numbered DiffLines. With
+ * `frameOnly`, no line is built (hunks come with empty `lines`): for finding where a diff
+ * ends, which is all a first pass over a mail body needs.
+ */
+export function frameDiff(texts: string[], frameOnly: boolean): Framing {
+  const files: FramedFile[] = [];
   const damage: string[] = [];
-  let cur: ScanFile | null = null;
+  let cur: FramedFile | null = null;
   /** True until the current file's first hunk: extended headers are only read there. */
   let inHeader = false;
   let end = 0;
   let i = 0;
-  const open = (f: ScanFile) => {
-    files.push(f);
-    cur = f;
-    inHeader = true;
-  };
-  while (i < lines.length) {
-    const t = lines[i].text;
-    const start = fileStartAt(lines, i);
+  while (i < texts.length) {
+    const t = texts[i];
+    const start = fileStartAtText(texts, i);
     if (start === 'git') {
       const f = newFile('git');
       f.gitNames = t.replace(/^diff --(git|cc|combined) ?/, '');
       if (t.trimEnd() === 'diff --git') f.problems.push('"diff --git" line without file names (wrapped?)');
       else if (!t.startsWith('diff --git ')) f.problems.push('combined (merge) diff: not supported');
-      open(f);
+      files.push(f);
+      cur = f;
+      inHeader = true;
       end = ++i;
       continue;
     }
     if (start === 'plain-diff' || start === 'index') {
-      open(newFile('plain'));
+      const f = newFile('plain');
+      files.push(f);
+      cur = f;
+      inHeader = true;
       end = ++i;
       continue;
     }
     if (start === 'unified') {
-      const c = cur as ScanFile | null;
-      const attach = c !== null && inHeader && c.minus === undefined && c.hunks.length === 0;
-      const f = attach ? c! : newFile('plain');
-      if (!attach) open(f);
+      const attach = cur !== null && inHeader && cur.minus === undefined && cur.hunks.length === 0;
+      let f: FramedFile;
+      if (attach) {
+        f = cur!;
+      } else {
+        f = newFile('plain');
+        files.push(f);
+        cur = f;
+        inHeader = true;
+      }
       f.minus = t.slice(4);
-      f.plus = lines[i + 1].text.slice(4);
+      f.plus = texts[i + 1].slice(4);
       i += 2;
       end = i;
       continue;
     }
-    if (t.startsWith('@@')) {
+    const c = t.charCodeAt(0);
+    if (c === CH_AT && t.startsWith('@@')) {
       const h = parseHunkHeader(t);
       if (!h) {
-        (cur ? (cur as ScanFile).problems : damage).push(`hunk header does not parse: ${excerpt(t)}`);
+        (cur ? cur.problems : damage).push(`hunk header does not parse: ${excerpt(t)}`);
         i++;
         // Skip its body: it cannot be numbered.
-        while (i < lines.length && !lines[i].text.startsWith('@@') && fileStartAt(lines, i) === null) i++;
+        while (i < texts.length && !texts[i].startsWith('@@') && fileStartAtText(texts, i) === null) i++;
         continue;
       }
-      const r = readHunk(lines, i + 1, h);
+      const r = readHunk(texts, i + 1, h, frameOnly);
       if (cur === null) {
         damage.push(`hunk ${h.range} without a file header: skipped`);
       } else {
-        (cur as ScanFile).hunks.push({
+        cur.hunks.push({
           header: t,
           oldStart: h.oldStart,
           oldLines: h.oldLines,
           newStart: h.newStart,
           newLines: h.newLines,
           headerFunction: h.headerFunction,
-          lines: r.lines,
+          lines: r.lines ?? [],
+          additions: r.additions,
+          deletions: r.deletions,
           problems: r.problems,
         });
         inHeader = false;
@@ -428,54 +620,47 @@ export function scanDiff(lines: SrcLine[]): Scan {
       end = i + r.after;
       continue;
     }
-    const bin = BINARY_FILES_RE.exec(t);
+    const bin = c === CH_B ? BINARY_FILES_RE.exec(t) : null;
     if (bin) {
-      const c = cur as ScanFile | null;
-      if (c !== null && inHeader) {
-        c.binary = true;
+      if (cur !== null && inHeader) {
+        cur.binary = true;
       } else {
         const f = newFile('plain');
         f.binaryNames = { a: bin[1], b: bin[2] };
         f.binary = true;
-        open(f);
+        files.push(f);
+        cur = f;
+        inHeader = true;
       }
       end = ++i;
       continue;
     }
     if (cur !== null && inHeader) {
-      const c = cur as ScanFile;
       if (t === 'GIT binary patch') {
-        c.binary = true;
-        i = skipGitBinary(lines, i + 1);
+        cur.binary = true;
+        i = skipGitBinary(texts, i + 1);
         end = i;
         continue;
       }
       if (EXT_HEADER_RE.test(t)) {
-        c.ext.push(t);
+        cur.ext.push(t);
         end = ++i;
         continue;
       }
     }
     // Not part of any file: text between patches, the signature, trailers after the diff.
-    if (cur !== null && inHeader && (cur as ScanFile).kind === 'git' && t !== '') {
-      const c = cur as ScanFile;
-      if (t === '-- ' || t === '--' || /^---\s*$/.test(t) || c.hunks.length > 0) {
+    if (cur !== null && inHeader && cur.kind === 'git' && t !== '') {
+      if (t === '-- ' || t === '--' || /^---\s*$/.test(t) || cur.hunks.length > 0) {
         inHeader = false;
       } else {
         // git writes nothing else there: a wrapped header line ("index" / its ids, a long
         // "diff --git" or "+++ " name). Keep reading the header.
-        c.problems.push(`unexpected line in the file header (wrapped?): ${excerpt(t)}`);
+        cur.problems.push(`unexpected line in the file header (wrapped?): ${excerpt(t)}`);
         // The names of a wrapped "diff --git" line.
-        if (c.gitNames === '' && c.ext.length === 0) c.gitNames = t;
+        if (cur.gitNames === '' && cur.ext.length === 0) cur.gitNames = t;
       }
     }
     i++;
   }
-  let crLines = 0;
-  let lfLines = 0;
-  for (let j = 0; j < end; j++) {
-    if (lines[j].cr) crLines++;
-    else lfLines++;
-  }
-  return { files, damage, end, crLines, lfLines };
+  return { files, damage, end };
 }

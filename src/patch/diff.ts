@@ -7,11 +7,11 @@
 // never flags binary files, keeps C-quoted names escaped ("x\\ty"), keeps "\r" in line
 // content, turns "\ No newline at end of file" into an extra change, and reads any line as
 // a context line, so a hunk that lost lines silently swallows the next file's
-// "diff --git" header, with nothing reported. The lines of the framed hunks are numbered
-// here; parse-diff reads the mode/index headers (modes and blob ids).
+// "diff --git" header, with nothing reported. The scanner numbers the framed hunks' lines;
+// the mode/index headers (modes and blob ids) are read here with parse-diff's own patterns
+// (readModes), which is what calling parse-diff on those lines gave.
 
-import parseUnified from 'parse-diff';
-import type { Diff, DiffLine, FileDiff, FileStatus, Hunk } from '../model.js';
+import type { Diff, FileDiff, FileStatus, Hunk } from '../model.js';
 import {
   DEV_NULL,
   nameFromMarkerLine,
@@ -20,7 +20,7 @@ import {
   stripGitPrefixes,
   unquoteName,
 } from './diff-paths.js';
-import { fileStartAt, parseHunkHeader, scanDiff, splitLines, type ScanFile, type ScanHunk, type SrcLine } from './diff-scan.js';
+import { fileStartAtText, frameDiff, parseHunkHeader, splitTexts, type FramedFile, type FramedHunk } from './diff-scan.js';
 import { assignFunctions } from './functions.js';
 
 export interface PatchBodyParts {
@@ -45,34 +45,114 @@ const SEPARATOR_RE = /^---\s*$/;
 const DIFFSTAT_FILE_RE = /^\s*\S.*\s\|\s+(?:\d+\s*[-+]*|Bin(?: \d+ -> \d+ bytes)?)\s*$/;
 const DIFFSTAT_SUMMARY_RE = /^\s*\d+ files? changed(?:, \d+ insertions?\(\+\))?(?:, \d+ deletions?\(-\))?\s*$/;
 
-function joinTrimmed(lines: SrcLine[]): string {
-  let a = 0;
-  let b = lines.length;
-  while (a < b && lines[a].text.trim() === '') a++;
-  while (b > a && lines[b - 1].text.trim() === '') b--;
-  return lines
-    .slice(a, b)
-    .map((l) => l.text)
+// The part of a body before its diff is read by offsets into the body, not split into lines:
+// most bodies are replies without a diff, and a split (a string per line) and a join for the
+// commit message cost more than everything else done with those lines. A "line" here runs
+// from a line start to the next "\n" (or the end of the body); its text is that without one
+// trailing "\r", as splitTexts gives it.
+
+const CH_LF = 0x0a;
+const CH_CR = 0x0d;
+
+/** End (exclusive, before "\n") of the line starting at p. */
+function lineEnd(body: string, p: number): number {
+  const e = body.indexOf('\n', p);
+  return e < 0 ? body.length : e;
+}
+
+/** The text of the line [p, e): without a trailing "\r". */
+function lineText(body: string, p: number, e: number): string {
+  return e > p && body.charCodeAt(e - 1) === CH_CR ? body.slice(p, e - 1) : body.slice(p, e);
+}
+
+/** The line [p, e) is empty or white space only (a trailing "\r" is white space too). */
+function isBlankLine(body: string, p: number, e: number): boolean {
+  if (p === e) return true;
+  const c = body.charCodeAt(p);
+  if (c > 0x20 && c < 0x7f) return false;
+  return body.slice(p, e).trim() === '';
+}
+
+/**
+ * The lines starting in [a, b) joined by "\n", blank lines trimmed at both ends (a is a line
+ * start, b a line start or the body's end).
+ */
+function joinTrimmed(body: string, a: number, b: number): string {
+  if (b <= a) return '';
+  // Where the last line's text ends: before the "\n" that ends it, if any.
+  let end = body.charCodeAt(b - 1) === CH_LF ? b - 1 : b;
+  for (;;) {
+    const e = Math.min(lineEnd(body, a), end);
+    if (!isBlankLine(body, a, e)) break;
+    if (e >= end) return '';
+    a = e + 1;
+  }
+  for (;;) {
+    // The line at a is not blank: the last line starts after a or is that line.
+    const s = end === a ? a : Math.max(a, body.lastIndexOf('\n', end - 1) + 1);
+    if (s === a || !isBlankLine(body, s, end)) break;
+    end = s - 1;
+  }
+  const text = body.slice(a, end);
+  if (!text.includes('\r')) return text;
+  return text
+    .split('\n')
+    .map((l) => (l.endsWith('\r') ? l.slice(0, -1) : l))
     .join('\n');
 }
 
-/** Cut the mail signature ("-- " and what follows) off the end of a section. */
-function withoutSignature(lines: SrcLine[]): SrcLine[] {
-  for (let i = lines.length - 1; i >= 0; i--) {
-    if (lines[i].text === '-- ') return lines.slice(0, i);
-  }
-  return lines;
+/** The line [i, ...) ends right after k: k is the body's end, a "\n", or a "\r" that ends the line. */
+function lineEndsAt(body: string, k: number): boolean {
+  if (k === body.length) return true;
+  const c = body.charCodeAt(k);
+  return c === CH_LF || (c === CH_CR && (k + 1 === body.length || body.charCodeAt(k + 1) === CH_LF));
 }
 
-function hasDiffstat(lines: SrcLine[]): boolean {
-  let statLines = 0;
-  for (const l of lines) {
-    // A stat line has a '|', the summary says "changed": cheap tests first, the patterns backtrack.
-    const t = l.text;
-    if (t.includes('|') && DIFFSTAT_FILE_RE.test(t)) statLines++;
-    else if (statLines > 0 && t.includes('changed') && DIFFSTAT_SUMMARY_RE.test(t)) return true;
+/** Where the lines [a, b) end once the mail signature (the last "-- " line and what follows) is cut off. */
+function endWithoutSignature(body: string, a: number, b: number): number {
+  // Searched forwards: indexOf skips to candidates much faster than lastIndexOf walks back.
+  let last = b;
+  for (let i = body.indexOf('-- ', a); i >= 0 && i < b; i = body.indexOf('-- ', i + 1)) {
+    if ((i === 0 || body.charCodeAt(i - 1) === CH_LF) && lineEndsAt(body, i + 3)) last = i;
+  }
+  return last;
+}
+
+/**
+ * A diffstat in the lines before offset b: a stat line (it has a '|'), and after it a summary
+ * line (it says "changed"; it cannot have a '|', so it is never taken for a stat line). Only
+ * lines with those characters are looked at: the patterns backtrack.
+ */
+function hasDiffstat(body: string, b: number): boolean {
+  let statEnd = -1;
+  for (let k = body.indexOf('|'); k >= 0 && k < b; ) {
+    const s = body.lastIndexOf('\n', k) + 1;
+    const e = lineEnd(body, k);
+    if (DIFFSTAT_FILE_RE.test(lineText(body, s, e))) {
+      statEnd = e;
+      break;
+    }
+    k = body.indexOf('|', e);
+  }
+  if (statEnd < 0) return false;
+  for (let k = body.indexOf('changed', statEnd); k >= 0 && k < b; ) {
+    const s = body.lastIndexOf('\n', k) + 1;
+    const e = lineEnd(body, k);
+    if (DIFFSTAT_SUMMARY_RE.test(lineText(body, s, e))) return true;
+    k = body.indexOf('changed', e);
   }
   return false;
+}
+
+/** The texts of up to `max` lines from offset p: what fileStartAtText reads from its line on. */
+function textsFrom(body: string, p: number, max: number): string[] {
+  const out: string[] = [];
+  while (out.length < max && p < body.length) {
+    const e = lineEnd(body, p);
+    out.push(lineText(body, p, e));
+    p = e + 1;
+  }
+  return out;
 }
 
 /**
@@ -87,39 +167,77 @@ function hasDiffstat(lines: SrcLine[]): boolean {
  */
 export function splitPatchBody(body: string): PatchBodyParts {
   const { diffLines, ...parts } = splitBody(body);
-  return {
-    ...parts,
-    diffText: diffLines === null ? null : diffLines.map((l) => `${l.text}${l.cr ? '\r' : ''}\n`).join(''),
-  };
+  let diffText: string | null = null;
+  if (diffLines !== null) {
+    const { texts, cr, crBase } = diffLines;
+    diffText = texts.map((t, k) => `${t}${cr !== null && cr[crBase + k] ? '\r' : ''}\n`).join('');
+  }
+  return { ...parts, diffText };
 }
 
-/** splitPatchBody, with the diff as its lines (what splitLines would make of diffText). */
-function splitBody(body: string): Omit<PatchBodyParts, 'diffText'> & { diffLines: SrcLine[] | null } {
-  const lines = splitLines(body);
+/** A diff's lines: texts, and "\r\n" flags (null: none) with the index of the diff's first line in them. */
+interface DiffTexts {
+  texts: string[];
+  cr: boolean[] | null;
+  crBase: number;
+}
+
+const CH_MINUS = 0x2d;
+const CH_D = 0x64;
+const CH_I = 0x49;
+
+/** splitPatchBody, with the diff as its lines (what splitTexts would make of diffText). */
+function splitBody(body: string): Omit<PatchBodyParts, 'diffText'> & { diffLines: DiffTexts | null } {
+  const n = body.length;
+  /** Offsets of the separator line, the line after it, and the diff's first line (-1: none). */
   let separator = -1;
+  let afterSeparator = -1;
   let diffStart = -1;
-  for (let i = 0; i < lines.length; i++) {
-    if (fileStartAt(lines, i) !== null) {
-      diffStart = i;
-      break;
+  for (let p = 0; p < n; ) {
+    const e = lineEnd(body, p);
+    // A diff starts at "diff -", "Index: " or "--- ", the separator is "---": every other line
+    // is told apart by its first character (most of a reply's lines).
+    const c = body.charCodeAt(p);
+    if (c === CH_MINUS || c === CH_D || c === CH_I) {
+      if (
+        (body.startsWith('diff -', p) || body.startsWith('Index: ', p) || body.startsWith('--- ', p)) &&
+        fileStartAtText(textsFrom(body, p, 6), 0) !== null
+      ) {
+        diffStart = p;
+        break;
+      }
+      if (separator < 0 && c === CH_MINUS && SEPARATOR_RE.test(lineText(body, p, e))) {
+        separator = p;
+        afterSeparator = e + 1;
+      }
     }
-    if (separator < 0 && SEPARATOR_RE.test(lines[i].text)) separator = i;
+    p = e + 1;
   }
-  const stop = diffStart >= 0 ? diffStart : lines.length;
-  let message = lines.slice(0, separator >= 0 ? separator : stop);
-  let notes = separator >= 0 ? lines.slice(separator + 1, stop) : [];
-  const diffstat = hasDiffstat(lines.slice(0, stop));
-  let diffLines: SrcLine[] | null = null;
+  const stop = diffStart >= 0 ? diffStart : n;
+  let messageEnd = separator >= 0 ? separator : stop;
+  const notesStart = separator >= 0 ? Math.min(afterSeparator, stop) : stop;
+  let notesEnd = stop;
+  const diffstat = hasDiffstat(body, stop);
+  let diffLines: DiffTexts | null = null;
   if (diffStart >= 0) {
-    const rest = lines.slice(diffStart);
-    const scan = scanDiff(rest);
-    if (scan.files.length > 0) diffLines = rest.slice(0, scan.end);
+    // A first pass finds where the diff ends (its frame only, no lines built); the diff is
+    // then read from its own lines, as parseDiff would read the diff text.
+    const { texts, cr } = splitTexts(diffStart === 0 ? body : body.slice(diffStart));
+    const frame = frameDiff(texts, true);
+    if (frame.files.length > 0) {
+      diffLines = { texts: frame.end === texts.length ? texts : texts.slice(0, frame.end), cr, crBase: 0 };
+    }
   } else if (separator >= 0) {
-    notes = withoutSignature(notes);
+    notesEnd = endWithoutSignature(body, notesStart, notesEnd);
   } else {
-    message = withoutSignature(message);
+    messageEnd = endWithoutSignature(body, 0, messageEnd);
   }
-  return { commitMessage: joinTrimmed(message), notes: joinTrimmed(notes), diffLines, diffstat };
+  return {
+    commitMessage: joinTrimmed(body, 0, messageEnd),
+    notes: separator >= 0 ? joinTrimmed(body, notesStart, notesEnd) : '',
+    diffLines,
+    diffstat,
+  };
 }
 
 // ---------------------------------------------------------------- reading the framed diff
@@ -131,9 +249,10 @@ interface Names {
   similarity?: number;
 }
 
-function extValue(ext: string[], key: string): string | undefined {
-  const line = ext.find((e) => e.startsWith(`${key} `));
-  return line === undefined ? undefined : line.slice(key.length + 1);
+/** The value of the first extended header line "<key> <value>"; `prefix` is the key and its space. */
+function extValue(ext: string[], prefix: string): string | undefined {
+  for (const e of ext) if (e.startsWith(prefix)) return e.slice(prefix.length);
+  return undefined;
 }
 
 function markerName(raw: string | undefined): string | null | undefined {
@@ -142,10 +261,11 @@ function markerName(raw: string | undefined): string | null | undefined {
   return name === DEV_NULL ? null : name;
 }
 
-function gitNames(f: ScanFile): Names | string {
-  const header = f.gitNames === undefined ? null : splitGitHeaderNames(f.gitNames);
+function gitNames(f: FramedFile): Names | string {
   const minus = markerName(f.minus);
   const plus = markerName(f.plus);
+  // The "diff --git" names are needed only where a "---"/"+++" name is missing.
+  const header = f.gitNames === undefined || (minus !== undefined && plus !== undefined) ? null : splitGitHeaderNames(f.gitNames);
   let oldName: string | null;
   let newName: string | null;
   if (minus !== undefined || plus !== undefined) {
@@ -158,15 +278,15 @@ function gitNames(f: ScanFile): Names | string {
   } else {
     return `cannot read the file names of "diff --git ${f.gitNames ?? ''}"`;
   }
-  const renameFrom = extValue(f.ext, 'rename from') ?? extValue(f.ext, 'rename old');
-  const renameTo = extValue(f.ext, 'rename to') ?? extValue(f.ext, 'rename new');
-  const copyFrom = extValue(f.ext, 'copy from');
-  const copyTo = extValue(f.ext, 'copy to');
-  const similarityText = extValue(f.ext, 'similarity index');
+  const renameFrom = extValue(f.ext, 'rename from ') ?? extValue(f.ext, 'rename old ');
+  const renameTo = extValue(f.ext, 'rename to ') ?? extValue(f.ext, 'rename new ');
+  const copyFrom = extValue(f.ext, 'copy from ');
+  const copyTo = extValue(f.ext, 'copy to ');
+  const similarityText = extValue(f.ext, 'similarity index ');
   const similarity = similarityText === undefined ? undefined : parseInt(similarityText, 10);
   let status: FileStatus = 'modified';
-  if (extValue(f.ext, 'new file mode') !== undefined) status = 'added';
-  else if (extValue(f.ext, 'deleted file mode') !== undefined) status = 'deleted';
+  if (extValue(f.ext, 'new file mode ') !== undefined) status = 'added';
+  else if (extValue(f.ext, 'deleted file mode ') !== undefined) status = 'deleted';
   else if (renameFrom !== undefined || renameTo !== undefined) status = 'renamed';
   else if (copyFrom !== undefined || copyTo !== undefined) status = 'copied';
   else if (oldName === null && newName !== null) status = 'added';
@@ -188,7 +308,7 @@ function gitNames(f: ScanFile): Names | string {
   };
 }
 
-function plainNames(f: ScanFile): Names | string {
+function plainNames(f: FramedFile): Names | string {
   let oldRaw: string | null;
   let newRaw: string | null;
   if (f.minus !== undefined && f.plus !== undefined) {
@@ -217,50 +337,44 @@ function plainNames(f: ScanFile): Names | string {
   };
 }
 
-function hunkRange(h: ScanHunk): string {
+function hunkRange(h: FramedHunk): string {
   return parseHunkHeader(h.header)?.range.trim() ?? h.header;
 }
 
-/**
- * Number the lines of one framed hunk: old-side numbers count up from oldStart over context
- * and removed lines, new-side numbers from newStart over context and added lines. (This is
- * what parse-diff gave for the hunk re-emitted with exact counts, which is how it was done
- * before: parse-diff agreed with the scanner on every such hunk, as its reading of a hunk with
- * exact counts cannot differ, and the re-emitting and re-parsing was a quarter of the cost of
- * reading a diff.)
- */
-function readHunk(h: ScanHunk): { hunk: Hunk; additions: number; deletions: number } {
-  const hunk: Hunk = {
-    header: h.header,
-    oldStart: h.oldStart,
-    oldLines: h.oldLines,
-    newStart: h.newStart,
-    newLines: h.newLines,
-    headerFunction: h.headerFunction,
-    lines: [],
-  };
-  let additions = 0;
-  let deletions = 0;
-  let oldLine = h.oldStart;
-  let newLine = h.newStart;
-  for (const l of h.lines) {
-    let line: DiffLine;
-    if (l.kind === 'add') {
-      additions++;
-      line = { kind: 'add', text: l.text, oldLine: null, newLine: newLine++, fn: null };
-    } else if (l.kind === 'del') {
-      deletions++;
-      line = { kind: 'del', text: l.text, oldLine: oldLine++, newLine: null, fn: null };
-    } else {
-      line = { kind: 'ctx', text: l.text, oldLine: oldLine++, newLine: newLine++, fn: null };
+// The mode and blob-id header lines, read as parse-diff 0.12 reads them (which is what was
+// used here before): its patterns, last line wins, "index" takes the ids from the text after
+// the first ' ' and a mode after them for both sides.
+const NEW_FILE_MODE_RE = /^new file mode (\d+)$/;
+const DELETED_FILE_MODE_RE = /^deleted file mode (\d+)$/;
+const OLD_MODE_RE = /^old mode (\d+)$/;
+const NEW_MODE_RE = /^new mode (\d+)$/;
+const INDEX_RE = /^index\s[\da-zA-Z]+\.\.[\da-zA-Z]+(\s(\d+))?$/;
+
+function readModes(ext: string[], file: FileDiff): void {
+  let oldMode: string | undefined;
+  let newMode: string | undefined;
+  let ids: string | undefined;
+  let m: RegExpExecArray | null;
+  for (const e of ext) {
+    if ((m = NEW_FILE_MODE_RE.exec(e))) newMode = m[1];
+    else if ((m = DELETED_FILE_MODE_RE.exec(e))) oldMode = m[1];
+    else if ((m = OLD_MODE_RE.exec(e))) oldMode = m[1];
+    else if ((m = NEW_MODE_RE.exec(e))) newMode = m[1];
+    else if ((m = INDEX_RE.exec(e))) {
+      ids = e.split(' ')[1];
+      if (m[1]) oldMode = newMode = m[1].trim();
     }
-    if (l.noNewline) line.noNewline = true;
-    hunk.lines.push(line);
   }
-  return { hunk, additions, deletions };
+  if (oldMode !== undefined) file.oldMode = oldMode;
+  if (newMode !== undefined) file.newMode = newMode;
+  const blobs = ids?.split('..');
+  if (blobs?.length === 2) {
+    file.oldBlob = blobs[0];
+    file.newBlob = blobs[1];
+  }
 }
 
-function readFile(f: ScanFile, damage: string[]): FileDiff | null {
+function readFile(f: FramedFile, damage: string[]): FileDiff | null {
   const names = f.kind === 'git' ? gitNames(f) : plainNames(f);
   if (typeof names === 'string') {
     damage.push(names);
@@ -282,26 +396,25 @@ function readFile(f: ScanFile, damage: string[]): FileDiff | null {
     deletions: 0,
   };
   if (names.similarity !== undefined) file.similarity = names.similarity;
-  // Modes and blob ids: parse-diff reads these header lines.
-  const modeLines = f.ext.filter((e) => /^(old mode|new mode|deleted file mode|new file mode|index) /.test(e));
-  if (modeLines.length > 0) {
-    const info = parseUnified(`${modeLines.join('\n')}\n`)[0];
-    if (info?.oldMode !== undefined) file.oldMode = info.oldMode;
-    if (info?.newMode !== undefined) file.newMode = info.newMode;
-    const blobs = info?.index?.[0]?.split('..');
-    if (blobs?.length === 2) {
-      file.oldBlob = blobs[0];
-      file.newBlob = blobs[1];
-    }
-  }
+  readModes(f.ext, file);
   for (const p of f.problems) damage.push(`${path}: ${p}`);
   for (const h of f.hunks) {
-    const where = `${path} hunk ${hunkRange(h)}`;
-    for (const p of h.problems) damage.push(`${where}: ${p}`);
-    const r = readHunk(h);
-    file.hunks.push(r.hunk);
-    file.additions += r.additions;
-    file.deletions += r.deletions;
+    if (h.problems.length > 0) {
+      const where = `${path} hunk ${hunkRange(h)}`;
+      for (const p of h.problems) damage.push(`${where}: ${p}`);
+    }
+    const hunk: Hunk = {
+      header: h.header,
+      oldStart: h.oldStart,
+      oldLines: h.oldLines,
+      newStart: h.newStart,
+      newLines: h.newLines,
+      headerFunction: h.headerFunction,
+      lines: h.lines,
+    };
+    file.hunks.push(hunk);
+    file.additions += h.additions;
+    file.deletions += h.deletions;
   }
   assignFunctions(file);
   return file;
@@ -309,11 +422,12 @@ function readFile(f: ScanFile, damage: string[]): FileDiff | null {
 
 /** Read a diff (git, `diff -u`, or pasted without "diff --git") into FileDiffs. */
 export function parseDiff(diffText: string): Diff {
-  return parseDiffLines(splitLines(diffText));
+  const { texts, cr } = splitTexts(diffText);
+  return parseDiffTexts({ texts, cr, crBase: 0 });
 }
 
-function parseDiffLines(lines: SrcLine[]): Diff {
-  const scan = scanDiff(lines);
+function parseDiffTexts(lines: DiffTexts): Diff {
+  const scan = frameDiff(lines.texts, false);
   const damage: string[] = [];
   const files: FileDiff[] = [];
   for (const f of scan.files) {
@@ -321,8 +435,15 @@ function parseDiffLines(lines: SrcLine[]): Diff {
     if (file) files.push(file);
   }
   damage.push(...scan.damage);
-  if (scan.crLines > 0 && scan.lfLines > 0) {
-    damage.push(`mixed line endings: ${scan.crLines} of ${scan.crLines + scan.lfLines} diff lines end in CRLF`);
+  // Without any "\r" (cr null) every line ended in "\n" alone: no mix.
+  const { cr, crBase } = lines;
+  if (cr !== null) {
+    let crLines = 0;
+    for (let j = 0; j < scan.end; j++) if (cr[crBase + j]) crLines++;
+    const lfLines = scan.end - crLines;
+    if (crLines > 0 && lfLines > 0) {
+      damage.push(`mixed line endings: ${crLines} of ${crLines + lfLines} diff lines end in CRLF`);
+    }
   }
   return { files, damage };
 }
@@ -335,7 +456,7 @@ export function extractDiff(body: string): ExtractedDiff {
   return {
     commitMessage: parts.commitMessage,
     notes: parts.notes,
-    diff: parts.diffLines === null ? null : parseDiffLines(parts.diffLines),
+    diff: parts.diffLines === null ? null : parseDiffTexts(parts.diffLines),
     diffstat: parts.diffstat,
   };
 }

@@ -98,19 +98,50 @@ const NOT_A_NAME = new Set([
 
 const IDENT_BEFORE = /((?:[A-Za-z_$][\w$]*::)*~?[A-Za-z_$][\w$]*)\s*$/;
 
+/** [A-Za-z0-9_$:~]: what IDENT_BEFORE's match is made of, before its trailing white space. */
+function isIdentTailChar(c: number): boolean {
+  return (
+    (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || (c >= 0x30 && c <= 0x3a) || c === 0x5f || c === 0x24 || c === 0x7e
+  );
+}
+
+/**
+ * IDENT_BEFORE.exec(s)?.[1]: the identifier (or C++ qualified name) ending s, before white
+ * space. The pattern is tried from every start, so it runs on the tail that can hold the
+ * match: back over white space (every \s is a control, a space or non-ASCII), then over
+ * identifier characters. Any match starts inside that tail, so the leftmost one is the same.
+ */
+function identBefore(s: string): string | undefined {
+  let p = s.length;
+  while (p > 0) {
+    const c = s.charCodeAt(p - 1);
+    if (c > 0x20 && c < 0x7f) break;
+    p--;
+  }
+  while (p > 0 && isIdentTailChar(s.charCodeAt(p - 1))) p--;
+  return IDENT_BEFORE.exec(p === 0 ? s : s.slice(p))?.[1];
+}
+
+/** s with a trailing "\" (line continuation) and the white space around it cut: s.replace(/\\\s*$/, '').replace(/\s+$/, ''). */
+function withoutContinuation(s: string): string {
+  const t = s.trimEnd();
+  return t.charCodeAt(t.length - 1) === 0x5c ? t.slice(0, -1).trimEnd() : t;
+}
+
 /**
  * Read a C definition's name from its first line (a hunk header or a line of code).
  * Returns null for lines that do not open a definition (declarations, statements,
  * labels, preprocessor lines other than #define).
  */
 export function cDefinition(line: string): CDefinition | null {
-  const s = blankComments(line).replace(/\\\s*$/, '').replace(/\s+$/, '');
+  const s = withoutContinuation(blankComments(line));
   const t = s.trimStart();
   const lead = s.length - t.length;
   if (t === '') return null;
-  const define = /^#\s*define\s+([A-Za-z_]\w*)/.exec(t);
-  if (define) return { name: define[1], kind: 'macro' };
-  if (t.startsWith('#')) return null;
+  if (t.charCodeAt(0) === 0x23 /* # */) {
+    const define = /^#\s*define\s+([A-Za-z_]\w*)/.exec(t);
+    return define ? { name: define[1], kind: 'macro' } : null;
+  }
   const type = /^(?:typedef\s+)?(struct|union|enum|class|namespace)\s+(?:__\w+\s+)*([A-Za-z_]\w*)\s*(?:\{.*)?$/.exec(t);
   if (type) return { name: `${type[1]} ${type[2]}`, kind: 'type' };
   if (t.endsWith(';')) return null;
@@ -133,7 +164,7 @@ export function cDefinition(line: string): CDefinition | null {
     }
     if (c === '(' || c === '[') {
       if (c === '(' && depth === 0) {
-        const ident = IDENT_BEFORE.exec(t.slice(0, i))?.[1];
+        const ident = identBefore(t.slice(0, i));
         if (ident !== undefined && ATTRIBUTE_LIKE.has(ident)) {
           depth++;
           continue;
@@ -155,7 +186,7 @@ export function cDefinition(line: string): CDefinition | null {
   }
   if (eq >= 0) {
     const before = t.slice(0, eq).replace(/(\s*\[[^\]]*\])+\s*$/, '').trimEnd();
-    const ident = IDENT_BEFORE.exec(before)?.[1];
+    const ident = identBefore(before);
     // "int x = ..." needs a type before the name; a bare "x = 1" is a statement.
     if (ident !== undefined && !NOT_A_NAME.has(ident) && /\S\s+\**\s*$/.test(before.slice(0, before.length - ident.length))) {
       return { name: ident, kind: 'variable' };
@@ -198,7 +229,12 @@ export function functionNameFromHeader(header: string, path?: string | null): st
   if (path === undefined || path === null) {
     return pythonName(text) ?? cDefinition(text)?.name ?? shellName(text);
   }
-  switch (languageOf(path)) {
+  return nameFromHeaderIn(text, languageOf(path));
+}
+
+/** functionNameFromHeader for a file of a known language; `text` is the header text, trimmed and not empty. */
+function nameFromHeaderIn(text: string, language: SourceLanguage): string | null {
+  switch (language) {
     case 'c':
       return cDefinition(text)?.name ?? null;
     case 'asm':
@@ -216,6 +252,12 @@ export function functionNameFromHeader(header: string, path?: string | null): st
 
 const COLUMN0_NAME = /^[A-Za-z_$]/;
 
+/** COLUMN0_NAME.test(t), by the first character's code. */
+function startsWithName(t: string): boolean {
+  const c = t.charCodeAt(0);
+  return (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || c === 0x5f || c === 0x24;
+}
+
 /**
  * Does a C definition open at texts[j]? The line must start in column 0 (as git's
  * funcname wants) and name something; a function is confirmed by its parameter list being
@@ -224,7 +266,7 @@ const COLUMN0_NAME = /^[A-Za-z_$]/;
  */
 function cDefinitionAt(texts: string[], j: number): CDefinition | null {
   const t = texts[j];
-  if (!COLUMN0_NAME.test(t)) return null;
+  if (!startsWithName(t)) return null;
   const d = cDefinition(t);
   if (!d || d.kind === 'macro') return null;
   const nextStartsBlock = () => {
@@ -239,17 +281,36 @@ function cDefinitionAt(texts: string[], j: number): CDefinition | null {
     const code = blankComments(t);
     return code.includes('{') || nextStartsBlock() ? d : null;
   }
-  // Function: find the ')' closing the parameter list, then what follows it.
-  const window = [blankComments(t)];
-  for (let k = j + 1; k < texts.length && k <= j + 15; k++) window.push(blankComments(texts[k]));
-  const joined = window.join('\n');
+  // Function: what follows the parameter list, in a window of this line and the 15 after it
+  // (comments blanked). Most definitions show their '{' (or ';') within a line or two, and
+  // the reading of a window's start is the reading of the whole window unless it runs to
+  // the start's end: read the start first, the whole window only then.
+  const last = Math.min(texts.length - 1, j + 15);
+  const near = Math.min(last, j + 2);
+  let code = blankComments(t);
+  for (let k = j + 1; k <= near; k++) code += `\n${blankComments(texts[k])}`;
+  let after = afterParameters(code, d.openParen);
+  if (after === 'end' && near < last) {
+    for (let k = near + 1; k <= last; k++) code += `\n${blankComments(texts[k])}`;
+    after = afterParameters(code, d.openParen);
+  }
+  // 'end': the window ends inside the parameter list or before anything follows it.
+  return after === 'other' ? null : d;
+}
+
+/**
+ * In `joined` (lines joined by "\n"), find the ')' closing the parameter list that opens at
+ * openParen, then what follows it past attribute-like words: '{' (a definition), something
+ * else (a prototype, a declaration list), or nothing before the text ends.
+ */
+function afterParameters(joined: string, openParen: number | undefined): 'block' | 'other' | 'end' {
   let depth = 0;
-  let i = d.openParen ?? joined.indexOf('(');
+  let i = openParen ?? joined.indexOf('(');
   for (; i < joined.length; i++) {
     if (joined[i] === '(') depth++;
     else if (joined[i] === ')' && --depth === 0) break;
   }
-  if (i >= joined.length) return d; // the hunk ends inside the parameter list
+  if (i >= joined.length) return 'end'; // the hunk ends inside the parameter list
   let rest = joined.slice(i + 1);
   // Skip attribute-like words after the parameter list: "__acquires(x)", "noexcept", ...
   for (;;) {
@@ -267,13 +328,13 @@ function cDefinitionAt(texts: string[], j: number): CDefinition | null {
       rest = rest.slice(k + 1);
     }
   }
-  if (rest === '') return d;
-  return rest.startsWith('{') ? d : null;
+  if (rest === '') return 'end';
+  return rest.startsWith('{') ? 'block' : 'other';
 }
 
 /** "static int" / "struct foo *" alone on a line: the return type of a two-line definition. */
 function isReturnTypeLine(t: string): boolean {
-  if (!COLUMN0_NAME.test(t)) return false;
+  if (!startsWithName(t)) return false;
   const code = blankComments(t).trim();
   if (/[;{}(),=:]/.test(code)) return false;
   return cDefinition(code) === null;
@@ -281,13 +342,27 @@ function isReturnTypeLine(t: string): boolean {
 
 /** Blank, a top-level comment, a preprocessor line, or column-0 text: nothing inside a body. */
 function isTopLevelish(t: string): boolean {
-  return t.trim() === '' || /^(\/\*|\/\/|\*| \*|#)/.test(t) || COLUMN0_NAME.test(t);
+  return startsWithName(t) || isBlank(t) || /^(\/\*|\/\/|\*| \*|#)/.test(t);
+}
+
+/** t.trim() === '', without building the trimmed string for the usual indented line. */
+function isBlank(t: string): boolean {
+  for (let k = 0; k < t.length; k++) {
+    const c = t.charCodeAt(k);
+    if (c === 0x20 || c === 0x09) continue;
+    // Printable ASCII is not white space; anything else is left to trim().
+    if (c > 0x20 && c < 0x7f) return false;
+    return t.trim() === '';
+  }
+  return true;
 }
 
 const continues = (t: string) => /\\\s*$/.test(t);
 
+const DEFINE_LINE = /^\s*#\s*define\s+([A-Za-z_]\w*)/;
+
 function trackC(texts: string[], start: string | null): Array<string | null> {
-  const out: Array<string | null> = new Array(texts.length).fill(null);
+  const out: Array<string | null> = [];
   let fn = start;
   let macroSaved: { fn: string | null } | null = null;
   // Lines at the hunk's start that still carry the header's function: if they turn out to
@@ -295,23 +370,20 @@ function trackC(texts: string[], start: string | null): Array<string | null> {
   const leading: number[] = [];
   let inLeading = start !== null;
   let leadingTopLevel = true;
-  const endLeading = (clear: boolean) => {
-    if (inLeading && clear && leadingTopLevel) for (const k of leading) out[k] = null;
-    inLeading = false;
-  };
   for (let j = 0; j < texts.length; j++) {
     const t = texts[j];
     if (macroSaved) {
-      out[j] = fn;
+      out.push(fn);
       if (!continues(t)) {
         fn = macroSaved.fn;
         macroSaved = null;
       }
       continue;
     }
-    const define = /^\s*#\s*define\s+([A-Za-z_]\w*)/.exec(t);
+    // Every out[j] is pushed once, in order; out[j - 1] and leading lines may be rewritten.
+    const define = t.includes('#') ? DEFINE_LINE.exec(t) : null;
     if (define) {
-      out[j] = define[1];
+      out.push(define[1]);
       if (continues(t)) {
         macroSaved = { fn };
         fn = define[1];
@@ -319,32 +391,37 @@ function trackC(texts: string[], start: string | null): Array<string | null> {
       if (inLeading) leading.push(j);
       continue;
     }
-    if (t.startsWith('}')) {
-      out[j] = fn;
+    const c = t.charCodeAt(0);
+    if (c === 0x7d /* } */) {
+      out.push(fn);
       fn = null;
-      endLeading(false);
+      inLeading = false;
       continue;
     }
-    const def = cDefinitionAt(texts, j);
-    if (def) {
-      endLeading(true);
-      fn = def.name;
-      out[j] = fn;
-      if (j > 0 && isReturnTypeLine(texts[j - 1])) out[j - 1] = fn;
-      continue;
+    if (startsWithName(t)) {
+      const def = cDefinitionAt(texts, j);
+      if (def) {
+        if (inLeading && leadingTopLevel) for (const k of leading) out[k] = null;
+        inLeading = false;
+        fn = def.name;
+        out.push(fn);
+        if (j > 0 && isReturnTypeLine(texts[j - 1])) out[j - 1] = fn;
+        continue;
+      }
+      if (blankComments(t).trim().endsWith(';') && !/^[A-Za-z_]\w*\s*:(?!:)/.test(t)) {
+        // A top-level declaration ("static int opt_foo;", "boolean_param(...);"): we are
+        // outside any function.
+        if (inLeading && leadingTopLevel) for (const k of leading) out[k] = null;
+        inLeading = false;
+        fn = null;
+        out.push(null);
+        continue;
+      }
     }
-    if (COLUMN0_NAME.test(t) && blankComments(t).trim().endsWith(';') && !/^[A-Za-z_]\w*\s*:(?!:)/.test(t)) {
-      // A top-level declaration ("static int opt_foo;", "boolean_param(...);"): we are
-      // outside any function.
-      endLeading(true);
-      fn = null;
-      out[j] = null;
-      continue;
-    }
-    out[j] = fn;
+    out.push(fn);
     if (inLeading) {
       leading.push(j);
-      if (!isTopLevelish(t)) leadingTopLevel = false;
+      if (leadingTopLevel && !isTopLevelish(t)) leadingTopLevel = false;
     }
   }
   return out;
@@ -395,7 +472,11 @@ function trackGeneric(texts: string[], start: string | null): Array<string | nul
 
 /** The function of each line of one side of a hunk (texts in order, without prefixes). */
 export function trackFunctions(texts: string[], start: string | null, path: string | null): Array<string | null> {
-  switch (languageOf(path)) {
+  return trackIn(languageOf(path), texts, start);
+}
+
+function trackIn(language: SourceLanguage, texts: string[], start: string | null): Array<string | null> {
+  switch (language) {
     case 'c':
       return trackC(texts, start);
     case 'python':
@@ -409,29 +490,38 @@ export function trackFunctions(texts: string[], start: string | null, path: stri
   }
 }
 
-function hunkFunctions(hunk: Hunk, path: string | null): Array<string | null> {
-  const start = hunk.headerFunction === null ? null : functionNameFromHeader(hunk.headerFunction, path);
-  const oldIdx: number[] = [];
-  const newIdx: number[] = [];
-  hunk.lines.forEach((l, k) => {
-    if (l.kind !== 'add') oldIdx.push(k);
-    if (l.kind !== 'del') newIdx.push(k);
-  });
-  const oldFns = trackFunctions(oldIdx.map((k) => hunk.lines[k].text), start, path);
-  const newFns = trackFunctions(newIdx.map((k) => hunk.lines[k].text), start, path);
-  const fns: Array<string | null> = new Array(hunk.lines.length).fill(null);
-  oldIdx.forEach((k, j) => (fns[k] = oldFns[j]));
-  // Context lines take the new side's view (both sides agree on them in practice).
-  newIdx.forEach((k, j) => (fns[k] = newFns[j]));
-  return fns;
+/** Set `fn` on every line of one hunk: old side over context and removed lines, new side over context and added lines. */
+function assignHunk(hunk: Hunk, path: string | null | undefined, language: SourceLanguage): void {
+  const header = hunk.headerFunction?.trim() ?? '';
+  let start: string | null = null;
+  if (path === null || path === undefined) start = hunk.headerFunction === null ? null : functionNameFromHeader(hunk.headerFunction, path);
+  else if (header !== '') start = nameFromHeaderIn(header, language);
+  const lines = hunk.lines;
+  const oldTexts: string[] = [];
+  const newTexts: string[] = [];
+  for (const l of lines) {
+    if (l.kind !== 'add') oldTexts.push(l.text);
+    if (l.kind !== 'del') newTexts.push(l.text);
+  }
+  const oldFns = trackIn(language, oldTexts, start);
+  const newFns = trackIn(language, newTexts, start);
+  let o = 0;
+  let n = 0;
+  for (const l of lines) {
+    // Context lines take the new side's view (both sides agree on them in practice).
+    if (l.kind === 'del') l.fn = oldFns[o++];
+    else if (l.kind === 'add') l.fn = newFns[n++];
+    else {
+      o++;
+      l.fn = newFns[n++];
+    }
+  }
 }
 
 /** Set `fn` on every line of the file's hunks (in place). parseDiff applies it. */
 export function assignFunctions(file: FileDiff): void {
-  for (const hunk of file.hunks) {
-    const fns = hunkFunctions(hunk, file.path);
-    hunk.lines.forEach((l, k) => (l.fn = fns[k]));
-  }
+  const language = languageOf(file.path);
+  for (const hunk of file.hunks) assignHunk(hunk, file.path, language);
 }
 
 /** Pure variant of assignFunctions: returns a copy with `fn` set, leaving `file` alone. */

@@ -678,6 +678,17 @@ describe('mail-client damage', () => {
     expect(diff.files[0].hunks[0].lines.map((l) => l.text)).toEqual(['a', 'b', 'c']);
   });
 
+  test('a CRLF mail without a diff: sections joined without \\r, the signature cut', () => {
+    expect(extractDiff('Thanks,\r\n\r\nlooks good.\r\n\r\n-- \r\nJane\r\n')).toEqual({
+      commitMessage: 'Thanks,\n\nlooks good.',
+      notes: '',
+      diff: null,
+      diffstat: false,
+    });
+    const parts = splitPatchBody('v2: nothing\r\n---\r\n\r\nNotes here.\r\n-- \r\n2.53.0\r\n');
+    expect(parts).toEqual({ commitMessage: 'v2: nothing', notes: 'Notes here.', diffText: null, diffstat: false });
+  });
+
   test('a CRLF body through splitPatchBody keeps its \\r in diffText only', () => {
     const body = 'Fix.\r\n---\r\n a.c | 2 +-\r\n 1 file changed, 1 insertion(+), 1 deletion(-)\r\n\r\ndiff --git a/a.c b/a.c\r\n--- a/a.c\r\n+++ b/a.c\r\n@@ -1 +1 @@\r\n-b\r\n+c\r\n-- \r\n2.53.0\r\n';
     const ex = extractDiff(body);

@@ -164,6 +164,23 @@ describe('assignFunctions: C', () => {
     ]);
   });
 
+  test('a parameter list longer than the first lines: read on to its "{" or ";"', () => {
+    const r = fns('drivers/hv/x.c', '', [
+      '+static int long_params(int a,',
+      '+                int b,',
+      '+                int c,',
+      '+                int d)',
+      '+{',
+      '+    return a;',
+      '+}',
+      '+int long_proto(int a,',
+      '+               int b,',
+      '+               int c,',
+      '+               int d);',
+    ]);
+    expect(r.map((x) => x[1])).toEqual([...Array(7).fill('long_params'), null, null, null, null]);
+  });
+
   test('prototypes, multi-line calls and top-level declarations are not definitions', () => {
     const r = fns('xen/include/xen/x.h', 'struct foo {', [
       ' };',
