@@ -8,9 +8,9 @@
 // content, turns "\ No newline at end of file" into an extra change, and reads any line as
 // a context line, so a hunk that lost lines silently swallows the next file's
 // "diff --git" header, with nothing reported. The scanner numbers the framed hunks' lines;
-// the mode/index headers (modes and blob ids) are read here with parse-diff's own patterns
-// (readModes), which is what calling parse-diff on those lines gave.
+// parse-diff reads the mode/index headers (modes and blob ids, readModes).
 
+import parseUnified from 'parse-diff';
 import type { Diff, FileDiff, FileStatus, Hunk } from '../model.js';
 import {
   DEV_NULL,
@@ -341,33 +341,18 @@ function hunkRange(h: FramedHunk): string {
   return parseHunkHeader(h.header)?.range.trim() ?? h.header;
 }
 
-// The mode and blob-id header lines, read as parse-diff 0.12 reads them (which is what was
-// used here before): its patterns, last line wins, "index" takes the ids from the text after
-// the first ' ' and a mode after them for both sides.
-const NEW_FILE_MODE_RE = /^new file mode (\d+)$/;
-const DELETED_FILE_MODE_RE = /^deleted file mode (\d+)$/;
-const OLD_MODE_RE = /^old mode (\d+)$/;
-const NEW_MODE_RE = /^new mode (\d+)$/;
-const INDEX_RE = /^index\s[\da-zA-Z]+\.\.[\da-zA-Z]+(\s(\d+))?$/;
+// The mode and blob-id header lines ("old mode", "new file mode", "index a..b 100644"), read
+// by parse-diff. Only files that have such lines pay for the call.
+const MODE_LINE_RE = /^(old mode|new mode|deleted file mode|new file mode|index) /;
 
 function readModes(ext: string[], file: FileDiff): void {
-  let oldMode: string | undefined;
-  let newMode: string | undefined;
-  let ids: string | undefined;
-  let m: RegExpExecArray | null;
-  for (const e of ext) {
-    if ((m = NEW_FILE_MODE_RE.exec(e))) newMode = m[1];
-    else if ((m = DELETED_FILE_MODE_RE.exec(e))) oldMode = m[1];
-    else if ((m = OLD_MODE_RE.exec(e))) oldMode = m[1];
-    else if ((m = NEW_MODE_RE.exec(e))) newMode = m[1];
-    else if ((m = INDEX_RE.exec(e))) {
-      ids = e.split(' ')[1];
-      if (m[1]) oldMode = newMode = m[1].trim();
-    }
-  }
-  if (oldMode !== undefined) file.oldMode = oldMode;
-  if (newMode !== undefined) file.newMode = newMode;
-  const blobs = ids?.split('..');
+  let modeLines: string | null = null;
+  for (const e of ext) if (MODE_LINE_RE.test(e)) modeLines = modeLines === null ? e : `${modeLines}\n${e}`;
+  if (modeLines === null) return;
+  const info = parseUnified(`${modeLines}\n`)[0];
+  if (info?.oldMode !== undefined) file.oldMode = info.oldMode;
+  if (info?.newMode !== undefined) file.newMode = info.newMode;
+  const blobs = info?.index?.[0]?.split('..');
   if (blobs?.length === 2) {
     file.oldBlob = blobs[0];
     file.newBlob = blobs[1];
