@@ -9,62 +9,6 @@
 
 import type { DiffLine } from '../model.js';
 
-export interface SrcLine {
-  /** The line without its "\n" and without a trailing "\r". */
-  text: string;
-  /** The line ended in "\r\n". */
-  cr: boolean;
-}
-
-export interface ScanLine {
-  kind: 'add' | 'del' | 'ctx';
-  text: string;
-  /** Followed by "\ No newline at end of file" (always present: one object shape). */
-  noNewline: boolean;
-}
-
-export interface ScanHunk {
-  /** The header line as written (without "\r"). */
-  header: string;
-  oldStart: number;
-  oldLines: number;
-  newStart: number;
-  newLines: number;
-  headerFunction: string | null;
-  lines: ScanLine[];
-  /** Damage seen in this hunk, without the file/hunk prefix. */
-  problems: string[];
-}
-
-export interface ScanFile {
-  /** 'git' when the file starts with "diff --git" (or "diff --cc"), else 'plain'. */
-  kind: 'git' | 'plain';
-  /** Text after "diff --git " (git files). */
-  gitNames?: string;
-  /** Text after "--- " and "+++ ". */
-  minus?: string;
-  plus?: string;
-  /** Names from "Binary files X and Y differ" when that line starts the file (diff -r). */
-  binaryNames?: { a: string; b: string };
-  /** Extended header lines in order ("new file mode 100644", "rename from x", "index a..b 100644", ...). */
-  ext: string[];
-  binary: boolean;
-  hunks: ScanHunk[];
-  /** Damage about the file itself (not one hunk). */
-  problems: string[];
-}
-
-export interface Scan {
-  files: ScanFile[];
-  /** Damage not tied to a file. */
-  damage: string[];
-  /** Index (into the scanned lines) just past the last line that belongs to the diff. */
-  end: number;
-  /** How many of the diff's lines ended in "\r\n" and how many did not. */
-  crLines: number;
-  lfLines: number;
-}
-
 /**
  * A text's lines without their "\n" and without a trailing "\r", and which of them ended in
  * "\r\n" (null when none did: most mail has no "\r" left, and then no flag is kept per line).
@@ -90,13 +34,6 @@ export function splitTexts(text: string): TextLines {
     }
   }
   return { texts, cr };
-}
-
-export function splitLines(text: string): SrcLine[] {
-  const { texts, cr } = splitTexts(text);
-  const out: SrcLine[] = new Array<SrcLine>(texts.length);
-  for (let k = 0; k < texts.length; k++) out[k] = { text: texts[k], cr: cr !== null && cr[k] };
-  return out;
 }
 
 const HUNK_RE = /^@@\s+-(\d+)(?:,(\d+))?\s+\+(\d+)(?:,(\d+))?\s+@@(.*)$/;
@@ -162,14 +99,6 @@ export type FileStart = 'git' | 'plain-diff' | 'index' | 'unified' | 'binary';
  * within a few lines, and a bare "--- "/"+++ " pair (Thunderbird-pasted `git diff`,
  * `diff -u`).
  */
-export function fileStartAt(lines: SrcLine[], i: number): FileStart | null {
-  return fileStartAtText(
-    lines.map((l) => l.text),
-    i,
-  );
-}
-
-/** fileStartAt on the lines' texts. */
 export function fileStartAtText(texts: string[], i: number): FileStart | null {
   const t = texts[i];
   if (t === undefined) return null;
@@ -509,37 +438,11 @@ function newFile(kind: FramedFile['kind']): FramedFile {
   return { kind, gitNames: undefined, minus: undefined, plus: undefined, binaryNames: undefined, ext: [], binary: false, hunks: [], problems: [] };
 }
 
-/** Frame a diff: files, their headers and hunks, and the damage found on the way. */
-export function scanDiff(lines: SrcLine[]): Scan {
-  const texts: string[] = new Array<string>(lines.length);
-  for (let k = 0; k < lines.length; k++) texts[k] = lines[k].text;
-  const framed = frameDiff(texts, false);
-  let crLines = 0;
-  let lfLines = 0;
-  for (let j = 0; j < framed.end; j++) {
-    if (lines[j].cr) crLines++;
-    else lfLines++;
-  }
-  const files: ScanFile[] = framed.files.map((f) => ({
-    ...f,
-    hunks: f.hunks.map((h) => ({
-      header: h.header,
-      oldStart: h.oldStart,
-      oldLines: h.oldLines,
-      newStart: h.newStart,
-      newLines: h.newLines,
-      headerFunction: h.headerFunction,
-      lines: h.lines.map((l) => ({ kind: l.kind, text: l.text, noNewline: l.noNewline === true })),
-      problems: h.problems,
-    })),
-  }));
-  return { files, damage: framed.damage, end: framed.end, crLines, lfLines };
-}
-
 /**
- * scanDiff on the lines' texts, with the hunks' lines read into numbered DiffLines. With
- * `frameOnly`, no line is built (hunks come with empty `lines`): for finding where a diff
- * ends, which is all a first pass over a mail body needs.
+ * Frame a diff (files, their headers and hunks, and the damage found on the way), with the
+ * hunks' lines read into numbered DiffLines. With `frameOnly`, no line is built (hunks come
+ * with empty `lines`): for finding where a diff ends, which is all a first pass over a mail
+ * body needs.
  */
 export function frameDiff(texts: string[], frameOnly: boolean): Framing {
   const files: FramedFile[] = [];
