@@ -39,23 +39,23 @@ function isSpace(c: number): boolean {
 // length once, keeps the loops on the fast path.
 const charCodeAt = String.prototype.charCodeAt;
 
-/** Hash of s[from..] compacted (FNV-1a over its UTF-16 units). */
+/** Length of the text compactHash hashed last, compacted: hash and length come out of one pass. */
+let hashedLength = 0;
+
+/** Hash of s[from..] compacted (FNV-1a over its UTF-16 units); sets hashedLength to its length. */
 function compactHash(s: string, from: number): number {
   let h = 0x811c9dc5;
+  let k = 0;
   const n = s.length;
   for (let i = from; i < n; i++) {
     const c = charCodeAt.call(s, i);
-    if (!isSpace(c)) h = Math.imul(h ^ c, 16777619);
+    if (!isSpace(c)) {
+      h = Math.imul(h ^ c, 16777619);
+      k++;
+    }
   }
+  hashedLength = k;
   return h;
-}
-
-/** Length of s[from..] compacted. */
-function compactLength(s: string, from: number): number {
-  let k = 0;
-  const n = s.length;
-  for (let i = from; i < n; i++) if (!isSpace(charCodeAt.call(s, i))) k++;
-  return k;
 }
 
 /** s[sf..] and t[tf..] read the same once compacted. */
@@ -72,6 +72,29 @@ function sameCompact(s: string, sf: number, t: string, tf: number): boolean {
     i++;
     j++;
   }
+}
+
+/** Index of the first character of s that is not whitespace (s.length if none): where trimStart() starts. */
+function firstNonSpace(s: string): number {
+  const n = s.length;
+  let i = 0;
+  while (i < n && isSpace(charCodeAt.call(s, i))) i++;
+  return i;
+}
+
+/** Index just after the last character of s that is not whitespace: where trimEnd() ends. */
+function endNonSpace(s: string): number {
+  let i = s.length;
+  while (i > 0 && isSpace(charCodeAt.call(s, i - 1))) i--;
+  return i;
+}
+
+/** An elision marker the reviewer wrote: "[...]", "[ … ]", "[snip]" (after trimming). */
+const SNIP = /^\[\s*(\.\.\.|…|snip)/i;
+
+/** s.trim() === '', without building the trimmed string. */
+function isBlank(s: string): boolean {
+  return firstNonSpace(s) === s.length;
 }
 
 const PREFIX: Record<LineKind, string> = { add: '+', del: '-', ctx: ' ' };
@@ -100,7 +123,6 @@ interface Group {
 
 /** A quoted line as the index sees it: how it may read, and the patch lines it may be. */
 interface Looked {
-  alts: Alt[];
   /** Kind of the one alternative that is not weak, if any (the alternatives' kinds differ). */
   strong: LineKind | null;
   /** candidates(alts) inside a run of diff lines, and outside one. Shared: never modified. */
@@ -149,9 +171,9 @@ function buildIndex(diff: Diff): DiffIndex {
         const line = lines[li]!;
         const g = entries.length;
         const text = line.text;
-        entries.push({ g, fi, hi, li, hs, path: f.path, line, klen: compactLength(text, 0) });
-        const byHash = exact[line.kind];
         const h = compactHash(text, 0);
+        entries.push({ g, fi, hi, li, hs, path: f.path, line, klen: hashedLength });
+        const byHash = exact[line.kind];
         let grp = byHash.get(h);
         if (!grp) {
           byHash.set(h, { list: [g], next: null });
@@ -201,10 +223,21 @@ function altLines(ix: DiffIndex, a: Alt): number[] | undefined {
 function look(ix: DiffIndex, content: string): Looked {
   let l = ix.looked.get(content);
   if (!l) {
+    // candidates(alts, true) and candidates(alts, false), each alternative looked up once.
     const alts = alternatives(content);
-    const inRun = candidates(ix, alts, true);
-    const textInRun = alts.some((a) => a.len !== 0 && altLines(ix, a) !== undefined);
-    l = { alts, strong: strongKind(alts), inRun, outRun: candidates(ix, alts, false), textInRun };
+    let inRun: readonly number[] = NONE;
+    let outRun: readonly number[] = NONE;
+    let textInRun = false;
+    for (const a of alts) {
+      if (a.len === 0 && a.kind === 'ctx') continue;
+      const list = altLines(ix, a);
+      if (!list) continue;
+      inRun = inRun.length ? union(inRun, list) : list;
+      // A lost-prefix line must be in a run of diff lines, or long enough not to be prose by chance.
+      if (!(a.weak && a.len < 12)) outRun = outRun.length ? union(outRun, list) : list;
+      if (a.len !== 0) textInRun = true;
+    }
+    l = { strong: strongKind(alts), inRun, outRun, textInRun };
     ix.looked.set(content, l);
   }
   return l;
@@ -248,18 +281,58 @@ type Header =
   | { h: 'other' };
 
 function parseHeader(content: string, next: string | undefined): Header | null {
-  const c = content.trimStart();
-  let m = DIFF_GIT.exec(c);
-  if (m) return { h: 'file', path: m[2]! };
-  m = PLUS_HEADER.exec(c);
-  if (m) return { h: 'file', path: m[1] ?? null };
-  // "--- a/x" only when "+++ " follows: a deleted line may start with "-- " too.
-  m = MINUS_HEADER.exec(c);
+  // Every header starts (after indentation) with one of a few characters; most quoted lines
+  // start with another, and each regex below only matches after its own first character.
+  const i = firstNonSpace(content);
+  if (i === content.length) return null;
+  const c0 = charCodeAt.call(content, i);
+  const c = i === 0 ? content : content.slice(i);
+  switch (c0) {
+    case 0x2b: // '+'
+      return c.startsWith('+++ ') ? plusHeader(c) : null;
+    case 0x2d: // '-'
+      return c.startsWith('--- ') ? minusHeader(c, next) : null;
+    case 0x40: // '@'
+      return c.startsWith('@@ -') ? hunkHeader(c) : null;
+    case 0x64: // 'd': "diff --git", "deleted file mode", "dissimilarity index"
+      return diffGitHeader(c) ?? otherHeader(c);
+    case 0x69: // index
+    case 0x6e: // new file mode, new mode
+    case 0x6f: // old mode
+    case 0x73: // similarity index
+    case 0x72: // rename
+    case 0x63: // copy
+    case 0x42: // Binary files
+    case 0x5c: // \ No newline at end of file
+      return otherHeader(c);
+    default:
+      return null;
+  }
+}
+
+function diffGitHeader(c: string): Header | null {
+  const m = DIFF_GIT.exec(c);
+  return m ? { h: 'file', path: m[2]! } : null;
+}
+
+function plusHeader(c: string): Header | null {
+  const m = PLUS_HEADER.exec(c);
+  return m ? { h: 'file', path: m[1] ?? null } : null;
+}
+
+function minusHeader(c: string, next: string | undefined): Header | null {
+  const m = MINUS_HEADER.exec(c);
   if (m && next !== undefined && next.trimStart().startsWith('+++ ')) return { h: 'file', path: null };
-  m = HUNK_HEADER.exec(c);
-  if (m) return { h: 'hunk', hunk: { oldStart: Number(m[1]), newStart: Number(m[2]), fnText: m[3]!.trim() } };
-  if (OTHER_HEADER.test(c)) return { h: 'other' };
   return null;
+}
+
+function hunkHeader(c: string): Header | null {
+  const m = HUNK_HEADER.exec(c);
+  return m ? { h: 'hunk', hunk: { oldStart: Number(m[1]), newStart: Number(m[2]), fnText: m[3]!.trim() } } : null;
+}
+
+function otherHeader(c: string): Header | null {
+  return OTHER_HEADER.test(c) ? { h: 'other' } : null;
 }
 
 /** Function name from a hunk header's funcname or a definition line ("int foo(struct bar *b)"). */
@@ -302,7 +375,7 @@ type Classified =
 
 interface Alt {
   kind: LineKind;
-  /** The reading is src[from..] compacted; hash and len are its compactHash and compactLength. */
+  /** The reading is src[from..] compacted; hash and len are its hash and length. */
   src: string;
   from: number;
   hash: number;
@@ -312,7 +385,8 @@ interface Alt {
 }
 
 function alt(kind: LineKind, src: string, from: number, weak: boolean): Alt {
-  return { kind, src, from, hash: compactHash(src, from), len: compactLength(src, from), weak };
+  const hash = compactHash(src, from);
+  return { kind, src, from, hash, len: hashedLength, weak };
 }
 
 /** How a quoted line may read as a diff line. */
@@ -325,8 +399,9 @@ function alternatives(content: string): Alt[] {
     alts.push(alt('ctx', content, 0, false));
     // format=flowed joins an empty context line with the next one ("   +foo"), and some
     // clients indent quotes: the real prefix then follows the whitespace.
-    const t = content.trimStart();
-    if (t[0] === '+' || t[0] === '-') alts.push(alt(t[0] === '+' ? 'add' : 'del', content, content.length - t.length + 1, true));
+    const i = firstNonSpace(content);
+    const p = content[i];
+    if (p === '+' || p === '-') alts.push(alt(p === '+' ? 'add' : 'del', content, i + 1, true));
   } else if (content !== '') {
     alts.push(alt('ctx', content, 0, true));
   }
@@ -412,14 +487,17 @@ function classifyBlock(st: State, lines: string[], depths: number[]): Classified
       }
       continue;
     }
-    const trimmed = content.trim();
-    if (trimmed === '-- ' || trimmed === '--' || trimmed === '---') {
+    // content.trim(), looked at in place: [i0, i1).
+    const i0 = firstNonSpace(content);
+    const i1 = i0 === content.length ? i0 : endNonSpace(content);
+    const tlen = i1 - i0;
+    if ((tlen === 2 && content.startsWith('--', i0)) || (tlen === 3 && content.startsWith('---', i0))) {
       // The patch's own signature or the commit message separator: prose.
       out[k] = { t: 'prose' };
       inRun = false;
       continue;
     }
-    if (trimmed === '' || /^\[\s*(\.\.\.|…|snip)/i.test(trimmed) || trimmed === '...') {
+    if (tlen === 0 || (charCodeAt.call(content, i0) === 0x5b && SNIP.test(content.slice(i0))) || (tlen === 3 && content.startsWith('...', i0))) {
       out[k] = matchEmptyContext(st, inRun, depth === runDepth) ?? { t: 'neutral' };
       continue;
     }
@@ -448,7 +526,7 @@ function classifyBlock(st: State, lines: string[], depths: number[]): Classified
         out[k] = counted(st, c0 === '+' ? 'add' : c0 === '-' ? 'del' : 'ctx', content, isBlankDiffContent(content));
         continue;
       }
-      if (!st.ix && prev && (prev.t === 'diff' || prev.t === 'cont') && k > 0 && lines[k - 1]!.length >= 50 && trimmed.length <= 60 && !/^[A-Z][a-z]+\s/.test(trimmed)) {
+      if (!st.ix && prev && (prev.t === 'diff' || prev.t === 'cont') && k > 0 && lines[k - 1]!.length >= 50 && tlen <= 60 && !/^[A-Z][a-z]+\s/.test(content.trim())) {
         // Tail of a re-wrapped diff line: nothing to match it against, so trust the shape.
         out[k] = { t: 'cont' };
         continue;
@@ -540,7 +618,7 @@ function matchPatchLine(st: State, ix: DiffIndex, lines: string[], k: number, in
   let joined = content;
   for (let j = 1; j <= 2 && k + j < lines.length; j++) {
     const tail = lines[k + j]!;
-    if (tail.trim() === '' || parseHeader(tail, lines[k + j + 1])) break;
+    if (isBlank(tail) || parseHeader(tail, lines[k + j + 1])) break;
     if (look(ix, tail).textInRun) break;
     joined = `${joined} ${tail.trim()}`;
     const jalts = alternatives(joined);
@@ -651,7 +729,7 @@ function nextLists(ix: DiffIndex, lines: string[], from: number): Array<readonly
   const out: Array<readonly number[]> = [];
   for (let j = from; j < lines.length && out.length < 4; j++) {
     const l = lines[j]!;
-    if (l.trim() === '') continue;
+    if (isBlank(l)) continue;
     out.push(look(ix, l).inRun);
   }
   return out;
@@ -735,7 +813,7 @@ function reclaimPastedPatch(blocks: ReplyBlock[], ix: DiffIndex): ReplyBlock[] {
     const lines = b.text.split('\n');
     // 'H' header, 'D' a patch line, 'B' blank, 'X' diff-looking but not the patch's, 'T' text.
     const kinds = lines.map((l, i): string => {
-      if (l.trim() === '') return 'B';
+      if (isBlank(l)) return 'B';
       const h = parseHeader(l, lines[i + 1]);
       if (h) return 'H';
       const c0 = l[0];
