@@ -17,9 +17,85 @@ function count(s: string, ch: string): number {
   return n;
 }
 
-/** Text with all whitespace removed: the form quoted lines are compared in. */
-function compact(s: string): string {
-  return s.replace(/\s+/g, '');
+// Quoted lines are compared with all whitespace removed ("compacted"). The compacted text
+// is never built: lines are hashed and compared skipping whitespace, on the text as it is.
+// Building it cost a regex replace and an allocation per line, and every Map lookup by a
+// built string hashed it and, on a hit, compared it in full with another string: together
+// the largest part of anchoring.
+
+/** Whitespace as /\s/ has it (so also as trim() has it). */
+function isSpace(c: number): boolean {
+  if (c <= 32) return c === 32 || (c >= 9 && c <= 13);
+  if (c < 0xa0) return false;
+  return (
+    c === 0xa0 || c === 0x1680 || (c >= 0x2000 && c <= 0x200a) || c === 0x2028 || c === 0x2029 ||
+    c === 0x202f || c === 0x205f || c === 0x3000 || c === 0xfeff
+  );
+}
+
+// The strings come in several representations (flat, sliced, joined, internalized, one- or
+// two-byte), each with its own hidden class, so `s.charCodeAt` and `s.length` read per
+// character would go through V8's slow (megamorphic) property lookup, which tripled the
+// cost of these loops. Calling String.prototype.charCodeAt directly, and reading the
+// length once, keeps the loops on the fast path.
+const charCodeAt = String.prototype.charCodeAt;
+
+/** Length of the text compactHash hashed last, compacted: hash and length come out of one pass. */
+let hashedLength = 0;
+
+/** Hash of s[from..] compacted (FNV-1a over its UTF-16 units); sets hashedLength to its length. */
+function compactHash(s: string, from: number): number {
+  let h = 0x811c9dc5;
+  let k = 0;
+  const n = s.length;
+  for (let i = from; i < n; i++) {
+    const c = charCodeAt.call(s, i);
+    if (!isSpace(c)) {
+      h = Math.imul(h ^ c, 16777619);
+      k++;
+    }
+  }
+  hashedLength = k;
+  return h;
+}
+
+/** s[sf..] and t[tf..] read the same once compacted. */
+function sameCompact(s: string, sf: number, t: string, tf: number): boolean {
+  const sn = s.length;
+  const tn = t.length;
+  let i = sf;
+  let j = tf;
+  for (;;) {
+    while (i < sn && isSpace(charCodeAt.call(s, i))) i++;
+    while (j < tn && isSpace(charCodeAt.call(t, j))) j++;
+    if (i === sn || j === tn) return i === sn && j === tn;
+    if (charCodeAt.call(s, i) !== charCodeAt.call(t, j)) return false;
+    i++;
+    j++;
+  }
+}
+
+/** Index of the first character of s that is not whitespace (s.length if none): where trimStart() starts. */
+function firstNonSpace(s: string): number {
+  const n = s.length;
+  let i = 0;
+  while (i < n && isSpace(charCodeAt.call(s, i))) i++;
+  return i;
+}
+
+/** Index just after the last character of s that is not whitespace: where trimEnd() ends. */
+function endNonSpace(s: string): number {
+  let i = s.length;
+  while (i > 0 && isSpace(charCodeAt.call(s, i - 1))) i--;
+  return i;
+}
+
+/** An elision marker the reviewer wrote: "[...]", "[ … ]", "[snip]" (after trimming). */
+const SNIP = /^\[\s*(\.\.\.|…|snip)/i;
+
+/** s.trim() === '', without building the trimmed string. */
+function isBlank(s: string): boolean {
+  return firstNonSpace(s) === s.length;
 }
 
 const PREFIX: Record<LineKind, string> = { add: '+', del: '-', ctx: ' ' };
@@ -32,25 +108,47 @@ interface Entry {
   fi: number;
   hi: number;
   li: number;
+  /** Position of the first line of this entry's hunk (g - li). */
+  hs: number;
   path: string;
   line: DiffLine;
-  /** compact(line.text) */
-  key: string;
+  /** Length of line.text compacted: 0 exactly when the line is blank (trim and \s agree). */
+  klen: number;
+}
+
+/** Patch lines of one kind that read the same compacted; `next` is another text with the same hash. */
+interface Group {
+  list: number[];
+  next: Group | null;
+}
+
+/** A quoted line as the index sees it: how it may read, and the patch lines it may be. */
+interface Looked {
+  /** Kind of the one alternative that is not weak, if any (the alternatives' kinds differ). */
+  strong: LineKind | null;
+  /** candidates(alts) inside a run of diff lines, and outside one. Shared: never modified. */
+  inRun: readonly number[];
+  outRun: readonly number[];
+  /** inRun has a line that is not blank. */
+  textInRun: boolean;
 }
 
 interface DiffIndex {
   diff: Diff;
   entries: Entry[];
-  /** kind + '\0' + compact(text) -> entry positions, ascending. */
-  exact: Map<string, number[]>;
-  /** First entry position of each hunk, by `${fi}:${hi}`. */
-  hunkStart: Map<string, number>;
+  /** compactHash(text) -> the patch lines reading so, one map per line kind. */
+  exact: Record<LineKind, Map<number, Group>>;
+  /**
+   * Quoted line -> what it may be in this patch. The replies to one patch quote the same
+   * lines, and one reply looks at each quoted line several times (lookahead, re-wrap checks).
+   */
+  looked: Map<string, Looked>;
 }
 
 /**
  * The index of a diff, made once per diff object: the replies to one patch are anchored
  * against the same diff one after another (thread assembly, the pipeline's workers), and
- * indexing compacts every line of it. The index only reads the diff, which nobody changes
+ * indexing hashes every line of it. The index only reads the diff, which nobody changes
  * once it is parsed.
  */
 const indexes = new WeakMap<Diff, DiffIndex>();
@@ -63,28 +161,87 @@ function indexDiff(diff: Diff): DiffIndex {
 
 function buildIndex(diff: Diff): DiffIndex {
   const entries: Entry[] = [];
-  const exact = new Map<string, number[]>();
-  const hunkStart = new Map<string, number>();
-  diff.files.forEach((f, fi) => {
-    f.hunks.forEach((h, hi) => {
-      hunkStart.set(`${fi}:${hi}`, entries.length);
-      h.lines.forEach((line, li) => {
+  const exact: Record<LineKind, Map<number, Group>> = { add: new Map(), del: new Map(), ctx: new Map() };
+  const files = diff.files;
+  for (let fi = 0; fi < files.length; fi++) {
+    const f = files[fi]!;
+    for (let hi = 0; hi < f.hunks.length; hi++) {
+      const lines = f.hunks[hi]!.lines;
+      const hs = entries.length;
+      for (let li = 0; li < lines.length; li++) {
+        const line = lines[li]!;
         const g = entries.length;
-        const text = compact(line.text);
-        entries.push({ g, fi, hi, li, path: f.path, line, key: text });
-        const key = `${line.kind}\0${text}`;
-        const list = exact.get(key);
-        if (list) list.push(g);
-        else exact.set(key, [g]);
-      });
-    });
-  });
-  return { diff, entries, exact, hunkStart };
+        const text = line.text;
+        const h = compactHash(text, 0);
+        entries.push({ g, fi, hi, li, hs, path: f.path, line, klen: hashedLength });
+        const byHash = exact[line.kind];
+        let grp = byHash.get(h);
+        if (!grp) {
+          byHash.set(h, { list: [g], next: null });
+          continue;
+        }
+        for (;;) {
+          if (sameCompact(entries[grp.list[0]!]!.line.text, 0, text, 0)) {
+            grp.list.push(g);
+            break;
+          }
+          if (!grp.next) {
+            grp.next = { list: [g], next: null };
+            break;
+          }
+          grp = grp.next;
+        }
+      }
+    }
+  }
+  return { diff, entries, exact, looked: new Map() };
 }
 
-/** The patch has a line (of any kind) reading `key` (compacted). */
-function inDiff(ix: DiffIndex, key: string): boolean {
-  return ix.exact.has(`add\0${key}`) || ix.exact.has(`del\0${key}`) || ix.exact.has(`ctx\0${key}`);
+/** Positions of the patch lines of `kind` reading as s[from..] compacted, ascending; undefined if none. */
+function linesReading(ix: DiffIndex, kind: LineKind, h: number, s: string, from: number): number[] | undefined {
+  for (let grp: Group | null | undefined = ix.exact[kind].get(h); grp; grp = grp.next) {
+    if (sameCompact(ix.entries[grp.list[0]!]!.line.text, 0, s, from)) return grp.list;
+  }
+  return undefined;
+}
+
+/** The patch has a line (of any kind) reading as s[from..] compacted. */
+function inDiff(ix: DiffIndex, s: string, from: number): boolean {
+  const h = compactHash(s, from);
+  return (
+    linesReading(ix, 'add', h, s, from) !== undefined ||
+    linesReading(ix, 'del', h, s, from) !== undefined ||
+    linesReading(ix, 'ctx', h, s, from) !== undefined
+  );
+}
+
+/** The patch lines an alternative reading matches. */
+function altLines(ix: DiffIndex, a: Alt): number[] | undefined {
+  return linesReading(ix, a.kind, a.hash, a.src, a.from);
+}
+
+/** What quoted line `content` may be in the patch, worked out once per index. */
+function look(ix: DiffIndex, content: string): Looked {
+  let l = ix.looked.get(content);
+  if (!l) {
+    // candidates(alts, true) and candidates(alts, false), each alternative looked up once.
+    const alts = alternatives(content);
+    let inRun: readonly number[] = NONE;
+    let outRun: readonly number[] = NONE;
+    let textInRun = false;
+    for (const a of alts) {
+      if (a.len === 0 && a.kind === 'ctx') continue;
+      const list = altLines(ix, a);
+      if (!list) continue;
+      inRun = inRun.length ? union(inRun, list) : list;
+      // A lost-prefix line must be in a run of diff lines, or long enough not to be prose by chance.
+      if (!(a.weak && a.len < 12)) outRun = outRun.length ? union(outRun, list) : list;
+      if (a.len !== 0) textInRun = true;
+    }
+    l = { strong: strongKind(alts), inRun, outRun, textInRun };
+    ix.looked.set(content, l);
+  }
+  return l;
 }
 
 function findFile(ix: DiffIndex, path: string): number | null {
@@ -125,18 +282,58 @@ type Header =
   | { h: 'other' };
 
 function parseHeader(content: string, next: string | undefined): Header | null {
-  const c = content.trimStart();
-  let m = DIFF_GIT.exec(c);
-  if (m) return { h: 'file', path: m[2]! };
-  m = PLUS_HEADER.exec(c);
-  if (m) return { h: 'file', path: m[1] ?? null };
-  // "--- a/x" only when "+++ " follows: a deleted line may start with "-- " too.
-  m = MINUS_HEADER.exec(c);
+  // Every header starts (after indentation) with one of a few characters; most quoted lines
+  // start with another, and each regex below only matches after its own first character.
+  const i = firstNonSpace(content);
+  if (i === content.length) return null;
+  const c0 = charCodeAt.call(content, i);
+  const c = i === 0 ? content : content.slice(i);
+  switch (c0) {
+    case 0x2b: // '+'
+      return c.startsWith('+++ ') ? plusHeader(c) : null;
+    case 0x2d: // '-'
+      return c.startsWith('--- ') ? minusHeader(c, next) : null;
+    case 0x40: // '@'
+      return c.startsWith('@@ -') ? hunkHeader(c) : null;
+    case 0x64: // 'd': "diff --git", "deleted file mode", "dissimilarity index"
+      return diffGitHeader(c) ?? otherHeader(c);
+    case 0x69: // index
+    case 0x6e: // new file mode, new mode
+    case 0x6f: // old mode
+    case 0x73: // similarity index
+    case 0x72: // rename
+    case 0x63: // copy
+    case 0x42: // Binary files
+    case 0x5c: // \ No newline at end of file
+      return otherHeader(c);
+    default:
+      return null;
+  }
+}
+
+function diffGitHeader(c: string): Header | null {
+  const m = DIFF_GIT.exec(c);
+  return m ? { h: 'file', path: m[2]! } : null;
+}
+
+function plusHeader(c: string): Header | null {
+  const m = PLUS_HEADER.exec(c);
+  return m ? { h: 'file', path: m[1] ?? null } : null;
+}
+
+function minusHeader(c: string, next: string | undefined): Header | null {
+  const m = MINUS_HEADER.exec(c);
   if (m && next !== undefined && next.trimStart().startsWith('+++ ')) return { h: 'file', path: null };
-  m = HUNK_HEADER.exec(c);
-  if (m) return { h: 'hunk', hunk: { oldStart: Number(m[1]), newStart: Number(m[2]), fnText: m[3]!.trim() } };
-  if (OTHER_HEADER.test(c)) return { h: 'other' };
   return null;
+}
+
+function hunkHeader(c: string): Header | null {
+  const m = HUNK_HEADER.exec(c);
+  return m ? { h: 'hunk', hunk: { oldStart: Number(m[1]), newStart: Number(m[2]), fnText: m[3]!.trim() } } : null;
+}
+
+function otherHeader(c: string): Header | null {
+  return OTHER_HEADER.test(c) ? { h: 'other' } : null;
 }
 
 /** Function name from a hunk header's funcname or a definition line ("int foo(struct bar *b)"). */
@@ -179,9 +376,18 @@ type Classified =
 
 interface Alt {
   kind: LineKind;
-  key: string;
+  /** The reading is src[from..] compacted; hash and len are its hash and length. */
+  src: string;
+  from: number;
+  hash: number;
+  len: number;
   /** A context line whose leading space was lost: only trusted in a run or when distinctive. */
   weak: boolean;
+}
+
+function alt(kind: LineKind, src: string, from: number, weak: boolean): Alt {
+  const hash = compactHash(src, from);
+  return { kind, src, from, hash, len: hashedLength, weak };
 }
 
 /** How a quoted line may read as a diff line. */
@@ -189,15 +395,16 @@ function alternatives(content: string): Alt[] {
   const alts: Alt[] = [];
   const c0 = content[0];
   if (c0 === '+' || c0 === '-') {
-    alts.push({ kind: c0 === '+' ? 'add' : 'del', key: compact(content.slice(1)), weak: false });
+    alts.push(alt(c0 === '+' ? 'add' : 'del', content, 1, false));
   } else if (c0 === ' ' || c0 === '\t') {
-    alts.push({ kind: 'ctx', key: compact(content), weak: false });
+    alts.push(alt('ctx', content, 0, false));
     // format=flowed joins an empty context line with the next one ("   +foo"), and some
     // clients indent quotes: the real prefix then follows the whitespace.
-    const t = content.trimStart();
-    if (t[0] === '+' || t[0] === '-') alts.push({ kind: t[0] === '+' ? 'add' : 'del', key: compact(t.slice(1)), weak: true });
+    const i = firstNonSpace(content);
+    const p = content[i];
+    if (p === '+' || p === '-') alts.push(alt(p === '+' ? 'add' : 'del', content, i + 1, true));
   } else if (content !== '') {
-    alts.push({ kind: 'ctx', key: compact(content), weak: true });
+    alts.push(alt('ctx', content, 0, true));
   }
   return alts;
 }
@@ -281,14 +488,17 @@ function classifyBlock(st: State, lines: string[], depths: number[]): Classified
       }
       continue;
     }
-    const trimmed = content.trim();
-    if (trimmed === '-- ' || trimmed === '--' || trimmed === '---') {
+    // content.trim(), looked at in place: [i0, i1).
+    const i0 = firstNonSpace(content);
+    const i1 = i0 === content.length ? i0 : endNonSpace(content);
+    const tlen = i1 - i0;
+    if ((tlen === 2 && content.startsWith('--', i0)) || (tlen === 3 && content.startsWith('---', i0))) {
       // The patch's own signature or the commit message separator: prose.
       out[k] = { t: 'prose' };
       inRun = false;
       continue;
     }
-    if (trimmed === '' || /^\[\s*(\.\.\.|…|snip)/i.test(trimmed) || trimmed === '...') {
+    if (tlen === 0 || (charCodeAt.call(content, i0) === 0x5b && SNIP.test(content.slice(i0))) || (tlen === 3 && content.startsWith('...', i0))) {
       out[k] = matchEmptyContext(st, inRun, depth === runDepth) ?? { t: 'neutral' };
       continue;
     }
@@ -313,11 +523,11 @@ function classifyBlock(st: State, lines: string[], depths: number[]): Classified
       if (c0 === '+' || c0 === '-' || ((c0 === ' ' || c0 === '\t') && (!st.ix || looksLikeCode(content)))) {
         // An added or removed line that the patch has nowhere, in any form: the reviewer is
         // quoting another patch ("as you wrote in 21/23:"); what follows is no comment on this one.
-        if (st.ix && c0 !== ' ' && c0 !== '\t' && !isBlankDiffContent(content) && !inDiff(st.ix, compact(content.slice(1)))) st.local.foreign = true;
+        if (st.ix && c0 !== ' ' && c0 !== '\t' && !isBlankDiffContent(content) && !inDiff(st.ix, content, 1)) st.local.foreign = true;
         out[k] = counted(st, c0 === '+' ? 'add' : c0 === '-' ? 'del' : 'ctx', content, isBlankDiffContent(content));
         continue;
       }
-      if (!st.ix && prev && (prev.t === 'diff' || prev.t === 'cont') && k > 0 && lines[k - 1]!.length >= 50 && trimmed.length <= 60 && !/^[A-Z][a-z]+\s/.test(trimmed)) {
+      if (!st.ix && prev && (prev.t === 'diff' || prev.t === 'cont') && k > 0 && lines[k - 1]!.length >= 50 && tlen <= 60 && !/^[A-Z][a-z]+\s/.test(content.trim())) {
         // Tail of a re-wrapped diff line: nothing to match it against, so trust the shape.
         out[k] = { t: 'cont' };
         continue;
@@ -341,7 +551,7 @@ function matchEmptyContext(st: State, inRun: boolean, sameDepth: boolean): Class
   if (st.ix) {
     const next = st.ix.entries[st.cursor + 1];
     const cur = st.ix.entries[st.cursor];
-    if (next && cur && !st.headerSinceMatch && next.fi === cur.fi && next.hi === cur.hi && next.line.kind === 'ctx' && next.line.text.trim() === '') {
+    if (next && cur && !st.headerSinceMatch && next.fi === cur.fi && next.hi === cur.hi && next.line.kind === 'ctx' && next.klen === 0) {
       return fromEntry(st, next);
     }
     // Past what the patch shows (counting, or after a hunk's last line), a blank quoted line
@@ -366,7 +576,7 @@ function fromEntry(st: State, e: Entry): Classified {
   return {
     t: 'diff',
     kind: l.kind,
-    blank: l.text.trim() === '',
+    blank: e.klen === 0,
     entry: e,
     path: e.path,
     line: l.kind === 'del' ? l.oldLine : l.newLine,
@@ -402,39 +612,67 @@ function counted(st: State, kind: LineKind, content: string, blank: boolean): Cl
  */
 function matchPatchLine(st: State, ix: DiffIndex, lines: string[], k: number, inRun: boolean): { g: number; span: number } | null {
   const content = lines[k]!;
-  const alts = alternatives(content);
-  const direct = plausible(st, ix, alts, candidates(ix, alts, inRun));
+  const lk = look(ix, content);
+  const direct = plausible(st, ix, lk.strong, inRun ? lk.inRun : lk.outRun);
   if (direct.length) return { g: choose(st, ix, direct, lines, k + 1), span: 1 };
   // Re-wrapped: the line's tail went to the next quoted line(s), which match nothing alone.
   let joined = content;
   for (let j = 1; j <= 2 && k + j < lines.length; j++) {
     const tail = lines[k + j]!;
-    if (tail.trim() === '' || parseHeader(tail, lines[k + j + 1])) break;
-    if (candidates(ix, alternatives(tail), true).some((g) => ix.entries[g]!.line.text.trim() !== '')) break;
+    if (isBlank(tail) || parseHeader(tail, lines[k + j + 1])) break;
+    if (look(ix, tail).textInRun) break;
     joined = `${joined} ${tail.trim()}`;
     const jalts = alternatives(joined);
-    const c = plausible(st, ix, jalts, candidates(ix, jalts, inRun));
+    const c = plausible(st, ix, strongKind(jalts), candidates(ix, jalts, inRun));
     if (c.length) return { g: choose(st, ix, c, lines, k + j + 1), span: j + 1 };
   }
   return null;
 }
 
-/** Patch positions whose line reads as one of `alts`, ascending (never the index's own array). */
-function candidates(ix: DiffIndex, alts: Alt[], inRun: boolean): number[] {
-  let out: number[] = [];
+const NONE: readonly number[] = [];
+
+/** Patch positions whose line reads as one of `alts`, ascending. May be the index's own array: never modify it. */
+function candidates(ix: DiffIndex, alts: Alt[], inRun: boolean): readonly number[] {
+  let out: readonly number[] = NONE;
   for (const a of alts) {
     // A lost-prefix line must be in a run of diff lines, or long enough not to be prose by chance.
-    if (a.weak && !inRun && a.key.length < 12) continue;
-    if (a.key === '' && a.kind === 'ctx') continue;
-    const list = ix.exact.get(`${a.kind}\0${a.key}`);
+    if (a.weak && !inRun && a.len < 12) continue;
+    if (a.len === 0 && a.kind === 'ctx') continue;
+    const list = altLines(ix, a);
     if (!list) continue;
-    out = out.length ? [...new Set([...out, ...list])].sort((x, y) => x - y) : list.slice();
+    out = out.length ? union(out, list) : list;
   }
   return out;
 }
 
+/** The ascending union of two ascending lists. */
+function union(a: readonly number[], b: readonly number[]): number[] {
+  const out: number[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < a.length || j < b.length) {
+    const x = i < a.length ? a[i]! : Infinity;
+    const y = j < b.length ? b[j]! : Infinity;
+    if (x <= y) {
+      out.push(x);
+      i++;
+      if (x === y) j++;
+    } else {
+      out.push(y);
+      j++;
+    }
+  }
+  return out;
+}
+
+/** Kind of the alternative that is not weak (there is at most one), else null. */
+function strongKind(alts: Alt[]): LineKind | null {
+  for (const a of alts) if (!a.weak) return a.kind;
+  return null;
+}
+
 /** Index of the first element of ascending `list` greater than `p`. */
-function firstAfter(list: number[], p: number): number {
+function firstAfter(list: readonly number[], p: number): number {
   let lo = 0;
   let hi = list.length;
   while (lo < hi) {
@@ -450,55 +688,56 @@ function firstAfter(list: number[], p: number): number {
  * lines that lost their prefix occur all over a patch: they are taken only next to the
  * previous match (or at the start of the quoted hunk). Inside a foreign diff, context
  * lines are the reviewer's, not the patch's.
+ *
+ * `strong` is the kind of the quoted line's alternative that is not weak. Its alternatives
+ * have different kinds and every candidate came from one of them, so a candidate matches
+ * the strong alternative exactly when it has that kind.
  */
-function plausible(st: State, ix: DiffIndex, alts: Alt[], cands: number[]): number[] {
+function plausible(st: State, ix: DiffIndex, strong: LineKind | null, cands: readonly number[]): readonly number[] {
   if (!cands.length) return cands;
   // Counting: the quote went past what the patch shows (a reviewer quoting beyond the hunk,
   // or the file as patched). It goes on forward: "break;" or "int ret;" quoted there is the
   // file's next line, not the same text in an earlier hunk.
-  if (st.counting && st.cursor >= 0) cands = cands.filter((g) => g > st.cursor);
-  const strongKeys = alts.filter((a) => !a.weak);
-  const matchesStrong = (g: number) =>
-    strongKeys.some((a) => a.kind === ix.entries[g]!.line.kind && a.key === ix.entries[g]!.key);
-  let out = cands;
-  if (st.local.foreign) out = out.filter((g) => ix.entries[g]!.line.kind !== 'ctx');
-  const cur = st.cursor >= 0 ? ix.entries[st.cursor]! : null;
-  const near = (g: number, reach: number) => {
+  const forwardOnly = st.counting && st.cursor >= 0;
+  const foreign = st.local.foreign;
+  const cursor = st.cursor;
+  const cur = cursor >= 0 ? ix.entries[cursor]! : null;
+  // Next to the previous match (reach 4), or at the start of the quoted hunk.
+  const afterCur = cur !== null && !st.headerSinceMatch;
+  const hint = st.headerSinceMatch ? st.hunkHint : null;
+  const out: number[] = [];
+  for (let i = 0; i < cands.length; i++) {
+    const g = cands[i]!;
+    if (forwardOnly && g <= cursor) continue;
     const e = ix.entries[g]!;
-    if (cur && !st.headerSinceMatch && g > st.cursor && g - st.cursor <= reach && e.fi === cur.fi && e.hi === cur.hi) return true;
-    if (st.headerSinceMatch && st.hunkHint && e.fi === st.hunkHint.fi && e.hi === st.hunkHint.hi) {
-      return g - ix.hunkStart.get(`${e.fi}:${e.hi}`)! < reach;
-    }
-    return false;
-  };
-  return out.filter((g) => {
-    const strong = matchesStrong(g);
-    const key = ix.entries[g]!.key;
-    if (strong && key.length >= 6) return true;
-    if (near(g, 4)) return true;
+    if (foreign && e.line.kind === 'ctx') continue;
+    const isStrong = e.line.kind === strong;
+    let keep: boolean;
+    if (isStrong && e.klen >= 6) keep = true;
+    else if (afterCur && g > cursor && g - cursor <= 4 && e.fi === cur.fi && e.hi === cur.hi) keep = true;
+    else if (hint && e.fi === hint.fi && e.hi === hint.hi && g - e.hs < 4) keep = true;
     // A short '+'/'-' line: somewhere after the last match in the same file will do.
-    if (strong) {
-      const e = ix.entries[g]!;
-      return cur !== null && g > st.cursor && g - st.cursor <= 40 && e.fi === cur.fi;
-    }
+    else if (isStrong) keep = cur !== null && g > cursor && g - cursor <= 40 && e.fi === cur.fi;
     // A lost-prefix line that is long and distinctive.
-    return key.length >= 12;
-  });
+    else keep = e.klen >= 12;
+    if (keep) out.push(g);
+  }
+  return out;
 }
 
 /** Candidates of the next few non-blank quoted lines, for lookahead. */
-function nextLists(ix: DiffIndex, lines: string[], from: number): number[][] {
-  const out: number[][] = [];
+function nextLists(ix: DiffIndex, lines: string[], from: number): Array<readonly number[]> {
+  const out: Array<readonly number[]> = [];
   for (let j = from; j < lines.length && out.length < 4; j++) {
     const l = lines[j]!;
-    if (l.trim() === '') continue;
-    out.push(candidates(ix, alternatives(l), true));
+    if (isBlank(l)) continue;
+    out.push(look(ix, l).inRun);
   }
   return out;
 }
 
 /** How many of the next quoted lines follow candidate g in the patch, in order (a few lines apart at most). */
-function lookahead(ix: DiffIndex, g: number, next: number[][]): number {
+function lookahead(ix: DiffIndex, g: number, next: Array<readonly number[]>): number {
   let score = 0;
   let p = g;
   for (const list of next) {
@@ -518,7 +757,7 @@ function lookahead(ix: DiffIndex, g: number, next: number[][]): number {
  * followed by the next quoted lines, after the last match. A line repeated all over a big
  * patch ("+}") is only weighed at the places that can win: near the cursor and in the hints.
  */
-function choose(st: State, ix: DiffIndex, cands: number[], lines: string[], from: number): number {
+function choose(st: State, ix: DiffIndex, cands: readonly number[], lines: string[], from: number): number {
   if (cands.length === 1) return cands[0]!;
   let pool = cands;
   if (cands.length > 48) {
@@ -575,13 +814,12 @@ function reclaimPastedPatch(blocks: ReplyBlock[], ix: DiffIndex): ReplyBlock[] {
     const lines = b.text.split('\n');
     // 'H' header, 'D' a patch line, 'B' blank, 'X' diff-looking but not the patch's, 'T' text.
     const kinds = lines.map((l, i): string => {
-      if (l.trim() === '') return 'B';
+      if (isBlank(l)) return 'B';
       const h = parseHeader(l, lines[i + 1]);
       if (h) return 'H';
       const c0 = l[0];
       if (c0 !== '+' && c0 !== '-' && c0 !== ' ' && c0 !== '\t') return 'T';
-      const alts = alternatives(l).filter((a) => !a.weak);
-      const hit = alts.some((a) => (ix.exact.get(`${a.kind}\0${a.key}`)?.length ?? 0) > 0);
+      const hit = alternatives(l).some((a) => !a.weak && altLines(ix, a) !== undefined);
       if (hit) return 'D';
       return c0 === '+' || c0 === '-' ? 'X' : 'T';
     });

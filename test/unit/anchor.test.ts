@@ -508,3 +508,50 @@ describe('anchoring through the mail parser: a review that proposes a fixup afte
     expect(review.trailers.map((t) => `${t.name}: ${t.value}`)).toContain('Reviewed-by: Jan Beulich <jbeulich@suse.com>');
   });
 });
+
+describe('anchorComments: patch lines that hash alike are still told apart', () => {
+  // The index looks lines up by a hash of their text without whitespace. These two lines
+  // have the same 32-bit hash (found by search); each must still anchor on itself, and a
+  // quoted line hashing like a patch line but reading otherwise must match nothing.
+  const A = 'ret = check_71wu(dev);';
+  const B = 'ret = check_itfa(dev);';
+  const patch = [
+    'From: Dev <dev@example.org>',
+    'Subject: [PATCH] drv: check the device twice',
+    '',
+    '---',
+    'diff --git a/drivers/x/drv.c b/drivers/x/drv.c',
+    'index 1111111..2222222 100644',
+    '--- a/drivers/x/drv.c',
+    '+++ b/drivers/x/drv.c',
+    '@@ -10,6 +10,12 @@ static int drv_probe(struct device *dev)',
+    ' {',
+    ' \tint ret;',
+    ' ',
+    `+\t${A}`,
+    '+\tif (ret)',
+    '+\t\treturn ret;',
+    `+\t${B}`,
+    '+\tif (ret)',
+    '+\t\treturn ret;',
+    ' \treturn 0;',
+    ' }',
+    ' ',
+    '--',
+    '2.43.0',
+    '',
+  ].join('\n');
+  const DIFF = diffOf(patch);
+
+  test('the two lines anchor on themselves, each quoted alone', () => {
+    expect(comments([`> +\t${B}`, '', 'Why check it again?'].join('\n'), DIFF).map(at)).toEqual(['drivers/x/drv.c:16:new']);
+    expect(comments([`> +\t${A}`, '', 'And why here?'].join('\n'), DIFF).map(at)).toEqual(['drivers/x/drv.c:13:new']);
+  });
+
+  test("a quoted line with a patch line's hash but other text is not the patch's", () => {
+    // The same patch without the second check: quoting it finds the first one's hash only.
+    const without = diffOf(patch.split('\n').filter((l) => l !== `+\t${B}`).join('\n'));
+    expect(comments([`> +\t${A}`, '', 'Why check it?'].join('\n'), without).map(at)).toEqual(['drivers/x/drv.c:13:new']);
+    expect(comments([`> +\t${B}`, '', 'Where does this come from?'].join('\n'), without).map(at)).toEqual(['null:null:null']);
+  });
+});
