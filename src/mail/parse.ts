@@ -167,12 +167,6 @@ export async function parseMail(msg: RawMessage): Promise<ParsedMail> {
 // ---------------------------------------------------------------- headers
 
 /**
- * Top-level headers patchvet reads; list mail carries dozens more (Received, ARC, DKIM, X-...).
- * Matched ASCII-case-insensitively on the trimmed name; "content-" takes any [a-z-]+ after it.
- */
-const KEEP_NAMES = ['from', 'to', 'cc', 'subject', 'date', 'message-id', 'in-reply-to', 'references', 'mime-version', 'sender', 'reply-to'];
-
-/**
  * The message with only the top-level headers patchvet uses, for mailparser: decoding every
  * Received/ARC/DKIM line costs more than the rest of the parse. The raw bytes stay untouched
  * in RawMessage; headers read directly (List-Id, Auto-Submitted, ...) come from the raw block.
@@ -213,7 +207,6 @@ interface HeaderIndex {
 interface HeaderScan {
   /** [start, end) byte ranges of the lines kept for mailparser (adjacent lines merged). */
   kept: number[];
-  keptLength: number;
   /** The header block ends with CRLF CRLF: the kept block ends with CRLF too. */
   crlf: boolean;
   index: HeaderIndex | null;
@@ -236,11 +229,37 @@ function equalsLower(text: string, s: number, lower: string): boolean {
   return true;
 }
 
-/** The header name text[s, e), trimmed, is one trimHeaders keeps. */
+/**
+ * The header name text[s, e), trimmed, is one of the top-level headers patchvet reads (list
+ * mail carries dozens more: Received, ARC, DKIM, X-...): from, to, cc, subject, date,
+ * message-id, in-reply-to, references, mime-version, sender, reply-to, content-[a-z-]+,
+ * in any ASCII case. Switched on the length: most names are rejected without a compare.
+ */
 function isKeptName(text: string, s: number, e: number): boolean {
   while (s < e && isLatin1Space(text.charCodeAt(s))) s++;
   while (e > s && isLatin1Space(text.charCodeAt(e - 1))) e--;
   const len = e - s;
+  switch (len) {
+    case 2:
+      return equalsLower(text, s, 'to') || equalsLower(text, s, 'cc');
+    case 4:
+      return equalsLower(text, s, 'from') || equalsLower(text, s, 'date');
+    case 6:
+      return equalsLower(text, s, 'sender');
+    case 7:
+      return equalsLower(text, s, 'subject');
+    case 8:
+      return equalsLower(text, s, 'reply-to');
+    case 10:
+      if (equalsLower(text, s, 'message-id') || equalsLower(text, s, 'references')) return true;
+      break;
+    case 11:
+      if (equalsLower(text, s, 'in-reply-to')) return true;
+      break;
+    case 12:
+      if (equalsLower(text, s, 'mime-version')) return true;
+      break;
+  }
   if (len > 8 && equalsLower(text, s, 'content-')) {
     for (let k = s + 8; k < e; k++) {
       const c = text.charCodeAt(k) | 0x20;
@@ -248,7 +267,6 @@ function isKeptName(text: string, s: number, e: number): boolean {
     }
     return true;
   }
-  for (const name of KEEP_NAMES) if (name.length === len && equalsLower(text, s, name)) return true;
   return false;
 }
 
@@ -262,7 +280,6 @@ function scanHeaderBlock(raw: Buffer, blockEnd: number, trim: boolean): HeaderSc
   const text = raw.toString('latin1', 0, blockEnd);
   const n = text.length;
   const kept: number[] = [];
-  let keptLength = 0;
   let keep = false;
   const names: number[] = [];
   const values: number[] = [];
@@ -275,6 +292,7 @@ function scanHeaderBlock(raw: Buffer, blockEnd: number, trim: boolean): HeaderSc
     const c = text.charCodeAt(i);
     const continuation = c === 0x20 || c === 0x09;
     let colon = -2;
+    let named = false; // keep was set from the indexed (ASCII, trimmed) name
     if (indexing) {
       let e = nl < 0 ? n : nl;
       if (e > i && text.charCodeAt(e - 1) === 0x0d) e--;
@@ -294,20 +312,25 @@ function scanHeaderBlock(raw: Buffer, blockEnd: number, trim: boolean): HeaderSc
             indexing = false;
             if (!trim) break;
           } else {
+            // trim(): the name is ASCII, so only \t \n \v \f \r and space.
             let s = i;
             let t = colon;
-            while (s < t && text.charCodeAt(s) <= 0x20 && isLatin1Space(text.charCodeAt(s))) s++;
-            while (t > s && text.charCodeAt(t - 1) <= 0x20 && isLatin1Space(text.charCodeAt(t - 1))) t--;
+            while (s < t && isLatin1Space(text.charCodeAt(s))) s++;
+            while (t > s && isLatin1Space(text.charCodeAt(t - 1))) t--;
             names.push(s, t, values.length);
             values.push(colon + 1, e);
             open = true;
+            if (trim) {
+              keep = isKeptName(text, s, t);
+              named = true;
+            }
           }
         }
       }
     }
     if (trim) {
       let take = false;
-      if (continuation) take = keep;
+      if (named || continuation) take = keep;
       else if (c !== 0x0a && c !== 0x0d) {
         if (colon === -2) colon = text.indexOf(':', i);
         keep = colon > i && colon < next && isKeptName(text, i, colon);
@@ -316,18 +339,18 @@ function scanHeaderBlock(raw: Buffer, blockEnd: number, trim: boolean): HeaderSc
       if (take) {
         if (kept.length > 0 && kept[kept.length - 1] === i) kept[kept.length - 1] = next;
         else kept.push(i, next);
-        keptLength += next - i;
       }
     }
     i = next;
   }
-  return { kept, keptLength, crlf: text.endsWith('\r\n\r\n'), index };
+  return { kept, crlf: text.endsWith('\r\n\r\n'), index };
 }
 
 /** The kept header lines, the line end that closes the block, then the body, as one buffer. */
 function keptMessage(raw: Buffer, headerEnd: number, scan: HeaderScan): Buffer {
-  const eol = scan.crlf ? 2 : 1;
-  const out = Buffer.allocUnsafe(scan.keptLength + eol + (raw.length - headerEnd));
+  let length = (scan.crlf ? 2 : 1) + (raw.length - headerEnd);
+  for (let k = 0; k < scan.kept.length; k += 2) length += scan.kept[k + 1] - scan.kept[k];
+  const out = Buffer.allocUnsafe(length);
   let pos = 0;
   for (let k = 0; k < scan.kept.length; k += 2) pos += raw.copy(out, pos, scan.kept[k], scan.kept[k + 1]);
   if (scan.crlf) out[pos++] = 0x0d;
