@@ -68,14 +68,19 @@ export async function parseMail(msg: RawMessage): Promise<ParsedMail> {
   if (headerEnd < 0 && !/^[\x21-\x39\x3b-\x7e]+:/.test(msg.raw.subarray(0, 200).toString('latin1'))) {
     throw new MailParseError('not a mail: no header block');
   }
+  // The header block is decoded and scanned once: the headers kept for mailparser and where
+  // each header's value is (List-Id, Auto-Submitted, ... are read from the raw block) come
+  // from the same pass. 8 kB of Received/ARC/DKIM lines is typical for list mail.
+  const rawHeaders = msg.raw.subarray(0, headerEnd < 0 ? msg.raw.length : headerEnd);
+  const scan = scanHeaderBlock(msg.raw, rawHeaders.length, headerEnd > 0);
+  const headers: HeaderBlock = { raw: rawHeaders, index: scan.index };
   // Every mail is read by mailparser (given only the headers patchvet uses).
   let mp: MimeParts;
   try {
-    mp = await simpleParser(headerEnd > 0 ? trimHeaders(msg.raw, headerEnd) : msg.raw, PARSER_OPTIONS);
+    mp = await simpleParser(headerEnd > 0 ? keptMessage(msg.raw, headerEnd, scan) : msg.raw, PARSER_OPTIONS);
   } catch (e) {
     throw new MailParseError(`MIME structure could not be parsed: ${(e as Error).message}`);
   }
-  const rawHeaders = msg.raw.subarray(0, headerEnd < 0 ? msg.raw.length : headerEnd);
 
   const ids = (v: string | string[] | undefined): string[] => {
     if (!v) return [];
@@ -90,30 +95,30 @@ export async function parseMail(msg: RawMessage): Promise<ParsedMail> {
     warnings.push('no Message-ID header: using one derived from the message bytes');
   }
   const references = ids(mp.references);
-  const inReplyTo = ids(headerValue(rawHeaders, 'in-reply-to') ?? undefined).at(-1) ?? null;
+  const inReplyTo = ids(readHeader(headers, 'in-reply-to') ?? undefined).at(-1) ?? null;
 
   let subject = mp.subject ?? '';
   let fromObj = firstAddress(mp.from);
   // 8-bit header bytes without a declared charset: mailparser reads them as UTF-8; where that
   // fails (U+FFFD), latin1 is what the sender's client almost certainly meant.
   if (subject.includes('\uFFFD')) {
-    const rawSubj = headerValue(rawHeaders, 'subject', 'latin1');
+    const rawSubj = readHeader(headers, 'subject', 'latin1');
     if (rawSubj && !/=\?/.test(rawSubj)) {
       subject = rawSubj;
       warnings.push('Subject has 8-bit bytes that are not UTF-8; read as latin1');
     }
   }
   if (fromObj.name.includes('\uFFFD')) {
-    const rawFrom = headerValue(rawHeaders, 'from', 'latin1');
+    const rawFrom = readHeader(headers, 'from', 'latin1');
     if (rawFrom) fromObj = parseAddressText(rawFrom) ?? fromObj;
   }
-  subject = subject.replace(/\s+/g, ' ').trim();
+  subject = collapseWhitespace(subject);
 
   // The text part: mailparser turns CRLF into LF; for base64 bodies whose text holds CRLF
   // (patches to CRLF files), decode again ourselves so the diff keeps its bytes.
   let text = mp.text ?? '';
   if (!text && mp.html) text = htmlToPlain(String(mp.html));
-  const crlf = recoverCrlfBody(msg.raw, rawHeaders, headerEnd, mp);
+  const crlf = recoverCrlfBody(msg.raw, headers, headerEnd, mp);
   if (crlf !== null) text = crlf;
 
   const flowed = isFlowed(msg.raw);
@@ -130,7 +135,7 @@ export async function parseMail(msg: RawMessage): Promise<ParsedMail> {
 
   // mailparser gives the time of parsing for a Date it cannot read (new Date(value) failing):
   // such a mail has no date, not "now".
-  const rawDate = headerValue(rawHeaders, 'date');
+  const rawDate = readHeader(headers, 'date');
   const dateReadable = rawDate !== null && !Number.isNaN(new Date(rawDate.trim()).getTime());
   const dateHeader = dateReadable && mp.date && !Number.isNaN(mp.date.getTime()) ? mp.date.toISOString() : null;
   if (!dateHeader && rawDate) warnings.push('Date header could not be parsed');
@@ -148,26 +153,18 @@ export async function parseMail(msg: RawMessage): Promise<ParsedMail> {
     date: dateHeader,
     subject,
     recipients: recipientHeaders(rawHeaders),
-    listIds: listIds(mp, rawHeaders),
+    listIds: listIds(mp, headers),
     body: inBody.body,
     ...(inBody.scissors ? { uncutBody: text.charCodeAt(0) === 0xfeff ? text.slice(1) : text } : {}),
     patchAttachments,
     flowed,
-    automated: isAutomated(mp, rawHeaders, fromObj),
+    automated: isAutomated(mp, headers, fromObj),
     warnings,
-    originalFrom: dmarcOriginalSender(rawHeaders, fromObj),
+    originalFrom: dmarcOriginalSender(headers, fromObj),
   };
 }
 
 // ---------------------------------------------------------------- headers
-
-/**
- * Top-level headers patchvet has mailparser read: those whose decoded values it takes from
- * mailparser, and the MIME structure. List mail carries dozens more (Received, ARC, DKIM,
- * X-...). To and Cc are decoded when first used (recipients.ts); In-Reply-To, Sender and
- * Reply-To are read from the raw header block.
- */
-const KEEP_HEADER = /^(from|subject|date|message-id|references|mime-version|content-[a-z-]+)$/i;
 
 /**
  * The message with only the top-level headers patchvet uses, for mailparser: decoding every
@@ -175,80 +172,192 @@ const KEEP_HEADER = /^(from|subject|date|message-id|references|mime-version|cont
  * in RawMessage; headers read directly (List-Id, Auto-Submitted, ...) come from the raw block.
  */
 export function trimHeaders(raw: Buffer, headerEnd: number): Buffer {
-  const head = raw.subarray(0, headerEnd).toString('latin1');
-  let kept = '';
-  let keep = false;
-  for (let i = 0; i < head.length; ) {
-    let j = head.indexOf('\n', i);
-    j = j < 0 ? head.length : j + 1;
-    const c = head.charCodeAt(i);
-    if (c === 0x20 || c === 0x09) {
-      if (keep) kept += head.slice(i, j);
-    } else if (c !== 0x0a && c !== 0x0d) {
-      const colon = head.indexOf(':', i);
-      keep = colon > i && colon < j && KEEP_HEADER.test(head.slice(i, colon).trim());
-      if (keep) kept += head.slice(i, j);
-    }
-    i = j;
-  }
-  const eol = head.endsWith('\r\n\r\n') ? '\r\n' : '\n';
-  return Buffer.concat([Buffer.from(kept + eol, 'latin1'), raw.subarray(headerEnd)]);
+  return keptMessage(raw, headerEnd, scanHeaderBlock(raw, headerEnd, true));
 }
 
 /** Offset of the empty line that ends the header block (index of the body's first byte), or -1. */
 export function findHeaderEnd(raw: Buffer): number {
-  const lf = raw.indexOf('\n\n');
-  const crlf = raw.indexOf('\r\n\r\n');
   if (raw[0] === 0x0a) return 1;
   if (raw[0] === 0x0d && raw[1] === 0x0a) return 2;
+  const lf = raw.indexOf('\n\n');
+  // A CRLF end only counts when it starts before the LF one: search no further than that,
+  // not through the whole body of an LF mail.
+  const crlf = lf < 0 ? raw.indexOf('\r\n\r\n') : raw.subarray(0, lf + 3).indexOf('\r\n\r\n');
   if (lf < 0 && crlf < 0) return -1;
   if (crlf >= 0 && (lf < 0 || crlf < lf)) return crlf + 4;
   return lf + 2;
 }
 
 /**
- * Where the first occurrence of each header is in a raw header block: the byte ranges of its
- * value (the rest of its first line, then each continuation line). One scan of the bytes per
- * block; values are decoded only when asked for, in the encoding asked for. null when a header
- * name holds 8-bit bytes (decoding could then change which name it is): headerMapSlow reads those.
+ * Where the first occurrence of each header is in a raw header block, over its latin1 text
+ * (one char per byte): `names` holds, per header line, the trimmed name's start and end and
+ * the index in `values` of its first value range; `values` the [start, end) of the rest of
+ * its first line, then of each continuation line. A header's ranges run up to the next
+ * header's first one. Values are decoded only when asked for, in the encoding asked for.
+ * null when a header name holds 8-bit bytes (decoding could then change which name it is):
+ * headerMapSlow reads those.
  */
-type HeaderRanges = Map<string, number[]>;
-const rangesCache = new WeakMap<Buffer, HeaderRanges | null>();
+interface HeaderIndex {
+  text: string;
+  names: number[];
+  values: number[];
+}
 
-function headerRanges(raw: Buffer): HeaderRanges | null {
-  const cached = rangesCache.get(raw);
-  if (cached !== undefined) return cached;
-  const first: HeaderRanges = new Map();
-  let cur: number[] | null = null;
-  let ranges: HeaderRanges | null = first;
-  for (let i = 0; i < raw.length; ) {
-    const nl = raw.indexOf(0x0a, i);
-    const next = nl < 0 ? raw.length : nl + 1;
-    let e = nl < 0 ? raw.length : nl;
-    if (e > i && raw[e - 1] === 0x0d) e--;
-    if (e === i) break; // the empty line that ends the block
-    const c = raw[i];
-    if (c === 0x20 || c === 0x09) {
-      cur?.push(i, e);
-    } else {
-      const colon = raw.indexOf(0x3a, i);
-      if (colon <= i || colon >= e) cur = null;
-      else {
-        let ascii = true;
-        for (let k = i; k < colon; k++) if (raw[k] >= 0x80) ascii = false;
-        if (!ascii) {
-          ranges = null;
-          break;
+/** One pass over a header block: what trimHeaders keeps, and the HeaderIndex of the block. */
+interface HeaderScan {
+  /** [start, end) byte ranges of the lines kept for mailparser (adjacent lines merged). */
+  kept: number[];
+  /** The header block ends with CRLF CRLF: the kept block ends with CRLF too. */
+  crlf: boolean;
+  index: HeaderIndex | null;
+}
+
+const rangesCache = new WeakMap<Buffer, HeaderIndex | null>();
+
+/** Whitespace String.prototype.trim removes, among latin1 characters. */
+function isLatin1Space(c: number): boolean {
+  return (c >= 0x09 && c <= 0x0d) || c === 0x20 || c === 0xa0;
+}
+
+/** text[s, s + lower.length) equals `lower` when ASCII capitals are lowered. */
+function equalsLower(text: string, s: number, lower: string): boolean {
+  for (let k = 0; k < lower.length; k++) {
+    let c = text.charCodeAt(s + k);
+    if (c >= 0x41 && c <= 0x5a) c += 0x20;
+    if (c !== lower.charCodeAt(k)) return false;
+  }
+  return true;
+}
+
+/**
+ * The header name text[s, e), trimmed, is one of the top-level headers patchvet has
+ * mailparser read (list mail carries dozens more: Received, ARC, DKIM, X-...): from, subject,
+ * date, message-id, references, mime-version, content-[a-z-]+, in any ASCII case: those whose
+ * decoded values patchvet takes from mailparser, and the MIME structure. To and Cc are decoded
+ * when first used (recipients.ts); In-Reply-To, Sender and Reply-To are read from the raw
+ * block. Switched on the length: most names are rejected without a compare.
+ */
+function isKeptName(text: string, s: number, e: number): boolean {
+  while (s < e && isLatin1Space(text.charCodeAt(s))) s++;
+  while (e > s && isLatin1Space(text.charCodeAt(e - 1))) e--;
+  const len = e - s;
+  switch (len) {
+    case 4:
+      return equalsLower(text, s, 'from') || equalsLower(text, s, 'date');
+    case 7:
+      return equalsLower(text, s, 'subject');
+    case 10:
+      if (equalsLower(text, s, 'message-id') || equalsLower(text, s, 'references')) return true;
+      break;
+    case 12:
+      if (equalsLower(text, s, 'mime-version')) return true;
+      break;
+  }
+  if (len > 8 && equalsLower(text, s, 'content-')) {
+    for (let k = s + 8; k < e; k++) {
+      const c = text.charCodeAt(k) | 0x20;
+      if (!(c >= 0x61 && c <= 0x7a) && text.charCodeAt(k) !== 0x2d) return false;
+    }
+    return true;
+  }
+  return false;
+}
+
+/**
+ * Read the header block raw[0, blockEnd) line by line once. The index stops at the first
+ * empty line (a lone "\r" counts as empty); the kept lines (only when `trim`) are read over
+ * the whole block, as mailparser is given all of it: a line starting with a space or tab
+ * continues the previous header, one starting with CR or LF is dropped without ending it.
+ */
+function scanHeaderBlock(raw: Buffer, blockEnd: number, trim: boolean): HeaderScan {
+  const text = raw.toString('latin1', 0, blockEnd);
+  const n = text.length;
+  const kept: number[] = [];
+  let keep = false;
+  const names: number[] = [];
+  const values: number[] = [];
+  let indexing = true;
+  let index: HeaderIndex | null = { text, names, values };
+  let open = false; // continuation lines belong to the last indexed header
+  for (let i = 0; i < n; ) {
+    const nl = text.indexOf('\n', i);
+    const next = nl < 0 ? n : nl + 1;
+    const c = text.charCodeAt(i);
+    const continuation = c === 0x20 || c === 0x09;
+    let colon = -2;
+    let named = false; // keep was set from the indexed (ASCII, trimmed) name
+    if (indexing) {
+      let e = nl < 0 ? n : nl;
+      if (e > i && text.charCodeAt(e - 1) === 0x0d) e--;
+      if (e === i) {
+        indexing = false;
+        if (!trim) break;
+      } else if (continuation) {
+        if (open) values.push(i, e);
+      } else {
+        colon = text.indexOf(':', i);
+        if (colon <= i || colon >= e) open = false;
+        else {
+          let k = i;
+          while (k < colon && text.charCodeAt(k) < 0x80) k++;
+          if (k < colon) {
+            index = null;
+            indexing = false;
+            if (!trim) break;
+          } else {
+            // trim(): the name is ASCII, so only \t \n \v \f \r and space.
+            let s = i;
+            let t = colon;
+            while (s < t && isLatin1Space(text.charCodeAt(s))) s++;
+            while (t > s && isLatin1Space(text.charCodeAt(t - 1))) t--;
+            names.push(s, t, values.length);
+            values.push(colon + 1, e);
+            open = true;
+            if (trim) {
+              keep = isKeptName(text, s, t);
+              named = true;
+            }
+          }
         }
-        const name = raw.toString('latin1', i, colon).trim().toLowerCase();
-        if (first.has(name)) cur = null;
-        else first.set(name, (cur = [colon + 1, e]));
+      }
+    }
+    if (trim) {
+      let take = false;
+      if (named || continuation) take = keep;
+      else if (c !== 0x0a && c !== 0x0d) {
+        if (colon === -2) colon = text.indexOf(':', i);
+        keep = colon > i && colon < next && isKeptName(text, i, colon);
+        take = keep;
+      }
+      if (take) {
+        if (kept.length > 0 && kept[kept.length - 1] === i) kept[kept.length - 1] = next;
+        else kept.push(i, next);
       }
     }
     i = next;
   }
-  rangesCache.set(raw, ranges);
-  return ranges;
+  return { kept, crlf: text.endsWith('\r\n\r\n'), index };
+}
+
+/** The kept header lines, the line end that closes the block, then the body, as one buffer. */
+function keptMessage(raw: Buffer, headerEnd: number, scan: HeaderScan): Buffer {
+  let length = (scan.crlf ? 2 : 1) + (raw.length - headerEnd);
+  for (let k = 0; k < scan.kept.length; k += 2) length += scan.kept[k + 1] - scan.kept[k];
+  const out = Buffer.allocUnsafe(length);
+  let pos = 0;
+  for (let k = 0; k < scan.kept.length; k += 2) pos += raw.copy(out, pos, scan.kept[k], scan.kept[k + 1]);
+  if (scan.crlf) out[pos++] = 0x0d;
+  out[pos++] = 0x0a;
+  raw.copy(out, pos, headerEnd);
+  return out;
+}
+
+function headerIndex(raw: Buffer): HeaderIndex | null {
+  const cached = rangesCache.get(raw);
+  if (cached !== undefined) return cached;
+  const index = scanHeaderBlock(raw, raw.length, false).index;
+  rangesCache.set(raw, index);
+  return index;
 }
 
 /** First value of each header (lowercase name -> unfolded value): the plain reading, for blocks with 8-bit names. */
@@ -288,13 +397,48 @@ function headerMapSlow(rawHeaders: Buffer, encoding: BufferEncoding): Map<string
  * line, then each continuation line trimmed, joined by spaces, trimmed.
  */
 export function headerValue(rawHeaders: Buffer, name: string, encoding: BufferEncoding = 'utf8'): string | null {
-  const ranges = headerRanges(rawHeaders);
-  if (!ranges) return headerMapSlow(rawHeaders, encoding).get(name.toLowerCase()) ?? null;
-  const r = ranges.get(name.toLowerCase());
-  if (!r) return null;
-  let value = rawHeaders.toString(encoding, r[0], r[1]);
-  for (let k = 2; k < r.length; k += 2) value += ' ' + rawHeaders.toString(encoding, r[k], r[k + 1]).trim();
-  return value.trim();
+  return readHeader({ raw: rawHeaders, index: headerIndex(rawHeaders) }, name, encoding);
+}
+
+/** A raw header block with its index (null: 8-bit names, read the slow way). */
+interface HeaderBlock {
+  raw: Buffer;
+  index: HeaderIndex | null;
+}
+
+/** headerValue on a block already indexed. */
+function readHeader(block: HeaderBlock, name: string, encoding: BufferEncoding = 'utf8'): string | null {
+  const { raw, index } = block;
+  if (!index) return headerMapSlow(raw, encoding).get(name.toLowerCase()) ?? null;
+  const { text, names, values } = index;
+  const lower = name.toLowerCase();
+  for (let h = 0; h < names.length; h += 3) {
+    if (names[h + 1] - names[h] !== lower.length || !equalsLower(text, names[h], lower)) continue;
+    const end = h + 3 < names.length ? names[h + 5] : values.length;
+    let r = names[h + 2];
+    let value = raw.toString(encoding, values[r], values[r + 1]);
+    for (r += 2; r < end; r += 2) value += ' ' + raw.toString(encoding, values[r], values[r + 1]).trim();
+    return value.trim();
+  }
+  return null;
+}
+
+/**
+ * s.replace(/\s+/g, ' ').trim(), without the regex for the usual subject whose words are
+ * already separated by single spaces.
+ */
+function collapseWhitespace(s: string): string {
+  let prevSpace = true; // a leading space needs trimming too
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 0x20) {
+      if (prevSpace) return s.replace(/\s+/g, ' ').trim();
+      prevSpace = true;
+    } else if (c < 0x20 || (c >= 0x80 && /\s/.test(s[i]))) {
+      return s.replace(/\s+/g, ' ').trim();
+    } else prevSpace = false;
+  }
+  return prevSpace && s.length > 0 ? s.slice(0, -1) : s;
 }
 
 export function extractIds(text: string): string[] {
@@ -343,14 +487,14 @@ function unquote(s: string): string {
   return t.trim();
 }
 
-function listIds(mp: MimeParts, rawHeaders: Buffer): string[] {
+function listIds(mp: MimeParts, rawHeaders: HeaderBlock): string[] {
   const out = new Set<string>();
-  const id = headerValue(rawHeaders, 'list-id');
+  const id = readHeader(rawHeaders, 'list-id');
   if (id) {
     const m = /<([^>]+)>/.exec(id);
     out.add((m ? m[1] : id).toLowerCase());
   }
-  const post = headerValue(rawHeaders, 'list-post');
+  const post = readHeader(rawHeaders, 'list-post');
   if (post) {
     const m = /mailto:([^>\s]+)/i.exec(post);
     if (m) out.add(m[1].toLowerCase());
@@ -369,10 +513,10 @@ function listIds(mp: MimeParts, rawHeaders: Buffer): string[] {
  * Reply-To, but only when the display name also says "<name> via <list>": Reply-To is set for
  * many other reasons (reply-to-list, a sender's other address).
  */
-function dmarcOriginalSender(rawHeaders: Buffer, from: Address): ParsedMail['originalFrom'] {
+function dmarcOriginalSender(rawHeaders: HeaderBlock, from: Address): ParsedMail['originalFrom'] {
   if (!from.address || !isListAddress(rawHeaders, from.address)) return null;
   const pick = (header: 'X-Original-From' | 'Reply-To'): Address | null => {
-    const value = headerValue(rawHeaders, header);
+    const value = readHeader(rawHeaders, header);
     if (!value) return null;
     for (const part of splitAddressList(decodeWords(value))) {
       const a = parseAddressText(part);
@@ -388,12 +532,12 @@ function dmarcOriginalSender(rawHeaders: Buffer, from: Address): ParsedMail['ori
 }
 
 /** The address is the list's own: its List-Post mailto, or its List-Id ("xen-devel.lists.xenproject.org"). */
-function isListAddress(rawHeaders: Buffer, address: string): boolean {
-  const post = headerValue(rawHeaders, 'list-post');
+function isListAddress(rawHeaders: HeaderBlock, address: string): boolean {
+  const post = readHeader(rawHeaders, 'list-post');
   if (post) {
     for (const m of post.matchAll(/mailto:([^>\s,?]+)/gi)) if (m[1].toLowerCase() === address) return true;
   }
-  const id = headerValue(rawHeaders, 'list-id');
+  const id = readHeader(rawHeaders, 'list-id');
   if (id) {
     const m = /<([^>]+)>/.exec(id);
     const listId = (m ? m[1] : id).trim().toLowerCase();
@@ -432,15 +576,15 @@ function splitAddressList(text: string): string[] {
   return out;
 }
 
-function isAutomated(mp: MimeParts, rawHeaders: Buffer, from: Address): boolean {
-  const auto = headerValue(rawHeaders, 'auto-submitted');
+function isAutomated(mp: MimeParts, rawHeaders: HeaderBlock, from: Address): boolean {
+  const auto = readHeader(rawHeaders, 'auto-submitted');
   if (auto && auto.toLowerCase() !== 'no') return true;
-  const prec = headerValue(rawHeaders, 'precedence');
+  const prec = readHeader(rawHeaders, 'precedence');
   if (prec && /^(bulk|junk|auto_reply)$/i.test(prec)) return true;
   if (/^(mailer-daemon|postmaster)@/i.test(from.address)) return true;
-  const ct = headerValue(rawHeaders, 'content-type') ?? '';
+  const ct = readHeader(rawHeaders, 'content-type') ?? '';
   if (/multipart\/report/i.test(ct)) return true;
-  if (headerValue(rawHeaders, 'x-patchvet')) return true;
+  if (readHeader(rawHeaders, 'x-patchvet')) return true;
   void mp;
   return false;
 }
@@ -451,9 +595,20 @@ function isAutomated(mp: MimeParts, rawHeaders: Buffer, from: Address): boolean 
 function isFlowed(raw: Buffer): boolean {
   const window = raw.subarray(0, 256 * 1024);
   // Cheap byte search first: almost no mail says "flowed" at all.
-  if (window.indexOf('flowed') < 0 && window.indexOf('FLOWED') < 0 && window.indexOf('Flowed') < 0) return false;
+  if (!hasFlowedWord(window)) return false;
   const head = window.toString('latin1');
   return /^content-type:[ \t]*text\/plain[^\n]*(?:\r?\n[ \t][^\n]*)*format[ \t]*=[ \t]*"?flowed/im.test(head);
+}
+
+/**
+ * "flowed", "Flowed" or "FLOWED" occurs in the bytes. Two searches, not three: "wed" is
+ * rarer in mail than the "f" a search for "flowed" stops at, and covers both lowercase forms.
+ */
+function hasFlowedWord(buf: Buffer): boolean {
+  for (let i = buf.indexOf('wed', 3); i >= 0; i = buf.indexOf('wed', i + 1)) {
+    if (buf[i - 1] === 0x6f && buf[i - 2] === 0x6c && (buf[i - 3] === 0x66 || buf[i - 3] === 0x46)) return true;
+  }
+  return buf.indexOf('FLOWED') >= 0;
 }
 
 function isPatchAttachment(att: Attachment): boolean {
@@ -480,11 +635,11 @@ function stripEmbeddedMailHeaders(text: string): string {
 }
 
 /** Re-decode a single-part base64 text body when its decoded bytes hold CRLF line ends. */
-function recoverCrlfBody(raw: Buffer, rawHeaders: Buffer, headerEnd: number, mp: MimeParts): string | null {
+function recoverCrlfBody(raw: Buffer, rawHeaders: HeaderBlock, headerEnd: number, mp: MimeParts): string | null {
   if (headerEnd < 0) return null;
-  const cte = headerValue(rawHeaders, 'content-transfer-encoding', 'latin1');
+  const cte = readHeader(rawHeaders, 'content-transfer-encoding', 'latin1');
   if (!cte || !/^base64/i.test(cte)) return null;
-  const headers = raw.subarray(0, headerEnd).toString('latin1');
+  const headers = rawHeaders.index ? rawHeaders.index.text : raw.subarray(0, headerEnd).toString('latin1');
   const ct = /^content-type:\s*([^;\r\n]+)(.*(?:\r?\n[ \t].*)*)/im.exec(headers);
   if (ct && !/^text\/plain/i.test(ct[1].trim())) return null;
   const bytes = Buffer.from(raw.subarray(headerEnd).toString('latin1'), 'base64');

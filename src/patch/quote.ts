@@ -29,14 +29,39 @@ export interface QuoteMarker {
 export function parseQuoteMarker(line: string): QuoteMarker {
   let i = 0;
   let depth = 0;
-  while (i < line.length && line[i] === '>') {
+  while (line.charCodeAt(i) === 0x3e) {
     depth++;
     i++;
     // "> > x": a single space followed by another '>' is part of the marker.
-    if (line[i] === ' ' && line[i + 1] === '>') i++;
+    if (line.charCodeAt(i) === 0x20 && line.charCodeAt(i + 1) === 0x3e) i++;
   }
-  if (depth > 0 && line[i] === ' ') i++;
+  if (depth > 0 && line.charCodeAt(i) === 0x20) i++;
   return { depth, content: depth > 0 ? line.slice(i) : line };
+}
+
+// ---------------------------------------------------------------- cheap first looks
+// Most lines of a reply are quoted or plain prose: the line-class regexes below are only run
+// when the line's first character allows a match, which charCodeAt tells without a regex.
+
+/**
+ * The character code may be whitespace to \s (or the line is empty): a regex that allows
+ * leading \s* must then be run. Printable ASCII and most other scripts are excluded.
+ */
+function maybeSpace(c: number): boolean {
+  return !(c > 0x20 && c < 0x1680 && c !== 0xa0);
+}
+
+/** After its leading whitespace, the line may start with the character code `c`. */
+function mayStartWith(line: string, c: number): boolean {
+  const f = line.charCodeAt(0);
+  return f === c || maybeSpace(f);
+}
+
+/** ">From ", ">>From ", ... at the start of the line (mbox escaping). */
+function isEscapedFrom(line: string): boolean {
+  let k = 0;
+  while (line.charCodeAt(k) === 0x3e) k++;
+  return k > 0 && line.startsWith('From ', k);
 }
 
 // ---------------------------------------------------------------- line classes
@@ -44,6 +69,30 @@ export function parseQuoteMarker(line: string): QuoteMarker {
 const ELISION_BRACKETED =
   /^\s*(\[\s*(\.{2,}|…|(snip|snipped|cut|trimmed|deleted|removed)\b[^\]]*|[^\]]*\b(snip|snipped)\b[^\]]*)\s*\]|<\s*\/?\s*(snip|snipped|cut)\b[^>]*>|\(\s*(snip|snipped|\.{3}|…)\s*\)|-*\s*(snip|8<|>8)\s*-*)\s*$/i;
 const ELISION_BARE = /^\s*(\.{3,}|…)\s*$/;
+
+/**
+ * The first character of the line lets ELISION_BRACKETED or ELISION_BARE match: after
+ * leading whitespace they start with "[", "<", "(", "-", "snip", "8<", ">8", "." or "…".
+ */
+function mayBeElision(line: string): boolean {
+  const f = line.charCodeAt(0);
+  if (maybeSpace(f)) return true;
+  switch (f) {
+    case 0x5b: // [
+    case 0x3c: // <
+    case 0x28: // (
+    case 0x2d: // -
+    case 0x73: // s
+    case 0x53: // S
+    case 0x38: // 8
+    case 0x3e: // >
+    case 0x2e: // .
+    case 0x2026: // …
+      return true;
+    default:
+      return false;
+  }
+}
 
 /** "[...]", "[snip]", "<snip>", "[ ... trimmed ... ]": stands for removed quoted material. */
 export function isElisionMarker(text: string): boolean {
@@ -73,13 +122,25 @@ const ATTRIBUTION_LOOSE = /^.{2,160}\b(wrote|writes|said|schrieb|escribió|écri
 const ATTRIBUTION_HEAD = /^(On|Am|Le|El|Il|Op|W dniu|Em|Den|Quoting)\s/;
 
 function isStrictAttribution(text: string): boolean {
-  return ATTRIBUTION_STRICT.some((re) => re.test(text));
+  for (const re of ATTRIBUTION_STRICT) if (re.test(text)) return true;
+  return false;
+}
+
+/**
+ * The line may be an attribution (alone, or as the start of a wrapped one): every pattern
+ * but Outlook's "From: ... Sent: ..." ends in ":" once trimmed. False is certain; true
+ * means isAttributionLine decides.
+ */
+function mayBeAttribution(text: string): boolean {
+  const t = text.trim();
+  return t.charCodeAt(t.length - 1) === 0x3a || t.startsWith('From:') || t.startsWith('*From:');
 }
 
 /** True if `text` (one line, or two wrapped lines joined with a space) reads as an attribution. */
 export function isAttributionLine(text: string, quoteFollows = true): boolean {
   const t = text.trim();
   if (t.length > 300) return false;
+  if (!mayBeAttribution(t)) return false;
   if (isStrictAttribution(t)) {
     // "On second thought, Jan wrote:" with no quote after it, no date and no address is
     // just prose; Gnus users put a greeting between "Name <addr> writes:" and the quote.
@@ -113,7 +174,14 @@ function isHeaderBlockAt(lines: string[], i: number): boolean {
 /** Where Outlook-style quoted material starts at line i: returns the header block's length, or 0. */
 function outlookQuoteAt(lines: string[], i: number): number {
   const line = lines[i]!;
-  if (parseQuoteMarker(line).depth > 0) return 0;
+  const f = line.charCodeAt(0);
+  if (f === 0x3e) return 0; // quoted ('>')
+  // ORIGINAL_MESSAGE starts with "-", UNDERSCORE_RULE with "_", HDR_FROM with "*" or From,
+  // Von, De, Da, Van, Od, Från, Fra (any case), all after optional whitespace.
+  if (!maybeSpace(f) && f !== 0x2d && f !== 0x5f && f !== 0x2a) {
+    const l = f | 0x20;
+    if (l !== 0x66 && l !== 0x76 && l !== 0x64 && l !== 0x6f) return 0;
+  }
   let j: number;
   if (ORIGINAL_MESSAGE.test(line) || UNDERSCORE_RULE.test(line)) {
     j = i + 1;
@@ -139,7 +207,7 @@ function outlookQuoteAt(lines: string[], i: number): number {
 
 /** The list's footer: "____\nXen-devel mailing list\nXen-devel@lists.xenproject.org\nhttps://.../listinfo/...". */
 function isListFooterAt(lines: string[], i: number): boolean {
-  if (!UNDERSCORE_RULE.test(lines[i]!)) return false;
+  if (!mayStartWith(lines[i]!, 0x5f) || !UNDERSCORE_RULE.test(lines[i]!)) return false;
   for (let j = i + 1; j < Math.min(lines.length, i + 4); j++) {
     if (/mailing list|\/listinfo\b|\/mailman\//i.test(lines[j]!)) return true;
   }
@@ -151,7 +219,7 @@ function isSignatureSeparator(line: string): boolean {
 }
 
 function isBlank(line: string): boolean {
-  return line.trim() === '';
+  return maybeSpace(line.charCodeAt(0)) && line.trim() === '';
 }
 
 // ---------------------------------------------------------------- re-wrapped quotes
@@ -212,8 +280,9 @@ function prevNonBlank(lines: string[], i: number): number {
  * Blank lines around text belong to no block; signatures and list footers are dropped.
  */
 export function splitReply(body: string): ReplyBlock[] {
-  const lines = body.replace(/\r\n?/g, '\n').split('\n');
-  const quoted = lines.map((l, i) => isQuotedLine(lines, l, i));
+  const lines = (body.includes('\r') ? body.replace(/\r\n?/g, '\n') : body).split('\n');
+  const quoted: boolean[] = [];
+  for (let k = 0; k < lines.length; k++) quoted.push(isQuotedLine(lines, lines[k]!, k));
 
   const items: Item[] = [];
   let i = 0;
@@ -232,8 +301,10 @@ export function splitReply(body: string): ReplyBlock[] {
         // signature sits above the quote).
         i++;
         while (i < lines.length && !quoted[i] && outlookQuoteAt(lines, i) === 0 && !isListFooterAt(lines, i)) {
-          const nn = nextNonBlank(lines, i + 1);
-          if (isAttributionLine(lines[i]!, nn >= 0 && quoted[nn]!)) break;
+          if (mayBeAttribution(lines[i]!)) {
+            const nn = nextNonBlank(lines, i + 1);
+            if (isAttributionLine(lines[i]!, nn >= 0 && quoted[nn]!)) break;
+          }
           i++;
         }
         continue;
@@ -251,19 +322,23 @@ export function splitReply(body: string): ReplyBlock[] {
       continue;
     }
     // Attribution, possibly wrapped onto two lines.
-    const nn1 = nextNonBlank(lines, i + 1);
-    if (isAttributionLine(line, nn1 >= 0 && quoted[nn1]!)) {
-      items.push({ k: 'a', text: line.trim() });
-      i++;
-      continue;
+    if (mayBeAttribution(line)) {
+      const nn1 = nextNonBlank(lines, i + 1);
+      if (isAttributionLine(line, nn1 >= 0 && quoted[nn1]!)) {
+        items.push({ k: 'a', text: line.trim() });
+        i++;
+        continue;
+      }
     }
     if (i + 1 < lines.length && !quoted[i + 1] && !isBlank(lines[i + 1]!) && ATTRIBUTION_HEAD.test(line.trim())) {
       const joined = `${line.trim()} ${lines[i + 1]!.trim()}`;
-      const nn2 = nextNonBlank(lines, i + 2);
-      if (isAttributionLine(joined, nn2 >= 0 && quoted[nn2]!)) {
-        items.push({ k: 'a', text: joined });
-        i += 2;
-        continue;
+      if (mayBeAttribution(joined)) {
+        const nn2 = nextNonBlank(lines, i + 2);
+        if (isAttributionLine(joined, nn2 >= 0 && quoted[nn2]!)) {
+          items.push({ k: 'a', text: joined });
+          i += 2;
+          continue;
+        }
       }
     }
     const prevQuoted = i > 0 && quoted[i - 1]!;
@@ -284,7 +359,7 @@ export function splitReply(body: string): ReplyBlock[] {
       }
     }
     // An mbox ">From " escape left in the body reads as what was written: "From ".
-    items.push({ k: 't', text: (/^>+From /.test(line) ? line.slice(1) : line).trimEnd() });
+    items.push({ k: 't', text: (isEscapedFrom(line) ? line.slice(1) : line).trimEnd() });
     i++;
   }
   return groupItems(items);
@@ -295,8 +370,8 @@ export function splitReply(body: string): ReplyBlock[] {
  * standing alone between unquoted text lines: an mboxo archive's escaping, not a quote.
  */
 function isQuotedLine(lines: string[], line: string, i: number): boolean {
-  if (!line.startsWith('>')) return false;
-  if (/^>+From /.test(line)) {
+  if (line.charCodeAt(0) !== 0x3e) return false;
+  if (isEscapedFrom(line)) {
     const p = i > 0 ? lines[i - 1]! : '';
     const n = i + 1 < lines.length ? lines[i + 1]! : '';
     const unquotedText = (l: string) => !l.startsWith('>') && !isBlank(l);
@@ -309,6 +384,7 @@ function isQuotedLine(lines: string[], line: string, i: number): boolean {
 /** "[...]"/"[snip]"/"<snip>" anywhere unquoted; a bare "..." only where it stands between quotes. */
 function isElision(lines: string[], quoted: boolean[], i: number): boolean {
   const line = lines[i]!;
+  if (!mayBeElision(line)) return false;
   if (ELISION_BRACKETED.test(line)) return true;
   if (!ELISION_BARE.test(line)) return false;
   // "..." glued to a text line is part of that text (an ellipsis, elided log output).

@@ -60,12 +60,27 @@ function matchTrailerLine(line: string): { name: string; value: string } | null 
 
 /** The commit message proper: stop at git's "---" separator or a signature. */
 function commitPart(text: string): string[] {
-  const lines = text.replace(/\r\n?/g, '\n').split('\n');
-  const end = lines.findIndex((l) => /^---\s*$/.test(l) || l === '-- ' || /^diff --git /.test(l));
-  return end >= 0 ? lines.slice(0, end) : lines;
+  const lines = splitLines(text);
+  let end = 0;
+  for (; end < lines.length; end++) {
+    const l = lines[end];
+    const c = l.charCodeAt(0);
+    // Only lines starting with "-" or "d" can end it: test those alone.
+    if (c === 0x2d ? /^---\s*$/.test(l) || l === '-- ' : c === 0x64 && l.startsWith('diff --git ')) break;
+  }
+  return end < lines.length ? lines.slice(0, end) : lines;
 }
 
-const isBlank = (l: string) => /^\s*$/.test(l);
+/** Lines of a text with CRLF and lone CR read as LF (the regex only when there is a CR). */
+function splitLines(text: string): string[] {
+  return (text.includes('\r') ? text.replace(/\r\n?/g, '\n') : text).split('\n');
+}
+
+/** /^\s*$/: a line whose first character is printable ASCII (or most scripts) is not blank. */
+const isBlank = (l: string) => {
+  const c = l.charCodeAt(0);
+  return !(c > 0x20 && c < 0x1680 && c !== 0xa0) && /^\s*$/.test(l);
+};
 
 /**
  * Trailers of a commit message, git interpret-trailers style: the last paragraph counts
@@ -157,11 +172,13 @@ function lastSentence(prose: string): string {
  * following line starting with "with", "provided", "if", ...
  */
 export function findReplyTrailers(text: string): ReplyTrailer[] {
-  const lines = text.replace(/\r\n?/g, '\n').split('\n');
+  const lines = splitLines(text);
   const out: ReplyTrailer[] = [];
   // A lead-in before a block of tags applies to all of them ("With that fixed:\nAcked-by: A\nTested-by: A").
   let blockCondition: { line: number; condition: string } | null = null;
   for (let i = 0; i < lines.length; i++) {
+    // A tag has a ':' (REPLY_TAG is not run on the many lines without one).
+    if (!lines[i].includes(':')) continue;
     const line = lines[i].replace(/^[ \t]{0,4}/, '');
     const m = REPLY_TAG.exec(line);
     if (!m) continue;

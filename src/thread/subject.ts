@@ -52,30 +52,37 @@ function tokenize(content: string): Token[] {
   const out: Token[] = [];
   // Commas separate words in the netdev/patchwork shapes ("net-next,V4,"), but not inside
   // an accidental "--to=a@b,c@d" that git send-email put into the bracket.
-  const raws = content
-    .split(/\s+/)
-    .flatMap((w) => (/[=@]/.test(w) ? [w.replace(/,+$/, '')] : w.split(',')));
+  const raws: string[] = [];
+  for (const w of splitWhitespace(content)) {
+    if (w.includes('=') || w.includes('@')) raws.push(w.replace(/,+$/, ''));
+    else if (w.includes(',')) for (const part of w.split(',')) raws.push(part);
+    else raws.push(w);
+  }
   for (let i = 0; i < raws.length; i++) {
     const raw = raws[i];
     if (!raw) continue;
+    // The patterns below start with a digit, "v" or "p": other words are plain words.
+    const c = raw.charCodeAt(0);
+    const digit = c >= 0x30 && c <= 0x39;
     // Mercurial's patchbomb numbers "[PATCH 2 of 5]" (patchwork reads it as 2/5): without
     // this its patches would each be a series of one.
-    if (/^\d+$/.test(raw) && /^of$/i.test(raws[i + 1] ?? '') && /^\d+$/.test(raws[i + 2] ?? '')) {
+    if (digit && /^\d+$/.test(raw) && /^of$/i.test(raws[i + 1] ?? '') && /^\d+$/.test(raws[i + 2] ?? '')) {
       out.push({ t: 'numbering', index: parseInt(raw, 10), total: parseInt(raws[i + 2], 10) });
       i += 2;
       continue;
     }
-    const num = NUMBERING_RE.exec(raw);
+    const num = digit ? NUMBERING_RE.exec(raw) : null;
     if (num) {
       out.push({ t: 'numbering', index: parseInt(num[1], 10), total: parseInt(num[2], 10) });
       continue;
     }
-    const ver = VERSION_RE.exec(raw);
+    const lower = c | 0x20;
+    const ver = lower === 0x76 ? VERSION_RE.exec(raw) : null;
     if (ver) {
       out.push({ t: 'version', version: parseFloat(ver[1]) });
       continue;
     }
-    const pw = PATCH_WORD_RE.exec(raw);
+    const pw = lower === 0x70 ? PATCH_WORD_RE.exec(raw) : null;
     if (pw && pw[1]) {
       // "PATCHv3", "PATCH-v3", "PATCH-next": the word glued to what follows it.
       const word = raw.slice(0, raw.length - pw[1].length);
@@ -89,6 +96,40 @@ function tokenize(content: string): Token[] {
     out.push({ t: 'word', word: raw });
   }
   return out;
+}
+
+/**
+ * content.split(/\s+/) (leading and trailing whitespace give an empty first and last word):
+ * split(' ') gives the same when the only whitespace is single spaces, as in the collapsed
+ * subjects parseSubject passes.
+ */
+function splitWhitespace(content: string): string[] {
+  let prevSpace = false;
+  for (let i = 0; i < content.length; i++) {
+    const c = content.charCodeAt(i);
+    if (c === 0x20) {
+      if (prevSpace) return content.split(/\s+/);
+      prevSpace = true;
+    } else if (c < 0x20 || (c >= 0x80 && /\s/.test(content[i]))) {
+      return content.split(/\s+/);
+    } else prevSpace = false;
+  }
+  return content.split(' ');
+}
+
+/** s.replace(/\s+/g, ' ').trim(), without the regex when words are already single-spaced. */
+function collapseWhitespace(s: string): string {
+  let prevSpace = true; // a leading space needs trimming too
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 0x20) {
+      if (prevSpace) return s.replace(/\s+/g, ' ').trim();
+      prevSpace = true;
+    } else if (c < 0x20 || (c >= 0x80 && /\s/.test(s[i]))) {
+      return s.replace(/\s+/g, ' ').trim();
+    } else prevSpace = false;
+  }
+  return prevSpace && s.length > 0 ? s.slice(0, -1) : s;
 }
 
 function isMarkerWord(w: string): boolean {
@@ -182,12 +223,12 @@ function buildMarker(brackets: Bracket[]): SeriesMarker {
 
 /** Parse a (decoded) Subject header. Pure; never throws. */
 export function parseSubject(subject: string): ParsedSubject {
-  let s = (subject ?? '').replace(/\s+/g, ' ').trim();
+  let s = collapseWhitespace(subject ?? '');
   let reply = false;
   let forward = false;
 
   // Old Mozilla forwards: "[Fwd: original subject]".
-  const mozFwd = /^\[(?:fwd|fw):\s*(.*)\]$/i.exec(s);
+  const mozFwd = s.charCodeAt(0) === 0x5b ? /^\[(?:fwd|fw):\s*(.*)\]$/i.exec(s) : null;
   if (mozFwd) {
     forward = true;
     s = mozFwd[1].trim();

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseMail, applyInBodyHeaders, isScissorsLine, extractIds } from '../../src/mail/parse.js';
+import { parseMail, applyInBodyHeaders, isScissorsLine, extractIds, headerValue, trimHeaders, findHeaderEnd } from '../../src/mail/parse.js';
 import { recordFromRaw, recordFromText } from '../../src/mail/record.js';
 import type { RawMessage } from '../../src/model.js';
 
@@ -139,4 +139,49 @@ test('recordFromText wraps a bare diff into a patch mail', async () => {
   const r = await recordFromText('diff --git a/xen/a.c b/xen/a.c\n--- a/xen/a.c\n+++ b/xen/a.c\n@@ -1,1 +1,2 @@ int f(void)\n x;\n+y;\n');
   expect(r.kind).toBe('patch');
   expect(r.files).toEqual(['xen/a.c']);
+});
+
+describe('the header block, read in one pass', () => {
+  const block = (s: string) => Buffer.from(s, 'latin1');
+
+  test('headerValue: first occurrence, unfolded, name in any case and with spaces before the colon', () => {
+    const h = block(
+      'Received: from a\n\tby b\nList-Id: first\n <xen-devel.lists.xenproject.org>\nlist-id: second\nSubject : x\n  y\nno colon here\n continued\n\n',
+    );
+    expect(headerValue(h, 'List-ID')).toBe('first <xen-devel.lists.xenproject.org>');
+    expect(headerValue(h, 'subject')).toBe('x y');
+    expect(headerValue(h, 'received')).toBe('from a by b');
+    expect(headerValue(h, 'no colon here')).toBeNull();
+    expect(headerValue(h, 'x-missing')).toBeNull();
+  });
+
+  test('headerValue: the index stops at the first empty line, a lone CR included', () => {
+    const h = block('Subject: a\r\n\r\nAuto-Submitted: auto-generated\n\n');
+    expect(headerValue(h, 'subject')).toBe('a');
+    expect(headerValue(h, 'auto-submitted')).toBeNull();
+  });
+
+  test('headerValue: a block with an 8-bit header name is still read (the plain way)', () => {
+    const h = block('X-Caf\xe9: 1\nPrecedence: bulk\nSubject: caf\xc3\xa9\n\n');
+    expect(headerValue(h, 'precedence')).toBe('bulk');
+    expect(headerValue(h, 'subject')).toBe('café');
+    expect(headerValue(h, 'subject', 'latin1')).toBe('caf\xc3\xa9');
+  });
+
+  test('trimHeaders keeps the headers mailparser needs, with their continuation lines and CRLF', () => {
+    const raw = block(
+      'Received: from a\r\n\tby b\r\nFrom: A <a@b.c>\r\nDKIM-Signature: v=1;\r\n b=xyz\r\nSubject: one\r\n two\r\nContent-Type: text/plain;\r\n charset=utf-8\r\nX-Mailer: m\r\n\r\nbody\r\n',
+    );
+    const end = findHeaderEnd(raw);
+    expect(trimHeaders(raw, end).toString('latin1')).toBe(
+      'From: A <a@b.c>\r\nSubject: one\r\n two\r\nContent-Type: text/plain;\r\n charset=utf-8\r\n\r\nbody\r\n',
+    );
+  });
+
+  test('findHeaderEnd takes whichever of LF LF and CRLF CRLF comes first', () => {
+    expect(findHeaderEnd(block('A: b\r\n\r\nx\n\ny'))).toBe(8);
+    expect(findHeaderEnd(block('A: b\n\nx\r\n\r\ny'))).toBe(6);
+    expect(findHeaderEnd(block('A: b\nC: d'))).toBe(-1);
+    expect(findHeaderEnd(block('\nbody'))).toBe(1);
+  });
 });
