@@ -6,6 +6,7 @@ import { simpleParser, type AddressObject, type Attachment, type ParsedMail as M
 import { createHash } from 'node:crypto';
 import type { Address, RawMessage, SourceRef } from '../model.js';
 import { recipientHeaders, type RawRecipients } from './recipients.js';
+import { collapseWhitespace } from '../thread/subject.js';
 
 export interface ParsedMail {
   ref: SourceRef;
@@ -421,24 +422,6 @@ function readHeader(block: HeaderBlock, name: string, encoding: BufferEncoding =
     return value.trim();
   }
   return null;
-}
-
-/**
- * s.replace(/\s+/g, ' ').trim(), without the regex for the usual subject whose words are
- * already separated by single spaces.
- */
-function collapseWhitespace(s: string): string {
-  let prevSpace = true; // a leading space needs trimming too
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c === 0x20) {
-      if (prevSpace) return s.replace(/\s+/g, ' ').trim();
-      prevSpace = true;
-    } else if (c < 0x20 || (c >= 0x80 && /\s/.test(s[i]))) {
-      return s.replace(/\s+/g, ' ').trim();
-    } else prevSpace = false;
-  }
-  return prevSpace && s.length > 0 ? s.slice(0, -1) : s;
 }
 
 export function extractIds(text: string): string[] {

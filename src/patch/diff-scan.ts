@@ -7,7 +7,7 @@
 // and reads anything as a context line, so a hunk that lost lines swallows the next file's
 // header; this scanner finds the frame first, tolerantly, and says what it had to guess.
 
-import type { DiffLine } from '../model.js';
+import type { DiffLine, Hunk } from '../model.js';
 
 /**
  * A text's lines without their "\n" and without a trailing "\r", and which of them ended in
@@ -397,16 +397,11 @@ function skipGitBinary(texts: string[], i: number): number {
   return j;
 }
 
-/** A hunk as framed, its lines numbered (DiffLines with `fn` still null) unless only the frame was asked for. */
-export interface FramedHunk {
-  header: string;
-  oldStart: number;
-  oldLines: number;
-  newStart: number;
-  newLines: number;
-  headerFunction: string | null;
-  /** Empty when only the frame was asked for. */
-  lines: DiffLine[];
+/**
+ * A hunk as framed: the model's Hunk, its lines numbered (DiffLines with `fn` still null), or
+ * empty when only the frame was asked for; with its counts and the damage seen in it.
+ */
+export interface FramedHunk extends Hunk {
   additions: number;
   deletions: number;
   problems: string[];

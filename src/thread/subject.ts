@@ -118,7 +118,7 @@ function splitWhitespace(content: string): string[] {
 }
 
 /** s.replace(/\s+/g, ' ').trim(), without the regex when words are already single-spaced. */
-function collapseWhitespace(s: string): string {
+export function collapseWhitespace(s: string): string {
   let prevSpace = true; // a leading space needs trimming too
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
