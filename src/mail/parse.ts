@@ -5,7 +5,7 @@
 import { simpleParser, type AddressObject, type Attachment, type ParsedMail as MpParsedMail } from 'mailparser';
 import { createHash } from 'node:crypto';
 import type { Address, RawMessage, SourceRef } from '../model.js';
-import { recipientHeaders, type RawRecipients } from './recipients.js';
+import { flattenAddresses, recipientHeaders, type RawRecipients } from './recipients.js';
 import { collapseWhitespace } from '../thread/subject.js';
 
 export interface ParsedMail {
@@ -443,12 +443,7 @@ function firstAddress(obj: AddressObject | AddressObject[] | undefined): Address
 function addresses(obj: AddressObject | AddressObject[] | undefined): Address[] {
   if (!obj) return [];
   const out: Address[] = [];
-  for (const o of Array.isArray(obj) ? obj : [obj]) {
-    for (const v of o.value ?? []) {
-      if (v.group) for (const g of v.group) out.push({ name: g.name ?? '', address: (g.address ?? '').toLowerCase() });
-      else out.push({ name: v.name ?? '', address: (v.address ?? '').toLowerCase() });
-    }
-  }
+  for (const o of Array.isArray(obj) ? obj : [obj]) flattenAddresses(o.value ?? [], out);
   return out;
 }
 

@@ -17,6 +17,7 @@
 // thread, which parses no mail, and mailparser's modules there cost 5 MB of heap and three
 // times the full GCs on 200 MB of mail (measured with --trace-gc), for nothing.
 import { createRequire } from 'node:module';
+import type { EmailAddress } from 'mailparser';
 import type { Address } from '../model.js';
 
 type ParseAddressHeader = (typeof import('mailparser'))['parseAddressHeader'];
@@ -78,8 +79,12 @@ function nextLine(buf: Buffer, i: number): number {
 /** The addresses of header values, as simpleParser gives them, groups flattened, addresses lower-cased. */
 export function decodeAddressValues(values: readonly string[]): Address[] {
   if (values.length === 0) return [];
-  const out: Address[] = [];
-  for (const v of addressParser()([...values]).value) {
+  return flattenAddresses(addressParser()([...values]).value);
+}
+
+/** mailparser's addresses as records keep them: groups flattened, addresses lower-cased (appended to `out`). */
+export function flattenAddresses(value: readonly EmailAddress[], out: Address[] = []): Address[] {
+  for (const v of value) {
     if (v.group) for (const g of v.group) out.push({ name: g.name ?? '', address: (g.address ?? '').toLowerCase() });
     else out.push({ name: v.name ?? '', address: (v.address ?? '').toLowerCase() });
   }
