@@ -94,20 +94,15 @@ export async function parseMail(msg: RawMessage, opts: ParseMailOptions = {}): P
     throw new MailParseError(`MIME structure could not be parsed: ${(e as Error).message}`);
   }
 
-  const ids = (v: string | string[] | undefined): string[] => {
-    if (!v) return [];
-    const all = Array.isArray(v) ? v.join(' ') : v;
-    return extractIds(all);
-  };
-  let messageId = ids(mp.messageId)[0] ?? null;
+  let messageId = idsOf(mp.messageId)[0] ?? null;
   let synthesized = false;
   if (!messageId) {
     messageId = `<patchvet-${createHash('sha1').update(msg.raw).digest('hex').slice(0, 20)}@missing-message-id>`;
     synthesized = true;
     warnings.push('no Message-ID header: using one derived from the message bytes');
   }
-  const references = ids(mp.references);
-  const inReplyTo = ids(readHeader(headers, 'in-reply-to') ?? undefined).at(-1) ?? null;
+  const references = idsOf(mp.references);
+  const inReplyTo = idsOf(readHeader(headers, 'in-reply-to') ?? undefined).at(-1) ?? null;
 
   let subject = mp.subject ?? '';
   let fromObj = firstAddress(mp.from);
@@ -523,6 +518,12 @@ function readHeader(block: HeaderBlock, name: string, encoding: BufferEncoding =
   return null;
 }
 
+/** The message ids in a header value (mailparser gives one string, or several). */
+function idsOf(v: string | string[] | undefined): string[] {
+  if (!v) return [];
+  return extractIds(Array.isArray(v) ? v.join(' ') : v);
+}
+
 export function extractIds(text: string): string[] {
   const out: string[] = [];
   const re = /<([^<>\s]+)>/g;
@@ -782,39 +783,34 @@ export function applyInBodyHeaders(text: string): InBody {
   // The lines of the body are read one at a time from the top (a line starts at p; past the
   // last line p is body.length + 1): only the first few matter.
   const end = body.length;
-  const next = (p: number): number => {
-    const nl = body.indexOf('\n', p);
-    return nl < 0 ? end + 1 : nl + 1;
-  };
-  const line = (p: number): string => body.slice(p, next(p) - 1);
   // Skip leading blank lines, then read header-like lines.
   let p = 0;
-  while (p <= end && line(p).trim() === '') p = next(p);
+  while (p <= end && lineAt(body, p).trim() === '') p = nextLineAt(body, p);
   // format-patch output pasted into the body starts with its "From <commit> Mon Sep 17 ..."
   // line: git mailinfo skips it and reads the From:/Subject: below it. mailinfo sees it as
   // ">From ..." (mboxo escaping, kept by git am's mailsplit); patchvet's mbox reader removes
   // that ">", so both shapes are skipped to give the author git am gives on the archive.
   let afterSeparator = -1;
-  if (p <= end && FORMAT_PATCH_SEPARATOR.test(line(p).replace(/\r$/, ''))) {
-    p = afterSeparator = next(p);
-    while (p <= end && line(p).trim() === '') p = next(p);
+  if (p <= end && FORMAT_PATCH_SEPARATOR.test(lineAt(body, p).replace(/\r$/, ''))) {
+    p = afterSeparator = nextLineAt(body, p);
+    while (p <= end && lineAt(body, p).trim() === '') p = nextLineAt(body, p);
   }
   let seen = false;
   while (p <= end) {
-    const l = line(p).replace(/\r$/, '');
+    const l = lineAt(body, p).replace(/\r$/, '');
     if (/^\[PATCH\][ \t]/.test(l)) {
       // git mailinfo: a "[PATCH] title" line among the in-body headers is the Subject (the
       // convention from before format-patch wrote a Subject: line).
       res.subject = l.replace(/\s+/g, ' ').trim();
       seen = true;
-      p = next(p);
+      p = nextLineAt(body, p);
       continue;
     }
     const m = /^(From|Subject|Date)[ \t]*:[ \t]*(.*)$/i.exec(l);
     if (!m) break;
     let value = m[2];
-    for (let q = next(p); q <= end; q = next(q)) {
-      const u = line(q);
+    for (let q = nextLineAt(body, p); q <= end; q = nextLineAt(body, q)) {
+      const u = lineAt(body, q);
       if (!/^[ \t]+\S/.test(u) || /^(From|Subject|Date):/i.test(u.trim())) break;
       value += ' ' + u.trim();
       p = q;
@@ -824,9 +820,9 @@ export function applyInBodyHeaders(text: string): InBody {
     else if (key === 'subject') res.subject = decodeWords(value).replace(/\s+/g, ' ').trim();
     else res.date = toIso(value);
     seen = true;
-    p = next(p);
+    p = nextLineAt(body, p);
   }
-  if (seen && (p > end || line(p).trim() === '')) {
+  if (seen && (p > end || lineAt(body, p).trim() === '')) {
     res.body = body.slice(p).replace(/^\n+/, '');
   } else {
     if (seen) {
@@ -838,6 +834,17 @@ export function applyInBodyHeaders(text: string): InBody {
     if (afterSeparator >= 0) res.body = body.slice(afterSeparator).replace(/^\n+/, '');
   }
   return res;
+}
+
+/** Where the line after the one starting at p begins (text.length + 1 past the last line). */
+function nextLineAt(text: string, p: number): number {
+  const nl = text.indexOf('\n', p);
+  return nl < 0 ? text.length + 1 : nl + 1;
+}
+
+/** The line starting at p, without its "\n". */
+function lineAt(text: string, p: number): string {
+  return text.slice(p, nextLineAt(text, p) - 1);
 }
 
 /** The first line of a `git format-patch` file, ">"-escaped or not, as git's is_format_patch_separator reads it. */

@@ -244,21 +244,40 @@ function look(ix: DiffIndex, content: string): Looked {
   return l;
 }
 
+// Loops, not findIndex/map/some with closures, in this file's per-reply code: a closure made
+// per call loses its optimized code at each full GC (V8 holds it weakly) and is compiled
+// again, which on a long run cost more than the closures' work.
+
+/** The kind of a quoted line for reclaimPastedPatch: 'H' header, 'D' a patch line, 'B' blank, 'X' diff-looking but not the patch's, 'T' text. */
+function lineKind(ix: DiffIndex, l: string, next: string | undefined): string {
+  if (isBlank(l)) return 'B';
+  if (parseHeader(l, next)) return 'H';
+  const c0 = l[0];
+  if (c0 !== '+' && c0 !== '-' && c0 !== ' ' && c0 !== '\t') return 'T';
+  for (const a of alternatives(l)) if (!a.weak && altLines(ix, a) !== undefined) return 'D';
+  return c0 === '+' || c0 === '-' ? 'X' : 'T';
+}
+
 function findFile(ix: DiffIndex, path: string): number | null {
   const files = ix.diff.files;
-  let fi = files.findIndex((f) => f.path === path || f.newPath === path || f.oldPath === path);
-  if (fi >= 0) return fi;
+  for (let fi = 0; fi < files.length; fi++) {
+    const f = files[fi];
+    if (f.path === path || f.newPath === path || f.oldPath === path) return fi;
+  }
   // A path quoted with a different prefix depth ("a/b/c.c" vs "b/c.c").
-  fi = files.findIndex((f) => f.path.endsWith(`/${path}`) || path.endsWith(`/${f.path}`));
-  return fi >= 0 ? fi : null;
+  for (let fi = 0; fi < files.length; fi++) {
+    const f = files[fi];
+    if (f.path.endsWith(`/${path}`) || path.endsWith(`/${f.path}`)) return fi;
+  }
+  return null;
 }
 
 function findHunk(ix: DiffIndex, fi: number, h: QuotedHunkHeader): number | null {
   const hunks = ix.diff.files[fi]!.hunks;
-  let hi = hunks.findIndex((x) => x.oldStart === h.oldStart && x.newStart === h.newStart);
-  if (hi < 0) hi = hunks.findIndex((x) => x.newStart === h.newStart || x.oldStart === h.oldStart);
-  if (hi < 0 && h.fnText) hi = hunks.findIndex((x) => (x.headerFunction ?? '').trim() === h.fnText);
-  return hi >= 0 ? hi : null;
+  for (let hi = 0; hi < hunks.length; hi++) if (hunks[hi].oldStart === h.oldStart && hunks[hi].newStart === h.newStart) return hi;
+  for (let hi = 0; hi < hunks.length; hi++) if (hunks[hi].newStart === h.newStart || hunks[hi].oldStart === h.oldStart) return hi;
+  if (h.fnText) for (let hi = 0; hi < hunks.length; hi++) if ((hunks[hi].headerFunction ?? '').trim() === h.fnText) return hi;
+  return null;
 }
 
 // ---------------------------------------------------------------- quoted headers
@@ -813,16 +832,8 @@ function reclaimPastedPatch(blocks: ReplyBlock[], ix: DiffIndex): ReplyBlock[] {
     }
     const lines = b.text.split('\n');
     // 'H' header, 'D' a patch line, 'B' blank, 'X' diff-looking but not the patch's, 'T' text.
-    const kinds = lines.map((l, i): string => {
-      if (isBlank(l)) return 'B';
-      const h = parseHeader(l, lines[i + 1]);
-      if (h) return 'H';
-      const c0 = l[0];
-      if (c0 !== '+' && c0 !== '-' && c0 !== ' ' && c0 !== '\t') return 'T';
-      const hit = alternatives(l).some((a) => !a.weak && altLines(ix, a) !== undefined);
-      if (hit) return 'D';
-      return c0 === '+' || c0 === '-' ? 'X' : 'T';
-    });
+    const kinds = new Array<string>(lines.length);
+    for (let i = 0; i < lines.length; i++) kinds[i] = lineKind(ix, lines[i], lines[i + 1]);
     const spans: Array<[number, number]> = [];
     let i = 0;
     while (i < lines.length) {

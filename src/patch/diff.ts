@@ -95,10 +95,10 @@ function joinTrimmed(body: string, a: number, b: number): string {
   }
   const text = body.slice(a, end);
   if (!text.includes('\r')) return text;
-  return text
-    .split('\n')
-    .map((l) => (l.endsWith('\r') ? l.slice(0, -1) : l))
-    .join('\n');
+  // A loop, not .map with a closure: see the note on closures above findFile in anchor.ts.
+  const lines = text.split('\n');
+  for (let k = 0; k < lines.length; k++) if (lines[k].endsWith('\r')) lines[k] = lines[k].slice(0, -1);
+  return lines.join('\n');
 }
 
 /** The line [i, ...) ends right after k: k is the body's end, a "\n", or a "\r" that ends the line. */

@@ -464,10 +464,12 @@ function trackAsm(texts: string[], start: string | null): Array<string | null> {
 /** git's default funcname: every column-0 line starting with a letter, '_' or '$'. */
 function trackGeneric(texts: string[], start: string | null): Array<string | null> {
   let fn = start;
-  return texts.map((t) => {
-    if (COLUMN0_NAME.test(t)) fn = t.trim();
-    return fn;
-  });
+  const out = new Array<string | null>(texts.length);
+  for (let k = 0; k < texts.length; k++) {
+    if (COLUMN0_NAME.test(texts[k])) fn = texts[k].trim();
+    out[k] = fn;
+  }
+  return out;
 }
 
 /** The function of each line of one side of a hunk (texts in order, without prefixes). */
