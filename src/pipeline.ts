@@ -118,15 +118,19 @@ export async function loadCorpus(inputs: string[], opts: LoadOptions = {}): Prom
     const t0 = performance.now();
     stats.threads = index.finish();
     const t1 = performance.now();
-    // Anchoring first, then the workers go: series grouping runs on the main thread.
+    // Series grouping runs on the main thread: with workers, while they anchor reply comments.
+    let seriesMs = 0;
+    const group = () => {
+      const s0 = performance.now();
+      stats.series = groupSeriesOnDisk(index!);
+      seriesMs = performance.now() - s0;
+    };
     if (pool) {
-      await anchorInAdvance(pool, index);
+      await anchorInAdvance(pool, index, group);
       await pool.close();
       pool = null;
-    }
-    const t2 = performance.now();
-    stats.series = groupSeriesOnDisk(index);
-    log.debug({ threadsMs: Math.round(t1 - t0), anchorMs: Math.round(t2 - t1), seriesMs: Math.round(performance.now() - t2) }, 'index steps');
+    } else group();
+    log.debug({ threadsMs: Math.round(t1 - t0), anchorAndSeriesMs: Math.round(performance.now() - t1), seriesMs: Math.round(seriesMs) }, 'index steps');
     stats.errors = errors.length;
     log.debug({ stats, memory: process.memoryUsage() }, 'corpus loaded');
     reader = new SpoolReader(dir.paths);
@@ -147,17 +151,23 @@ export async function loadCorpus(inputs: string[], opts: LoadOptions = {}): Prom
  * on parsing. The patch a reply answers is the one assembleThread would pick: the nearest
  * ancestor holding a patch with a diff.
  */
-async function anchorInAdvance(pool: Pool, index: CorpusIndex): Promise<void> {
+async function anchorInAdvance(pool: Pool, index: CorpusIndex, meanwhile: () => void): Promise<void> {
   const n = index.prepareAnchors();
-  index.begin();
+  let open = false;
   try {
     await pool.anchor(
       n,
       (k) => index.anchorJob(k),
       (k, t) => index.setComments(k, t),
+      // The first batches are out: group series (its own transactions), then one for the comments.
+      () => {
+        meanwhile();
+        index.begin();
+        open = true;
+      },
     );
   } finally {
-    index.commit();
+    if (open) index.commit();
   }
 }
 

@@ -54,6 +54,12 @@ const BATCH_MESSAGES = 64;
 const BATCH_BYTES = 1024 * 1024;
 const ANCHOR_BATCH = 64;
 /**
+ * Anchor batches per worker sent before the main thread turns to other work (Pool.anchor's
+ * `meanwhile`): about half a second of anchoring each, a few hundred kB of jobs whatever the
+ * size of the input.
+ */
+const ANCHOR_AHEAD = 48;
+/**
  * Heap limits per worker: RSS stays bounded whatever the archive; a mail too big for it is
  * skipped. Process-wide V8 flags override these: bin/patchvet's --max-semi-space-size=4 gives
  * the same 12 MB young generation, and it passes no --max-old-space-size.
@@ -222,12 +228,27 @@ export class Pool {
    * Run `count` anchor jobs on all workers, job(k) making the k-th when it is sent (so the
    * jobs never all exist at once), done(k, where) receiving its comments. A job whose worker
    * died gets no done() call. Adjacent jobs for the same patch share a batch when they can.
+   *
+   * `meanwhile`, when given, is called once, before the first done(): with up to
+   * ANCHOR_AHEAD batches per worker already sent, so the main thread can do other work
+   * (series grouping) while the workers anchor, instead of both cores waiting on it after.
    */
-  async anchor(count: number, job: (k: number) => AnchorJob, done: (k: number, at: StoredText) => void): Promise<void> {
+  async anchor(
+    count: number,
+    job: (k: number) => AnchorJob,
+    done: (k: number, at: StoredText) => void,
+    meanwhile?: () => void,
+  ): Promise<void> {
     const paths = this.spool.paths;
     const pending: Array<{ start: number; reply: Promise<WorkerReply> }> = [];
-    const limit = this.slots.length * 2;
+    let early = meanwhile;
+    const limit = () => this.slots.length * (early ? ANCHOR_AHEAD : 2);
     const take = async (p: { start: number; reply: Promise<WorkerReply> }) => {
+      if (early) {
+        const m = early;
+        early = undefined;
+        m();
+      }
       const r = await p.reply;
       if (r.kind === 'anchor') r.results.forEach((t, i) => done(p.start + i, t));
     };
@@ -241,9 +262,10 @@ export class Pool {
       }
       pending.push({ start, reply: this.send(this.least(), { kind: 'anchor', jobs, paths: [...paths] }, []) });
       start += jobs.length;
-      while (pending.length >= limit) await take(pending.shift()!);
+      while (pending.length >= limit()) await take(pending.shift()!);
     }
     while (pending.length) await take(pending.shift()!);
+    early?.();
   }
 
   async close(): Promise<void> {
