@@ -3,6 +3,7 @@
 // (in-body From:/Subject:/Date:, scissors), patch attachments, CRLF kept in base64
 // bodies, format=flowed detection, 8-bit headers without a declared charset.
 import { simpleParser, type AddressObject, type Attachment, type ParsedMail as MpParsedMail } from 'mailparser';
+import { decode as decodeQuotedPrintable } from 'libqp';
 import { createHash } from 'node:crypto';
 import type { Address, RawMessage, SourceRef } from '../model.js';
 import { flattenAddresses, recipientHeaders, type RawRecipients } from './recipients.js';
@@ -86,10 +87,10 @@ export async function parseMail(msg: RawMessage, opts: ParseMailOptions = {}): P
   const headers: HeaderBlock = { raw: rawHeaders, index: scan.index };
   // Every mail is read by mailparser (given only the headers patchvet uses). The body of a
   // plain text mail is not: mailparser's text of it is its bytes read as UTF-8 (plainTextBody).
-  const plain = headerEnd > 0 && opts.plainBodyFastPath !== false && isPlainTextMail(scan);
+  const plain = headerEnd > 0 && opts.plainBodyFastPath !== false ? plainTextEncoding(scan) : null;
   let mp: MimeParts;
   try {
-    mp = await simpleParser(headerEnd > 0 ? keptMessage(msg.raw, headerEnd, scan, !plain) : msg.raw, PARSER_OPTIONS);
+    mp = await simpleParser(headerEnd > 0 ? keptMessage(msg.raw, headerEnd, scan, plain === null) : msg.raw, PARSER_OPTIONS);
   } catch (e) {
     throw new MailParseError(`MIME structure could not be parsed: ${(e as Error).message}`);
   }
@@ -123,7 +124,7 @@ export async function parseMail(msg: RawMessage, opts: ParseMailOptions = {}): P
 
   // The text part: mailparser turns CRLF into LF; for base64 bodies whose text holds CRLF
   // (patches to CRLF files), decode again ourselves so the diff keeps its bytes.
-  let text = plain ? plainTextBody(msg.raw, headerEnd) : (mp.text ?? '');
+  let text = plain ? plainTextBody(msg.raw, headerEnd, plain) : (mp.text ?? '');
   if (!text && mp.html) text = htmlToPlain(String(mp.html));
   const crlf = recoverCrlfBody(msg.raw, headers, headerEnd, mp);
   if (crlf !== null) text = crlf;
@@ -363,19 +364,24 @@ function keptMessage(raw: Buffer, headerEnd: number, scan: HeaderScan, withBody 
 
 // ---------------------------------------------------------------- plain text bodies
 
+/** How the body of a plain text mail is sent: as it is, or quoted-printable. */
+type PlainEncoding = 'binary' | 'quoted-printable';
+
 /**
- * The mail is one text/plain part in UTF-8 or ASCII, sent 7bit, 8bit or binary, not flowed
- * and not an attachment, judged on the top-level headers mailparser is given (the kept
- * ones). That is most list mail: git send-email and mutt send nothing else. For such a mail
- * mailparser's text is the body's bytes read as UTF-8 with CRLF made LF (its 'inline' node:
- * a pass-through decoder, no charset stream for utf8/usascii/ascii, then
- * `.toString().replace(/\r?\n/g, '\n')`), which plainTextBody does without the streams
- * that carry the body line by line: they cost mailparser two thirds of its time on a patch.
- * Anything else, or anything this reading is not sure of (a parameter it does not know,
- * RFC 2231 or encoded words, a header given twice), goes to mailparser whole. A test holds
- * the two readings equal on the real sample and on edge cases (test/unit/plain-body.test.ts).
+ * The mail is one text/plain part in UTF-8 or ASCII, sent 7bit, 8bit, binary or
+ * quoted-printable, not flowed and not an attachment, judged on the top-level headers
+ * mailparser is given (the kept ones). That is most list mail: git send-email and mutt send
+ * nothing else, Outlook sends quoted-printable. For such a mail mailparser's text is the
+ * body's bytes, through libqp's decode when quoted-printable (its Decoder stream collects the
+ * whole body, then calls decode), read as UTF-8 with CRLF made LF (its 'inline' node: no
+ * charset stream for utf8/usascii/ascii, then `.toString().replace(/\r?\n/g, '\n')`). That
+ * is what plainTextBody does, without the streams that carry the body line by line: they
+ * cost mailparser two thirds of its time on a patch. Anything else, or anything this reading
+ * is not sure of (a parameter it does not know, RFC 2231 or encoded words, a header given
+ * twice), goes to mailparser whole: null. A test holds the two readings equal on the real
+ * sample and on edge cases (test/unit/plain-body.test.ts).
  */
-function isPlainTextMail(scan: HeaderScan): boolean {
+function plainTextEncoding(scan: HeaderScan): PlainEncoding | null {
   const { text, kept } = scan;
   let type: string | null = null;
   let encoding: string | null = null;
@@ -401,17 +407,18 @@ function isPlainTextMail(scan: HeaderScan): boolean {
         value += ' ' + line.trim();
         continue;
       }
-      if (name && !take()) return false;
+      if (name && !take()) return null;
       const colon = line.indexOf(':');
-      if (colon <= 0) return false;
+      if (colon <= 0) return null;
       name = line.slice(0, colon).trim().toLowerCase();
       value = line.slice(colon + 1).trim();
     }
   }
-  if (name && !take()) return false;
-  if (encoding !== null && !/^(?:7bit|8bit|binary)$/i.test(encoding)) return false;
-  if (disposition !== null && !/^inline$/i.test(disposition)) return false;
-  return type === null || isPlainUtf8Type(type);
+  if (name && !take()) return null;
+  if (disposition !== null && !/^inline$/i.test(disposition)) return null;
+  if (type !== null && !isPlainUtf8Type(type)) return null;
+  if (encoding === null || /^(?:7bit|8bit|binary)$/i.test(encoding)) return 'binary';
+  return /^quoted-printable$/i.test(encoding) ? 'quoted-printable' : null;
 }
 
 /** A Content-Type value: text/plain, with at most a UTF-8/ASCII charset and format=fixed. */
@@ -435,15 +442,16 @@ function isPlainUtf8Type(value: string): boolean {
   return true;
 }
 
-/** parseMail would read this mail's body itself (see isPlainTextMail); for tests. */
-export function readsPlainBody(raw: Buffer): boolean {
+/** parseMail would read this mail's body itself (see plainTextEncoding); for tests. */
+export function readsPlainBody(raw: Buffer): PlainEncoding | null {
   const headerEnd = findHeaderEnd(raw);
-  return headerEnd > 0 && isPlainTextMail(scanHeaderBlock(raw, headerEnd, true));
+  return headerEnd > 0 ? plainTextEncoding(scanHeaderBlock(raw, headerEnd, true)) : null;
 }
 
-/** mailparser's text of a plain text mail (see isPlainTextMail): the body as UTF-8, CRLF made LF. */
-function plainTextBody(raw: Buffer, headerEnd: number): string {
-  const body = raw.toString('utf8', headerEnd);
+/** mailparser's text of a plain text mail (see plainTextEncoding): the body as UTF-8, CRLF made LF. */
+function plainTextBody(raw: Buffer, headerEnd: number, encoding: PlainEncoding): string {
+  const bytes = raw.subarray(headerEnd);
+  const body = (encoding === 'quoted-printable' ? decodeQuotedPrintable(bytes) : bytes).toString('utf8');
   return body.includes('\r') ? body.replace(/\r?\n/g, '\n') : body;
 }
 

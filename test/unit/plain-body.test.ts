@@ -1,5 +1,5 @@
-// parseMail reads the body of a plain text mail (one text/plain part, UTF-8 or ASCII, 7bit or
-// 8bit, not flowed, not an attachment) itself instead of through mailparser's streams, which
+// parseMail reads the body of a plain text mail (one text/plain part, UTF-8 or ASCII, 7bit,
+// 8bit or quoted-printable, not flowed, not an attachment) itself instead of through mailparser's streams, which
 // cost two thirds of mailparser's time on a patch. mailparser stays the oracle: every reading
 // here must equal the one where mailparser is given the whole body, on edge cases and on all
 // 3,000 real linux-hyperv mails; and mail that is not plain in exactly that sense must go to
@@ -50,11 +50,27 @@ const PLAIN: Array<{ name: string; mail: string | Buffer }> = [
   { name: 'a body with a mbox-style From line and a boundary-looking line', mail: HEAD + 'Content-Type: text/plain\n\nFrom the start\n--foo\n' + PATCH },
 ];
 
+const QP = HEAD + 'Content-Type: text/plain; charset="utf-8"\nContent-Transfer-Encoding: quoted-printable\n\n';
+/** Quoted-printable mails parseMail must read itself (Outlook and Exchange send these). */
+const PLAIN_QP: Array<{ name: string; mail: string | Buffer }> = [
+  { name: 'escapes and soft line breaks', mail: QP + 'Reviewed-by: J=C3=BCrgen Gro=C3=9F <jgross@suse.com>\nA long line that was wrapped by the encoder at seventy-six characters, so it g=\noes on here.\n' },
+  { name: 'a diff with =3D and trailing spaces the encoder kept as =20', mail: QP + '> +\tif (ret =3D=3D 0)=20\n> +\t\treturn;\n\nWhy not -EINVAL here?\n' },
+  { name: 'CRLF line ends and CRLF soft breaks', mail: (QP + 'first =\nline\n=E2=80=94 dash\nlast\n').replace(/\n/g, '\r\n') },
+  { name: 'invalid escapes, lowercase hex, a lone = at the end', mail: QP + 'a =ZZ b =c3=a9 c =4\nend =' },
+  { name: 'whitespace before the line ends, which quoted-printable drops', mail: QP + 'text   \nmore\t\n\nend' },
+  {
+    name: 'raw 8-bit bytes inside a quoted-printable body',
+    mail: Buffer.concat([Buffer.from(QP + 'raw '), Buffer.from([0xc3, 0xa9]), Buffer.from(' and escaped =C3=A9\n')]),
+  },
+  { name: 'Content-Transfer-Encoding in capitals', mail: QP.replace('quoted-printable', 'Quoted-Printable') + 'J=C3=BCrgen\n' },
+];
+
 /** Mails that must go to mailparser whole: their text is not the body read as UTF-8. */
 const NOT_PLAIN: Array<{ name: string; mail: string }> = [
   { name: 'format=flowed', mail: HEAD + 'Content-Type: text/plain; charset=UTF-8; format=flowed\n\nsoft \nbreak\n' },
   { name: 'a latin1 charset', mail: HEAD + 'Content-Type: text/plain; charset=iso-8859-1\nContent-Transfer-Encoding: 8bit\n\nJ\u00fcrgen\n' },
-  { name: 'quoted-printable', mail: HEAD + 'Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: quoted-printable\n\nJ=C3=BCrgen=\n Gross\n' },
+  { name: 'quoted-printable in latin1', mail: HEAD + 'Content-Type: text/plain; charset=iso-8859-1\nContent-Transfer-Encoding: quoted-printable\n\nJ=FCrgen\n' },
+  { name: 'quoted-printable and flowed', mail: HEAD + 'Content-Type: text/plain; charset=utf-8; format=flowed\nContent-Transfer-Encoding: quoted-printable\n\nsoft=20\nbreak\n' },
   { name: 'base64', mail: HEAD + 'Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: base64\n\nSGVsbG8K\n' },
   { name: 'an attachment disposition', mail: HEAD + 'Content-Type: text/plain\nContent-Disposition: attachment; filename="0001-fix.patch"\n\n' + PATCH },
   { name: 'Content-Type given twice', mail: HEAD + 'Content-Type: text/plain; charset=utf-8\nContent-Type: text/html\n\n<p>hi</p>\n' },
@@ -71,14 +87,22 @@ const NOT_PLAIN: Array<{ name: string; mail: string }> = [
 describe('plain text bodies read without mailparser streams', () => {
   test.each(PLAIN)('$name: read here, and the same as mailparser reads it', async ({ mail }) => {
     const m = raw(mail);
-    expect(readsPlainBody(m.raw)).toBe(true);
+    expect(readsPlainBody(m.raw)).toBe('binary');
+    const here = await parseMail(m);
+    const oracle = await parseMail(m, { plainBodyFastPath: false });
+    expect(here).toEqual(oracle);
+  });
+
+  test.each(PLAIN_QP)('quoted-printable, $name: read here, and the same as mailparser reads it', async ({ mail }) => {
+    const m = raw(mail);
+    expect(readsPlainBody(m.raw)).toBe('quoted-printable');
     const here = await parseMail(m);
     const oracle = await parseMail(m, { plainBodyFastPath: false });
     expect(here).toEqual(oracle);
   });
 
   test.each(NOT_PLAIN)('$name: given to mailparser whole', async ({ mail }) => {
-    expect(readsPlainBody(raw(mail).raw)).toBe(false);
+    expect(readsPlainBody(raw(mail).raw)).toBe(null);
   });
 
   test('the flowed and latin1 mails would read differently: the guard matters', async () => {
@@ -91,12 +115,15 @@ describe('plain text bodies read without mailparser streams', () => {
 
   test('on all 3,000 real mails: most are read here, every one as mailparser reads it', async () => {
     let plain = 0;
+    let qp = 0;
     let n = 0;
     const differ: string[] = [];
     for await (const m of readInputs([SAMPLE])) {
       n++;
-      if (!readsPlainBody(m.raw)) continue;
+      const how = readsPlainBody(m.raw);
+      if (!how) continue;
       plain++;
+      if (how === 'quoted-printable') qp++;
       const here = await parseMail(m);
       const oracle = await parseMail(m, { plainBodyFastPath: false });
       if (JSON.stringify(here) !== JSON.stringify(oracle)) differ.push(m.ref.source);
@@ -106,5 +133,6 @@ describe('plain text bodies read without mailparser streams', () => {
     // 2,355 of the sample are single-part 7bit/8bit text/plain; all but the flowed and
     // non-UTF-8 ones are read here.
     expect(plain).toBeGreaterThan(2000);
+    expect(qp).toBeGreaterThan(100);
   }, 120_000);
 });
