@@ -55,10 +55,10 @@ const BATCH_BYTES = 1024 * 1024;
 const ANCHOR_BATCH = 64;
 /**
  * Anchor batches per worker sent before the main thread turns to other work (Pool.anchor's
- * `meanwhile`): about half a second of anchoring each, a few hundred kB of jobs whatever the
+ * `meanwhile`): about a second and a half of anchoring each, a couple of MB of jobs whatever the
  * size of the input.
  */
-const ANCHOR_AHEAD = 48;
+const ANCHOR_AHEAD = 160;
 /**
  * Heap limits per worker: RSS stays bounded whatever the archive; a mail too big for it is
  * skipped. Process-wide V8 flags override these: bin/patchvet's --max-semi-space-size=4 gives
