@@ -86,7 +86,8 @@ export async function parseMail(msg: RawMessage, opts: ParseMailOptions = {}): P
   const scan = scanHeaderBlock(msg.raw, rawHeaders.length, headerEnd > 0);
   const headers: HeaderBlock = { raw: rawHeaders, index: scan.index };
   // Every mail is read by mailparser (given only the headers patchvet uses). The body of a
-  // plain text mail is not: mailparser's text of it is its bytes read as UTF-8 (plainTextBody).
+  // plain text mail is not: mailparser's text of it is its bytes (quoted-printable decoded)
+  // read as UTF-8, which plainTextBody gives without mailparser's streams.
   const plain = headerEnd > 0 && opts.plainBodyFastPath !== false ? plainTextEncoding(scan) : null;
   let mp: MimeParts;
   try {
@@ -383,19 +384,9 @@ type PlainEncoding = 'binary' | 'quoted-printable';
  */
 function plainTextEncoding(scan: HeaderScan): PlainEncoding | null {
   const { text, kept } = scan;
-  let type: string | null = null;
-  let encoding: string | null = null;
-  let disposition: string | null = null;
+  const mime: MimeHeaders = { type: null, encoding: null, disposition: null };
   let name = '';
   let value = '';
-  const take = (): boolean => {
-    if (!name.startsWith('content-')) return true;
-    if (name === 'content-type' && type === null) type = value;
-    else if (name === 'content-transfer-encoding' && encoding === null) encoding = value;
-    else if (name === 'content-disposition' && disposition === null) disposition = value;
-    else return false; // given twice, or another content-* header
-    return true;
-  };
   for (let k = 0; k < kept.length; k += 2) {
     for (let i = kept[k]; i < kept[k + 1]; ) {
       let nl = text.indexOf('\n', i);
@@ -407,18 +398,40 @@ function plainTextEncoding(scan: HeaderScan): PlainEncoding | null {
         value += ' ' + line.trim();
         continue;
       }
-      if (name && !take()) return null;
+      if (name && !takeMimeHeader(mime, name, value)) return null;
       const colon = line.indexOf(':');
       if (colon <= 0) return null;
       name = line.slice(0, colon).trim().toLowerCase();
       value = line.slice(colon + 1).trim();
     }
   }
-  if (name && !take()) return null;
+  if (name && !takeMimeHeader(mime, name, value)) return null;
+  const { type, encoding, disposition } = mime;
   if (disposition !== null && !/^inline$/i.test(disposition)) return null;
   if (type !== null && !isPlainUtf8Type(type)) return null;
   if (encoding === null || /^(?:7bit|8bit|binary)$/i.test(encoding)) return 'binary';
   return /^quoted-printable$/i.test(encoding) ? 'quoted-printable' : null;
+}
+
+/** The top-level Content-* values plainTextEncoding judges a mail by. */
+interface MimeHeaders {
+  type: string | null;
+  encoding: string | null;
+  disposition: string | null;
+}
+
+/**
+ * Note one unfolded header (lowercase name); false for one that makes the mail not plain:
+ * a Content-* header given twice, or another Content-* header. (A module function, not a
+ * closure made per mail: see the note above findFile in patch/anchor.ts.)
+ */
+function takeMimeHeader(mime: MimeHeaders, name: string, value: string): boolean {
+  if (!name.startsWith('content-')) return true;
+  if (name === 'content-type' && mime.type === null) mime.type = value;
+  else if (name === 'content-transfer-encoding' && mime.encoding === null) mime.encoding = value;
+  else if (name === 'content-disposition' && mime.disposition === null) mime.disposition = value;
+  else return false;
+  return true;
 }
 
 /** A Content-Type value: text/plain, with at most a UTF-8/ASCII charset and format=fixed. */
