@@ -10,6 +10,7 @@
 // file and line by counting.
 
 import type { Comment, Diff, DiffLine, LineKind, ReplyBlock } from '../model.js';
+import { isBlank } from './lines.js';
 
 function count(s: string, ch: string): number {
   let n = 0;
@@ -92,11 +93,6 @@ function endNonSpace(s: string): number {
 
 /** An elision marker the reviewer wrote: "[...]", "[ … ]", "[snip]" (after trimming). */
 const SNIP = /^\[\s*(\.\.\.|…|snip)/i;
-
-/** s.trim() === '', without building the trimmed string. */
-function isBlank(s: string): boolean {
-  return firstNonSpace(s) === s.length;
-}
 
 const PREFIX: Record<LineKind, string> = { add: '+', del: '-', ctx: ' ' };
 

@@ -28,6 +28,7 @@
 //   name, as git shows it.
 
 import type { FileDiff, Hunk } from '../model.js';
+import { isBlank } from './lines.js';
 
 export type SourceLanguage = 'c' | 'asm' | 'python' | 'shell' | 'make' | 'other';
 
@@ -343,18 +344,6 @@ function isReturnTypeLine(t: string): boolean {
 /** Blank, a top-level comment, a preprocessor line, or column-0 text: nothing inside a body. */
 function isTopLevelish(t: string): boolean {
   return startsWithName(t) || isBlank(t) || /^(\/\*|\/\/|\*| \*|#)/.test(t);
-}
-
-/** t.trim() === '', without building the trimmed string for the usual indented line. */
-function isBlank(t: string): boolean {
-  for (let k = 0; k < t.length; k++) {
-    const c = t.charCodeAt(k);
-    if (c === 0x20 || c === 0x09) continue;
-    // Printable ASCII is not white space; anything else is left to trim().
-    if (c > 0x20 && c < 0x7f) return false;
-    return t.trim() === '';
-  }
-  return true;
 }
 
 const continues = (t: string) => /\\\s*$/.test(t);

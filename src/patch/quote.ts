@@ -13,6 +13,7 @@
 //  - quoted lines the client re-wrapped, so that the continuation lost its '>' prefix.
 
 import type { ReplyBlock } from '../model.js';
+import { isBlank, splitLines } from './lines.js';
 
 /** Quote depth of one line and its content with the quote markers removed. */
 export interface QuoteMarker {
@@ -218,9 +219,6 @@ function isSignatureSeparator(line: string): boolean {
   return line === '-- ' || line === '--';
 }
 
-function isBlank(line: string): boolean {
-  return maybeSpace(line.charCodeAt(0)) && line.trim() === '';
-}
 
 // ---------------------------------------------------------------- re-wrapped quotes
 
@@ -280,7 +278,7 @@ function prevNonBlank(lines: string[], i: number): number {
  * Blank lines around text belong to no block; signatures and list footers are dropped.
  */
 export function splitReply(body: string): ReplyBlock[] {
-  const lines = (body.includes('\r') ? body.replace(/\r\n?/g, '\n') : body).split('\n');
+  const lines = splitLines(body);
   const quoted: boolean[] = [];
   for (let k = 0; k < lines.length; k++) quoted.push(isQuotedLine(lines, lines[k]!, k));
 

@@ -1,6 +1,7 @@
 // Trailers: the "Key: value" lines at the end of a commit message (git interpret-trailers
 // rules), and the tags reviewers give in their replies ("Reviewed-by: ..." in new text).
 import type { Trailer } from '../model.js';
+import { isBlank, splitLines } from './lines.js';
 
 // Canonical spelling of the trailers people write in many cases ("CC:", "Acked-By:").
 // Unknown names are kept as written.
@@ -71,16 +72,6 @@ function commitPart(text: string): string[] {
   return end < lines.length ? lines.slice(0, end) : lines;
 }
 
-/** Lines of a text with CRLF and lone CR read as LF (the regex only when there is a CR). */
-function splitLines(text: string): string[] {
-  return (text.includes('\r') ? text.replace(/\r\n?/g, '\n') : text).split('\n');
-}
-
-/** /^\s*$/: a line whose first character is printable ASCII (or most scripts) is not blank. */
-const isBlank = (l: string) => {
-  const c = l.charCodeAt(0);
-  return !(c > 0x20 && c < 0x1680 && c !== 0xa0) && /^\s*$/.test(l);
-};
 
 /**
  * Trailers of a commit message, git interpret-trailers style: the last paragraph counts
