@@ -98,38 +98,35 @@ function tokenize(content: string): Token[] {
   return out;
 }
 
+/** The only white space in s is single spaces (no runs, tabs, line breaks or other \s). */
+function singleSpaced(s: string): boolean {
+  let prevSpace = false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 0x20) {
+      if (prevSpace) return false;
+      prevSpace = true;
+    } else if (c < 0x20 || (c >= 0x80 && /\s/.test(s[i]))) {
+      return false;
+    } else prevSpace = false;
+  }
+  return true;
+}
+
 /**
  * content.split(/\s+/) (leading and trailing whitespace give an empty first and last word):
  * split(' ') gives the same when the only whitespace is single spaces, as in the collapsed
  * subjects parseSubject passes.
  */
 function splitWhitespace(content: string): string[] {
-  let prevSpace = false;
-  for (let i = 0; i < content.length; i++) {
-    const c = content.charCodeAt(i);
-    if (c === 0x20) {
-      if (prevSpace) return content.split(/\s+/);
-      prevSpace = true;
-    } else if (c < 0x20 || (c >= 0x80 && /\s/.test(content[i]))) {
-      return content.split(/\s+/);
-    } else prevSpace = false;
-  }
-  return content.split(' ');
+  return singleSpaced(content) ? content.split(' ') : content.split(/\s+/);
 }
 
 /** s.replace(/\s+/g, ' ').trim(), without the regex when words are already single-spaced. */
 export function collapseWhitespace(s: string): string {
-  let prevSpace = true; // a leading space needs trimming too
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c === 0x20) {
-      if (prevSpace) return s.replace(/\s+/g, ' ').trim();
-      prevSpace = true;
-    } else if (c < 0x20 || (c >= 0x80 && /\s/.test(s[i]))) {
-      return s.replace(/\s+/g, ' ').trim();
-    } else prevSpace = false;
-  }
-  return prevSpace && s.length > 0 ? s.slice(0, -1) : s;
+  // A leading space needs the regex's trim; a single trailing one is cut here.
+  if (s.charCodeAt(0) === 0x20 || !singleSpaced(s)) return s.replace(/\s+/g, ' ').trim();
+  return s.endsWith(' ') ? s.slice(0, -1) : s;
 }
 
 function isMarkerWord(w: string): boolean {
