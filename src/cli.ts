@@ -7,7 +7,7 @@ import type { Writable } from 'node:stream';
 import { loadCorpus, type Corpus } from './pipeline.js';
 import { InputOpenError } from './sources/index.js';
 import { WorkerStartError } from './mail/pool.js';
-import { THREADS_SCHEMA, threadJson, threadText, seriesJson } from './sinks/threads.js';
+import { THREADS_SCHEMA, seriesJson } from './sinks/threads.js';
 import { log } from './log.js';
 import { progressReporter } from './sinks/progress.js';
 import type { ReviewOpts, EvalOpts } from './cli-review.js';
@@ -30,13 +30,12 @@ export interface Io {
 
 async function threadsCommand(inputs: string[], opts: { format: string; workers?: number }, io: Io): Promise<number> {
   const progress = progressReporter(io.stderr);
-  const corpus = await loadCorpus(inputs, { stdin: io.stdin, workers: opts.workers, onProgress: progress.tick });
+  const corpus = await loadCorpus(inputs, { stdin: io.stdin, workers: opts.workers, onProgress: progress.tick, renderOnWorkers: true });
   progress.stop();
   try {
     const out = new Out(io.stdout);
-    const seriesOf = (id: string) => corpus.seriesOf(id);
     if (opts.format === 'text') {
-      for (const t of corpus.threads) await out.write(threadText(corpus.thread(t)) + '\n');
+      for await (const text of corpus.threadTexts('text')) await out.write(text);
       const s = corpus.stats;
       await out.write(
         `${plural(s.messages, 'message')}, ${plural(s.threads, 'thread')}, ${s.series} series, ${plural(s.patches, 'patch', 'patches')}` +
@@ -47,8 +46,8 @@ async function threadsCommand(inputs: string[], opts: { format: string; workers?
     } else {
       await out.write(`{"schema":${JSON.stringify(THREADS_SCHEMA)},"threads":[`);
       let first = true;
-      for (const t of corpus.threads) {
-        await out.write((first ? '\n' : ',\n') + JSON.stringify(threadJson(corpus.thread(t), seriesOf)));
+      for await (const text of corpus.threadTexts('json')) {
+        await out.write((first ? '\n' : ',\n') + text);
         first = false;
       }
       // One series at a time too: as one string, the list would be a transient as large as the archive's series.

@@ -2,7 +2,9 @@
 //   sources -> mail (worker pool) -> spool + index on disk -> thread (JWZ)
 //   -> anchoring of reply comments (worker pool) -> series
 // then, one thread at a time: load records, attach the anchored comments, hand to the caller
-// (threads output, or rules -> review -> sinks).
+// (threads output, or rules -> review -> sinks). For the threads output the workers do more
+// (LoadOptions.renderOnWorkers): they anchor and render whole threads, written to the spool,
+// while the main thread groups series; the main thread then only fills in series ids.
 //
 // Memory stays flat whatever the size of the input: records are written to the spool by the
 // thread that parsed them and read back one thread at a time (only their small head is parsed
@@ -17,8 +19,10 @@ import type { ParseResult, RecordSink } from './mail/jobs.js';
 import { decodeRecord } from './mail/stored.js';
 import { SpoolDir, SpoolReader, SpoolWriter } from './store/spool.js';
 import { CorpusIndex, type StoredMessage } from './store/corpus-index.js';
-import { groupSeriesOnDisk, seriesIdOf, seriesOnDisk } from './store/series-index.js';
+import { groupSeriesOnDisk, groupSeriesSteps, seriesIdOf, seriesOnDisk } from './store/series-index.js';
 import { assembleThread, type ThreadSkeleton } from './thread/assemble.js';
+import { fillSeriesSlots, threadJson, threadText } from './sinks/threads.js';
+import type { RenderFormat } from './mail/jobs.js';
 import { log } from './log.js';
 
 export interface CorpusStats {
@@ -43,11 +47,24 @@ export interface Corpus {
   load(messageId: string): MessageRecord | undefined;
   /** Assemble one thread: records attached, reply comments anchored, reply trailers merged. */
   thread(t: ThreadSkeleton): Thread;
+  /**
+   * Every thread as `patchvet threads` writes it, in output order: a JSON thread object (one
+   * line) or the text tree. With worker threads (LoadOptions.renderOnWorkers) they render them.
+   */
+  threadTexts(format: RenderFormat): AsyncIterable<string>;
+  /** Ends the run: removes the spool, stops the worker threads if any are left. */
   close(): void;
 }
 
 export interface LoadOptions {
   workers?: number;
+  /**
+   * Keep the worker threads for Corpus.threadTexts, which then anchors reply comments and
+   * renders each thread on them while the main thread groups series: for a caller that writes
+   * the threads output and nothing else. Without it (or without workers), comments are anchored
+   * in advance and series grouped before loadCorpus returns.
+   */
+  renderOnWorkers?: boolean;
   stdin?: NodeJS.ReadableStream;
   onProgress?: (messages: number) => void;
 }
@@ -118,6 +135,14 @@ export async function loadCorpus(inputs: string[], opts: LoadOptions = {}): Prom
     const t0 = performance.now();
     stats.threads = index.finish();
     const t1 = performance.now();
+    if (pool && opts.renderOnWorkers) {
+      log.debug({ threadsMs: Math.round(t1 - t0) }, 'index steps');
+      stats.errors = errors.length;
+      reader = new SpoolReader(dir.paths);
+      const c = corpus(index, errors, stats, reader, dir, pool);
+      pool = null;
+      return c;
+    }
     // Series grouping runs on the main thread: with workers, while they anchor reply comments.
     let seriesMs = 0;
     const group = () => {
@@ -134,7 +159,7 @@ export async function loadCorpus(inputs: string[], opts: LoadOptions = {}): Prom
     stats.errors = errors.length;
     log.debug({ stats, memory: process.memoryUsage() }, 'corpus loaded');
     reader = new SpoolReader(dir.paths);
-    return corpus(index, errors, stats, reader, dir);
+    return corpus(index, errors, stats, reader, dir, null);
   } catch (e) {
     reader?.close();
     index?.close();
@@ -219,7 +244,35 @@ export class ThreadList implements Iterable<ThreadSkeleton> {
   }
 }
 
-function corpus(index: CorpusIndex, errors: InputError[], stats: CorpusStats, reader: SpoolReader, dir: SpoolDir): Corpus {
+/** Give the event loop a turn (worker threads' answers) at most this often while grouping series. */
+const YIELD_MS = 5;
+
+function corpus(index: CorpusIndex, errors: InputError[], stats: CorpusStats, reader: SpoolReader, dir: SpoolDir, pool: Pool | null): Corpus {
+  // Series are grouped before loadCorpus returns, unless the workers are kept for threadTexts:
+  // then while they render, or else on first use.
+  let grouped = pool === null;
+  const groupNow = () => {
+    if (grouped) return;
+    grouped = true;
+    stats.series = groupSeriesOnDisk(index);
+  };
+  const groupMeanwhile = async () => {
+    if (grouped) return;
+    grouped = true;
+    const steps = groupSeriesSteps(index);
+    let since = performance.now();
+    for (;;) {
+      const r = steps.next();
+      if (r.done) {
+        stats.series = r.value;
+        return;
+      }
+      if (performance.now() - since >= YIELD_MS) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        since = performance.now();
+      }
+    }
+  };
   // Index entries of the thread being read: a message's record and its comments are asked for in turn.
   const entries = new Map<string, StoredMessage | undefined>();
   const entry = (id: string): StoredMessage | undefined => {
@@ -264,17 +317,62 @@ function corpus(index: CorpusIndex, errors: InputError[], stats: CorpusStats, re
     }
     return last;
   };
-  const seriesOf = seriesIdOf(index);
+  let seriesIds: ((id: string) => string | undefined) | null = null;
+  const seriesOf = (id: string): string | undefined => {
+    groupNow();
+    return (seriesIds ??= seriesIdOf(index))(id);
+  };
+  const thread = (t: ThreadSkeleton): Thread => assembleThread(t, load, comments);
+  const renderHere = (k: number, format: RenderFormat): string => {
+    const t = thread(new ThreadView(k, skeleton));
+    return format === 'text' ? threadText(t) + '\n' : JSON.stringify(threadJson(t, seriesOf));
+  };
+
+  async function* threadTexts(format: RenderFormat): AsyncGenerator<string> {
+    if (!pool) {
+      for (let k = 0; k < stats.threads; k++) yield renderHere(k, format);
+      return;
+    }
+    const p = pool;
+    try {
+      const rendered = p.render(stats.threads, (k) => index.renderJob(k), format);
+      await groupMeanwhile();
+      let k = 0;
+      for await (const at of rendered) {
+        if (!at) yield renderHere(k, format);
+        else {
+          const text = reader.text(at.file, at.offset, at.length);
+          yield at.ids ? fillSeriesSlots(text, JSON.parse(reader.text(at.ids.file, at.ids.offset, at.ids.length)) as string[], seriesOf) : text;
+        }
+        k++;
+      }
+    } finally {
+      pool = null;
+      await p.close();
+    }
+  }
 
   return {
     threads: new ThreadList(stats.threads, (k) => new ThreadView(k, skeleton)),
-    series: { [Symbol.iterator]: () => seriesOnDisk(index) },
+    series: {
+      [Symbol.iterator]: () => {
+        groupNow();
+        return seriesOnDisk(index);
+      },
+    },
     seriesOf,
     errors,
-    stats,
+    get stats() {
+      groupNow();
+      return stats;
+    },
     load,
-    thread: (t) => assembleThread(t, load, comments),
+    thread,
+    threadTexts,
     close: () => {
+      // Kept for threadTexts and never used: stopping the threads needs no wait.
+      void pool?.close();
+      pool = null;
       reader.close();
       index.close();
       dir.close();

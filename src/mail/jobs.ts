@@ -6,8 +6,10 @@
 //    answers (the costly part of thread assembly), also written to the spool.
 import type { Comment, InputError, MessageRecord, RawMessage } from '../model.js';
 import { recordFromRaw } from './record.js';
-import { encodeRecord, parseRest } from './stored.js';
+import { decodeRecord, encodeRecord, parseRest } from './stored.js';
 import { anchorComments } from '../patch/anchor.js';
+import { assembleThread, type ThreadSkeleton } from '../thread/assemble.js';
+import { threadJsonSlots, threadText } from '../sinks/threads.js';
 import { SpoolReader, type SpoolWriter } from '../store/spool.js';
 
 /** Where a record is in the spool: file number, and the byte ranges of its head and rest. */
@@ -140,6 +142,68 @@ export function runAnchorJobs(jobs: AnchorJob[], reader: SpoolReader, sink: Reco
     out.push({ file: sink.file, offset: w.offset, length: w.length });
   }
   return out;
+}
+
+// ---------------------------------------------------------------- rendering threads
+
+/** One thread to render: its skeleton, and where its messages' records are (null: a ghost). */
+export interface RenderJob {
+  root: string;
+  rootMissing: boolean;
+  messages: Array<ThreadSkeleton['messages'][number] & { at: StoredAt | null; hasBlocks: boolean }>;
+}
+
+/** `patchvet threads` output formats. */
+export type RenderFormat = 'json' | 'text';
+
+/** Where a rendered thread is in the spool; for JSON, also its seriesId slots' Message-IDs (a JSON list). */
+export interface RenderedThread extends StoredText {
+  ids: StoredText | null;
+}
+
+/**
+ * Render threads as `patchvet threads` writes them, each written to `sink`: the thread is
+ * assembled from its records (reply comments anchored here, as assembleThread does), then
+ * formatted; JSON with its seriesId slots open (sinks/threads.ts), as series may not be grouped yet.
+ */
+export function runRenderJobs(jobs: RenderJob[], format: RenderFormat, reader: SpoolReader, sink: RecordSink): RenderedThread[] {
+  const out: RenderedThread[] = [];
+  for (const job of jobs) {
+    const t = renderThread(job, reader);
+    if (format === 'text') {
+      const w = sink.writer.append(threadText(t) + '\n');
+      out.push({ file: sink.file, offset: w.offset, length: w.length, ids: null });
+    } else {
+      const { text, ids } = threadJsonSlots(t);
+      const w = sink.writer.append(text);
+      const v = sink.writer.append(JSON.stringify(ids));
+      out.push({ file: sink.file, offset: w.offset, length: w.length, ids: { file: sink.file, offset: v.offset, length: v.length } });
+    }
+  }
+  return out;
+}
+
+/** A render job's thread, assembled as the main thread's Corpus.thread does it (see pipeline.ts). */
+function renderThread(job: RenderJob, reader: SpoolReader): ReturnType<typeof assembleThread> {
+  const entries = new Map<string, RenderJob['messages'][number]>();
+  for (const m of job.messages) entries.set(m.messageId, m);
+  const records = new Map<string, MessageRecord | undefined>();
+  const load = (id: string): MessageRecord | undefined => {
+    if (records.has(id)) return records.get(id);
+    const at = entries.get(id)?.at;
+    const r = at ? decodeRecord(reader.text(at.file, at.offset, at.headLength), () => reader.text(at.file, at.offset + at.headLength, at.restLength)) : undefined;
+    records.set(id, r);
+    return r;
+  };
+  const first = job.messages.find((m) => !m.ghost);
+  const skeleton: ThreadSkeleton = {
+    root: job.root,
+    rootMissing: job.rootMissing,
+    subject: first ? (load(first.messageId)?.subject ?? '') : '',
+    messages: job.messages,
+  };
+  // No comments for a message without reply blocks (null), the others anchored now (undefined).
+  return assembleThread(skeleton, load, (id) => (entries.get(id)?.hasBlocks ? undefined : null));
 }
 
 function restOf(reader: SpoolReader, at: StoredAt): unknown[] {

@@ -11,19 +11,23 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { RawMessage } from '../model.js';
-import type { AnchorJob, ParseResult, StoredText } from './jobs.js';
+import type { AnchorJob, ParseResult, RenderedThread, RenderFormat, RenderJob, StoredText } from './jobs.js';
 import type { SpoolDir } from '../store/spool.js';
 import { log } from '../log.js';
 
-export type { CandidateFields, LightRecord, ParseResult, StoredAt, AnchorJob, StoredText } from './jobs.js';
+export type { CandidateFields, LightRecord, ParseResult, StoredAt, AnchorJob, StoredText, RenderJob, RenderFormat, RenderedThread } from './jobs.js';
 
 /** Messages posted to a worker. */
 export type WorkerRequest =
   | { kind: 'parse'; bytes: Uint8Array; items: Array<{ start: number; length: number; ref: RawMessage['ref'] }> }
-  | { kind: 'anchor'; jobs: AnchorJob[]; paths: readonly string[] };
+  | { kind: 'anchor'; jobs: AnchorJob[]; paths: readonly string[] }
+  | { kind: 'render'; jobs: RenderJob[]; format: RenderFormat; paths: readonly string[] };
 
 /** What a worker answers, one answer per request, in order. */
-export type WorkerReply = { kind: 'parse'; results: ParseResult[] } | { kind: 'anchor'; results: StoredText[] };
+export type WorkerReply =
+  | { kind: 'parse'; results: ParseResult[] }
+  | { kind: 'anchor'; results: StoredText[] }
+  | { kind: 'render'; results: RenderedThread[] };
 
 /** Sent once by a worker when its modules are loaded, before any answer. */
 export interface WorkerReady {
@@ -59,6 +63,8 @@ const ANCHOR_BATCH = 64;
  * size of the input.
  */
 const ANCHOR_AHEAD = 160;
+/** Render batches hold whole threads, this many messages or more (one thread may be longer). */
+const RENDER_BATCH_MESSAGES = 128;
 /**
  * Heap limits per worker: RSS stays bounded whatever the archive; a mail too big for it is
  * skipped. Process-wide V8 flags override these: bin/patchvet's --max-semi-space-size=4 gives
@@ -161,8 +167,9 @@ export class Pool {
     log.warn({ err: e.message }, 'parser worker died; retrying its messages one by one');
     this.slots[i] = this.spawn();
     for (const job of lost) {
-      if (job.req.kind === 'anchor') {
-        job.resolve({ kind: 'anchor', results: [] });
+      // Comments not anchored and threads not rendered are done on the main thread instead.
+      if (job.req.kind === 'anchor' || job.req.kind === 'render') {
+        job.resolve({ kind: job.req.kind, results: [] });
         continue;
       }
       Promise.all(job.messages.map((m) => this.retry(m))).then(
@@ -268,10 +275,56 @@ export class Pool {
     early?.();
   }
 
+  /**
+   * Render threads 0..count-1 (jobs.ts runRenderJobs), in order: each thread's place in the
+   * spool, or null for one the main thread must render itself (its worker died). Batches go out
+   * as workers answer, two per worker at a time, whether or not the caller reads the results
+   * yet: a caller busy on the main thread lets them in by yielding to the event loop now and
+   * then. Answers wait here until read: a few numbers a thread, the rendered text is on disk.
+   */
+  render(count: number, job: (k: number) => RenderJob, format: RenderFormat): AsyncIterable<RenderedThread | null> {
+    const paths = this.spool.paths;
+    const batches: Array<{ size: number; reply: Promise<WorkerReply> }> = [];
+    let next = 0;
+    let inFlight = 0;
+    const pump = () => {
+      while (next < count && inFlight < this.slots.length * 2) {
+        const jobs: RenderJob[] = [];
+        for (let n = 0; next < count && n < RENDER_BATCH_MESSAGES; ) {
+          const j = job(next++);
+          jobs.push(j);
+          n += j.messages.length;
+        }
+        inFlight++;
+        const reply = this.send(this.least(), { kind: 'render', jobs, format, paths: [...paths] }, []);
+        const settled = () => {
+          inFlight--;
+          pump();
+        };
+        reply.then(settled, settled);
+        batches.push({ size: jobs.length, reply });
+      }
+    };
+    pump();
+    return {
+      [Symbol.asyncIterator]: async function* () {
+        for (let i = 0; i < batches.length; i++) {
+          const b = batches[i];
+          const r = await b.reply;
+          batches[i] = { size: b.size, reply: DONE };
+          const results = r.kind === 'render' ? r.results : [];
+          for (let j = 0; j < b.size; j++) yield results[j] ?? null;
+        }
+      },
+    };
+  }
+
   async close(): Promise<void> {
     await Promise.all([...this.slots, ...(this.quarantine ? [this.quarantine] : [])].map((s) => s.worker.terminate()));
   }
 }
+
+const DONE: Promise<WorkerReply> = Promise.resolve({ kind: 'render', results: [] });
 
 function samePatch(a: AnchorJob, b: AnchorJob): boolean {
   return !!a.patch && !!b.patch && a.patch.file === b.patch.file && a.patch.offset === b.patch.offset;

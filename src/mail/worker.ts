@@ -1,10 +1,11 @@
-// Worker thread: parses batches of raw messages into records and anchors reply comments
-// (see jobs.ts), appending both to this worker's own spool file. Each request is answered
-// once its output is written, so the main thread may read it as soon as it has the answer.
+// Worker thread: parses batches of raw messages into records, anchors reply comments and
+// renders threads (see jobs.ts), appending what it makes to this worker's own spool file. Each
+// request is answered once its output is written, so the main thread may read it as soon as it
+// has the answer.
 import { parentPort, workerData } from 'node:worker_threads';
 import { getHeapStatistics } from 'node:v8';
 import type { ParseResult } from './jobs.js';
-import { parseInto, runAnchorJobs, type RecordSink } from './jobs.js';
+import { parseInto, runAnchorJobs, runRenderJobs, type RecordSink } from './jobs.js';
 import type { WorkerReady, WorkerReply, WorkerRequest, WorkerSetup } from './pool.js';
 import { SpoolReader, SpoolWriter } from '../store/spool.js';
 
@@ -12,8 +13,10 @@ const setup = workerData as WorkerSetup;
 const sink: RecordSink = { file: setup.spoolFile, writer: new SpoolWriter(setup.spoolPath) };
 let reader: SpoolReader | null = null;
 
-// Fault injection for the pool's crash-recovery test: a mail containing this marker kills the worker.
+// Fault injection for the pool's crash-recovery tests: a mail containing this marker kills the
+// worker parsing it; so does rendering a thread whose root Message-ID contains the other one.
 const CRASH_MARKER = process.env.PATCHVET_TEST_WORKER_CRASH_MARKER;
+const RENDER_CRASH_MARKER = process.env.PATCHVET_TEST_RENDER_CRASH_MARKER;
 
 // Requests are handled one at a time, in the order they came: parsing awaits mailparser, and a
 // second request started meanwhile would interleave with the first and could be answered
@@ -37,10 +40,16 @@ async function handle(req: WorkerRequest): Promise<void> {
     }
     reply = { kind: 'parse', results };
   } else {
-    // Other workers' files grow during parsing: open them once parsing is over (anchoring starts after it).
+    // Other workers' files grow during parsing: open them once parsing is over (anchoring and rendering start after it).
     if (!reader) reader = new SpoolReader(req.paths);
     else reader.update(req.paths);
-    reply = { kind: 'anchor', results: runAnchorJobs(req.jobs, reader, sink) };
+    if (RENDER_CRASH_MARKER && req.kind === 'render' && req.jobs.some((j) => j.root.includes(RENDER_CRASH_MARKER))) {
+      throw new Error('injected worker crash');
+    }
+    reply =
+      req.kind === 'anchor'
+        ? { kind: 'anchor', results: runAnchorJobs(req.jobs, reader, sink) }
+        : { kind: 'render', results: runRenderJobs(req.jobs, req.format, reader, sink) };
   }
   sink.writer.flush();
   parentPort!.postMessage(reply);

@@ -44,6 +44,33 @@ export function threadJson(t: Thread, seriesOf?: (id: string) => string | undefi
   return { root: t.root, rootMissing: t.rootMissing, subject: t.subject, messages: t.messages.map((m) => messageJson(m, seriesOf)) };
 }
 
+// A thread's JSON can be written before series are grouped (on a worker thread, while the main
+// thread groups them): each message's seriesId is left as a slot, filled in later. The slot's
+// value is a control character, which JSON.stringify escapes, and a quote inside a string is
+// always escaped too: so this text, a key and its value, appears nowhere else in the JSON.
+const SERIES_SLOT = '"seriesId":"\\u0001"';
+
+/** JSON.stringify(threadJson(t, seriesOf)), with slots for seriesOf: the text, and the ids of the slots' messages in order. */
+export function threadJsonSlots(t: Thread): { text: string; ids: string[] } {
+  const ids: string[] = [];
+  const text = JSON.stringify(
+    threadJson(t, (id) => {
+      ids.push(id);
+      return '\u0001';
+    }),
+  );
+  return { text, ids };
+}
+
+/** The text of threadJsonSlots with its slots filled: JSON.stringify(threadJson(t, seriesOf)). */
+export function fillSeriesSlots(text: string, ids: readonly string[], seriesOf: (id: string) => string | undefined): string {
+  const parts = text.split(SERIES_SLOT);
+  if (parts.length !== ids.length + 1) throw new Error(`threads JSON: ${parts.length - 1} seriesId slots for ${ids.length} messages`);
+  let out = parts[0];
+  for (let i = 0; i < ids.length; i++) out += '"seriesId":' + JSON.stringify(seriesOf(ids[i]) ?? null) + parts[i + 1];
+  return out;
+}
+
 export function seriesJson(s: Series): Record<string, unknown> {
   return { ...s };
 }

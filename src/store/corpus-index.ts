@@ -9,7 +9,7 @@
 import Database from 'better-sqlite3';
 import type { Database as Db, Statement } from 'better-sqlite3';
 import type { MessageRecord } from '../model.js';
-import type { AnchorJob, LightRecord, StoredAt, StoredText } from '../mail/jobs.js';
+import type { AnchorJob, LightRecord, RenderJob, StoredAt, StoredText } from '../mail/jobs.js';
 import { cmpIds, dateValue, linkMessage, threadSkeleton, type Containers, type ThreadNodes, type ThreadSkeletonOut } from '../thread/jwz.js';
 
 const HAS_DIFF = 1;
@@ -232,7 +232,42 @@ export class CorpusIndex {
 
   /** The skeleton of the thread rooted at container `root` (subject left ''). */
   skeleton(root: number): ThreadSkeletonOut {
-    const rows = (this._members ??= this.db.prepare('SELECT c, mid, parent, has, date FROM node WHERE root = ?')).all(root) as NodeRow[];
+    return this.skeletonOf(root, (this._members ??= this.db.prepare('SELECT c, mid, parent, has, date FROM node WHERE root = ?')).all(root) as NodeRow[]);
+  }
+  private _members?: Statement;
+
+  /**
+   * Thread k (0-based, output order) as a render job: its skeleton, and where each message's
+   * record is (one query for the thread, where assembling it on the main thread asks per message).
+   */
+  renderJob(k: number): RenderJob {
+    const root = this.rootOf(k);
+    const rows = (this._renderRows ??= this.db.prepare(
+      'SELECT c, mid, parent, has, date, flags, file, off, head, rest FROM node WHERE root = ?',
+    )).all(root) as Array<NodeRow & { flags: number; file: number; off: number; head: number; rest: number }>;
+    const t = this.skeletonOf(root, rows);
+    const byId = new Map<string, (typeof rows)[number]>();
+    for (const r of rows) byId.set(r.mid, r);
+    return {
+      root: t.root,
+      rootMissing: t.rootMissing,
+      messages: t.messages.map((m) => {
+        const r = byId.get(m.messageId)!;
+        const stored = !m.ghost && r.has === 1;
+        return {
+          messageId: m.messageId,
+          parent: m.parent,
+          ghost: m.ghost,
+          children: m.children,
+          at: stored ? { file: r.file, offset: r.off, headLength: r.head, restLength: r.rest } : null,
+          hasBlocks: stored && (r.flags & HAS_BLOCKS) !== 0,
+        };
+      }),
+    };
+  }
+  private _renderRows?: Statement;
+
+  private skeletonOf(root: number, rows: NodeRow[]): ThreadSkeletonOut {
     const byC = new Map<number, NodeRow>();
     const kids = new Map<number, number[]>();
     for (const r of rows) {
@@ -253,7 +288,6 @@ export class CorpusIndex {
     };
     return threadSkeleton(root, nodes);
   }
-  private _members?: Statement;
 
   /** The message stored under a Message-ID, or undefined (unknown, or a ghost). */
   message(id: string): StoredMessage | undefined {

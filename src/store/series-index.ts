@@ -111,6 +111,19 @@ function* runs<T>(src: Generator<T[]>, key: (r: T) => number): Generator<T[]> {
 
 /** Group the index's candidates into series and link versions. Returns the number of series. */
 export function groupSeriesOnDisk(ix: CorpusIndex): number {
+  const steps = groupSeriesSteps(ix);
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+  }
+}
+
+/**
+ * groupSeriesOnDisk one thread, group or page of rows at a time: it yields between them, so a
+ * caller can let other work (worker threads' answers) in while it runs. Nothing else may write
+ * to the index until it is done.
+ */
+export function* groupSeriesSteps(ix: CorpusIndex): Generator<void, number> {
   const db = ix.db;
   const tp: ThreadParents = {
     parent: (id) => ix.parentId(id),
@@ -139,6 +152,7 @@ export function groupSeriesOnDisk(ix: CorpusIndex): number {
       const gid = Number(addGroup.run(g.key, unthreadedBucket(g), minDate(g.members)).lastInsertRowid);
       for (const m of g.members) addMember.run(cOf.get(m.id)!, gid, m.index, m.date);
     }
+    yield;
   }
   ix.commit();
 
@@ -165,6 +179,7 @@ export function groupSeriesOnDisk(ix: CorpusIndex): number {
       if (run.join(ms)) move.run(open, r.g);
       else open = r.g;
     }
+    yield;
   }
   ix.commit();
 
@@ -187,6 +202,7 @@ export function groupSeriesOnDisk(ix: CorpusIndex): number {
       addSeries.run(b.s.id, b.date, b.sender, b.subjectKey, b.s.version, b.resend ? 1 : 0, b.head.id, JSON.stringify(b.s)).lastInsertRowid,
     );
     for (const id of b.memberIds) setSeries.run(s, id);
+    yield;
   }
   db.exec(`
     DROP TABLE bm;
@@ -218,6 +234,7 @@ export function groupSeriesOnDisk(ix: CorpusIndex): number {
         }
       }
     }
+    yield;
   }
   // Across threads: the series of one sender and subject key together, in output order (a
   // bot or a repeated subject can make such a run long: it is read once, not once a member).
@@ -241,6 +258,7 @@ export function groupSeriesOnDisk(ix: CorpusIndex): number {
       }
       same.push(r);
     }
+    yield;
   }
   across();
   db.exec('DROP TABLE sj');
@@ -255,6 +273,7 @@ export function groupSeriesOnDisk(ix: CorpusIndex): number {
     let cur: Nx | null = null;
     for (const f of followers) if (betterNext(cur ? keyOf(cur) : null, keyOf(f))) cur = f;
     setNext.run(cur!.s, cur!.prev);
+    yield;
   }
   db.exec('DROP TABLE nx');
   ix.commit();

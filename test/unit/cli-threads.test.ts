@@ -231,3 +231,37 @@ test('a worker answers its batches in the order they came, so the first copy of 
   expect(doc.stats).toMatchObject({ messages: 2, duplicates: 1 });
   expect(doc.threads.map((t: any) => t.subject)).toEqual(['[PATCH] first copy']);
 });
+
+describe('threads rendered on the worker threads', () => {
+  // With workers, `patchvet threads` has them anchor reply comments and write each thread's
+  // JSON (or text) while the main thread groups series, then fills in the series ids: the
+  // output must be what rendering on the main thread gives, byte for byte.
+  const bin = join(process.cwd(), 'bin/patchvet');
+  const SAMPLE = join(FIX, 'real', 'linux-hyperv-2026.mbox.gz');
+  const threads = (input: string, format: string, workers: string, env: NodeJS.ProcessEnv = process.env) =>
+    spawnSync(bin, ['threads', input, '--format', format, '--workers', workers], { encoding: 'utf8', env, maxBuffer: 256 * 1024 * 1024 });
+
+  test.each(['json', 'text'])('the real sample, %s: the same bytes as on the main thread', (format) => {
+    const onWorkers = threads(SAMPLE, format, '2');
+    const onMain = threads(SAMPLE, format, '0');
+    expect(onWorkers.status).toBe(0);
+    expect(onMain.status).toBe(0);
+    expect(onWorkers.stdout).toBe(onMain.stdout);
+    if (format === 'json') {
+      // Not vacuous: series ids were filled in, comments anchored to diff lines.
+      const doc = JSON.parse(onWorkers.stdout);
+      const messages = doc.threads.flatMap((t: any) => t.messages);
+      expect(messages.filter((m: any) => m.seriesId !== null && m.seriesId !== undefined).length).toBeGreaterThan(1000);
+      expect(messages.flatMap((m: any) => m.comments).filter((c: any) => c.file !== null).length).toBeGreaterThan(500);
+    }
+  });
+
+  test('a worker that dies while rendering: the main thread renders its threads, nothing is lost', () => {
+    const normal = threads(REF, 'json', '2');
+    const crashed = threads(REF, 'json', '2', { ...process.env, PATCHVET_TEST_RENDER_CRASH_MARKER: '2465574-1-ross' });
+    expect(crashed.status).toBe(0);
+    expect(crashed.stderr).toMatch(/worker died/);
+    expect(crashed.stdout).toBe(normal.stdout);
+    expect(JSON.parse(crashed.stdout).threads[0].messages.some((m: any) => m.comments.some((c: any) => c.file === 'xen/arch/x86/domain.c'))).toBe(true);
+  });
+});
