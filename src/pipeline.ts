@@ -16,13 +16,13 @@ import type { Comment, InputError, MessageRecord, RawMessage, Series, Thread } f
 import { plainFilesBytes, readInputs } from './sources/index.js';
 import { Pool } from './mail/pool.js';
 import type { ParseResult, RecordSink } from './mail/jobs.js';
-import { decodeRecord } from './mail/stored.js';
 import { SpoolDir, SpoolReader, SpoolWriter } from './store/spool.js';
 import { CorpusIndex, type StoredMessage } from './store/corpus-index.js';
 import { groupSeriesOnDisk, groupSeriesSteps, seriesIdOf, seriesOnDisk } from './store/series-index.js';
-import { assembleThread, type ThreadSkeleton } from './thread/assemble.js';
+import { assembleThread, threadSubject, type ThreadSkeleton } from './thread/assemble.js';
 import { fillSeriesSlots, threadJson, threadText } from './sinks/threads.js';
 import type { RenderFormat } from './mail/jobs.js';
+import { readRecord } from './mail/stored.js';
 import { log } from './log.js';
 
 export interface CorpusStats {
@@ -288,8 +288,7 @@ function corpus(index: CorpusIndex, errors: InputError[], stats: CorpusStats, re
     if (hit) return hit;
     const m = entry(id);
     if (!m) return undefined;
-    const { file, offset, headLength, restLength } = m.at;
-    const r = decodeRecord(reader.text(file, offset, headLength), () => reader.text(file, offset + headLength, restLength));
+    const r = readRecord(reader, m.at);
     if (cache.size > 256) cache.delete(cache.keys().next().value as string);
     cache.set(id, r);
     return r;
@@ -310,8 +309,7 @@ function corpus(index: CorpusIndex, errors: InputError[], stats: CorpusStats, re
   const skeleton = (k: number): ThreadSkeleton => {
     if (k !== lastK || !last) {
       const t = index.skeleton(index.rootOf(k));
-      const first = t.messages.find((m) => !m.ghost);
-      t.subject = first ? (load(first.messageId)?.subject ?? '') : '';
+      t.subject = threadSubject(t.messages, load);
       last = t;
       lastK = k;
     }

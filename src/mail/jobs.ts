@@ -6,9 +6,9 @@
 //    answers (the costly part of thread assembly), also written to the spool.
 import type { Comment, InputError, MessageRecord, RawMessage } from '../model.js';
 import { recordFromRaw } from './record.js';
-import { decodeRecord, encodeRecord, parseRest } from './stored.js';
+import { encodeRecord, parseRest, readRecord } from './stored.js';
 import { anchorComments } from '../patch/anchor.js';
-import { assembleThread, type ThreadSkeleton } from '../thread/assemble.js';
+import { assembleThread, threadSubject, type ThreadSkeleton } from '../thread/assemble.js';
 import { threadJsonSlots, threadText } from '../sinks/threads.js';
 import { SpoolReader, type SpoolWriter } from '../store/spool.js';
 
@@ -191,17 +191,11 @@ function renderThread(job: RenderJob, reader: SpoolReader): ReturnType<typeof as
   const load = (id: string): MessageRecord | undefined => {
     if (records.has(id)) return records.get(id);
     const at = entries.get(id)?.at;
-    const r = at ? decodeRecord(reader.text(at.file, at.offset, at.headLength), () => reader.text(at.file, at.offset + at.headLength, at.restLength)) : undefined;
+    const r = at ? readRecord(reader, at) : undefined;
     records.set(id, r);
     return r;
   };
-  const first = job.messages.find((m) => !m.ghost);
-  const skeleton: ThreadSkeleton = {
-    root: job.root,
-    rootMissing: job.rootMissing,
-    subject: first ? (load(first.messageId)?.subject ?? '') : '',
-    messages: job.messages,
-  };
+  const skeleton: ThreadSkeleton = { root: job.root, rootMissing: job.rootMissing, subject: threadSubject(job.messages, load), messages: job.messages };
   // No comments for a message without reply blocks (null), the others anchored now (undefined).
   return assembleThread(skeleton, load, (id) => (entries.get(id)?.hasBlocks ? undefined : null));
 }

@@ -307,11 +307,10 @@ export class Pool {
     };
     pump();
     return {
+      // An answered batch always has a successor sent (pump) by the time its awaiter resumes, until all are sent.
       [Symbol.asyncIterator]: async function* () {
-        for (let i = 0; i < batches.length; i++) {
-          const b = batches[i];
+        for (let b = batches.shift(); b; b = batches.shift()) {
           const r = await b.reply;
-          batches[i] = { size: b.size, reply: DONE };
           const results = r.kind === 'render' ? r.results : [];
           for (let j = 0; j < b.size; j++) yield results[j] ?? null;
         }
@@ -323,8 +322,6 @@ export class Pool {
     await Promise.all([...this.slots, ...(this.quarantine ? [this.quarantine] : [])].map((s) => s.worker.terminate()));
   }
 }
-
-const DONE: Promise<WorkerReply> = Promise.resolve({ kind: 'render', results: [] });
 
 function samePatch(a: AnchorJob, b: AnchorJob): boolean {
   return !!a.patch && !!b.patch && a.patch.file === b.patch.file && a.patch.offset === b.patch.offset;

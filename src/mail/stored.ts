@@ -7,6 +7,8 @@
 // while a rule that reads `diff` sees exactly the record the parser built.
 import type { Diff, DiffLine, Hunk, MessageRecord } from '../model.js';
 import { lazyRecipients, rawRecipientsOf, type RawRecipients } from './recipients.js';
+import type { SpoolReader } from '../store/spool.js';
+import type { StoredAt } from './jobs.js';
 
 /** The two texts of a stored record. */
 export interface StoredRecord {
@@ -87,6 +89,11 @@ export function decodeRecord(head: string, loadRest: () => string): MessageRecor
     set warnings(v) { rest().warnings = v; },
   };
   return r;
+}
+
+/** The record stored at `at` in the spool: its head parsed now, its rest when first used. */
+export function readRecord(reader: SpoolReader, at: StoredAt): MessageRecord {
+  return decodeRecord(reader.text(at.file, at.offset, at.headLength), () => reader.text(at.file, at.offset + at.headLength, at.restLength));
 }
 
 /** A stored record's rest (see encodeRecord), its diff unpacked: the record's own values. */

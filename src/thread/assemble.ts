@@ -18,6 +18,12 @@ export interface ThreadSkeleton {
  */
 export type PrecomputedComments = (messageId: string) => Comment[] | null | undefined;
 
+/** A thread's subject: its first message's (the first that is not a ghost), or ''. */
+export function threadSubject(messages: ThreadSkeleton['messages'], load: (id: string) => MessageRecord | undefined): string {
+  const first = messages.find((m) => !m.ghost);
+  return first ? (load(first.messageId)?.subject ?? '') : '';
+}
+
 export function assembleThread(
   t: ThreadSkeleton,
   load: (id: string) => MessageRecord | undefined,
