@@ -78,10 +78,8 @@ const IN_PROCESS_BYTES = 1024 * 1024;
 async function* parseHere(src: AsyncIterable<RawMessage>, sink: RecordSink): AsyncGenerator<ParseResult> {
   // Loaded only here: with worker threads, the main thread never parses, and mailparser,
   // its charset tables and the diff reader cost it ~27 MB.
-  const { parseInto } = await import('./mail/jobs.js');
-  for await (const m of src) {
-    yield await parseInto(m, sink);
-  }
+  const { parseEachInto } = await import('./mail/jobs.js');
+  yield* parseEachInto(src, sink);
 }
 
 export async function loadCorpus(inputs: string[], opts: LoadOptions = {}): Promise<Corpus> {

@@ -5,7 +5,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { getHeapStatistics } from 'node:v8';
 import type { ParseResult } from './jobs.js';
-import { parseInto, runAnchorJobs, runRenderJobs, type RecordSink } from './jobs.js';
+import { parseEachInto, runAnchorJobs, runRenderJobs, type RecordSink } from './jobs.js';
 import type { WorkerReady, WorkerReply, WorkerRequest, WorkerSetup } from './pool.js';
 import { SpoolReader, SpoolWriter } from '../store/spool.js';
 
@@ -33,11 +33,12 @@ async function handle(req: WorkerRequest): Promise<void> {
   if (req.kind === 'parse') {
     const results: ParseResult[] = [];
     const all = Buffer.from(req.bytes.buffer, req.bytes.byteOffset, req.bytes.byteLength);
-    for (const it of req.items) {
+    const msgs = req.items.map((it) => {
       const raw = all.subarray(it.start, it.start + it.length);
       if (CRASH_MARKER && raw.includes(CRASH_MARKER)) throw new Error('injected worker crash');
-      results.push(await parseInto({ raw, ref: it.ref }, sink));
-    }
+      return { raw, ref: it.ref };
+    });
+    for await (const r of parseEachInto(msgs, sink)) results.push(r);
     reply = { kind: 'parse', results };
   } else {
     // Other workers' files grow during parsing: open them once parsing is over (anchoring and rendering start after it).

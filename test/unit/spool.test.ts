@@ -6,11 +6,11 @@ import { join } from 'node:path';
 import { readInputs, splitMboxBuffer } from '../../src/sources/index.js';
 import { recordFromRaw } from '../../src/mail/record.js';
 import { decodeRecord, encodeRecord } from '../../src/mail/stored.js';
-import { runAnchorJobs, storeRecord, type RecordSink } from '../../src/mail/jobs.js';
+import { PARSE_WINDOW, parseEachInto, runAnchorJobs, storeRecord, type ParseResult, type RecordSink } from '../../src/mail/jobs.js';
 import { SpoolDir, SpoolReader, SpoolWriter } from '../../src/store/spool.js';
 import { buildThreads } from '../../src/thread/jwz.js';
 import { assembleThread } from '../../src/thread/assemble.js';
-import type { MessageRecord } from '../../src/model.js';
+import type { MessageRecord, RawMessage } from '../../src/model.js';
 
 const FIX = join(process.cwd(), '../shared/fixtures');
 
@@ -155,6 +155,47 @@ describe('spool files', () => {
       for (const [f, at, s] of pieces) expect(r.text(f, at.offset, at.length)).toBe(s);
       r.close();
       wa.close();
+    } finally {
+      dir.close();
+    }
+  });
+});
+
+describe('parsing several mails at once', () => {
+  test('records come out in input order, spooled as one at a time would, and a bad mail in a window is skipped alone', async () => {
+    const good: RawMessage[] = [];
+    for await (const m of readInputs([join(FIX, 'real/linux-hyperv-2026.mbox.gz')])) {
+      good.push(m);
+      if (good.length === PARSE_WINDOW * 3 + 5) break;
+    }
+    // Two mails parseMail rejects, in the middle of windows, and one at the very end.
+    const bad = (n: number): RawMessage => {
+      const raw = n % 2 ? Buffer.alloc(0) : Buffer.from('this is not a mail: no header block at all');
+      return { raw, ref: { source: `bad:${n}`, file: 'bad', offset: n, length: raw.length } };
+    };
+    const msgs = [...good.slice(0, 7), bad(1), ...good.slice(7, PARSE_WINDOW + 9), bad(2), ...good.slice(PARSE_WINDOW + 9), bad(3)];
+    const dir = new SpoolDir('patchvet-test-spool-');
+    try {
+      const many = dir.newFile();
+      const sinkMany: RecordSink = { file: many.file, writer: new SpoolWriter(many.path) };
+      const results: ParseResult[] = [];
+      for await (const r of parseEachInto(msgs, sinkMany)) results.push(r);
+      sinkMany.writer.close();
+      // The same mails through a window of one: the generator fed one mail at a time.
+      const one = dir.newFile();
+      const sinkOne: RecordSink = { file: one.file, writer: new SpoolWriter(one.path) };
+      const single: ParseResult[] = [];
+      for (const m of msgs) for await (const r of parseEachInto([m], sinkOne)) single.push(r);
+      sinkOne.writer.close();
+
+      expect(results).toHaveLength(msgs.length);
+      expect(results.map((r) => (r.ok ? r.light.messageId : r.error.source))).toEqual(single.map((r) => (r.ok ? r.light.messageId : r.error.source)));
+      const errors = results.filter((r) => !r.ok);
+      expect(errors.map((r) => (r.ok ? null : r.error.source))).toEqual(['bad:1', 'bad:2', 'bad:3']);
+      expect(errors.every((r) => !r.ok && r.error.message.startsWith('skipped: '))).toBe(true);
+      expect(results.filter((r) => r.ok)).toHaveLength(good.length);
+      expect(readFileSync(many.path)).toEqual(readFileSync(one.path));
+      expect(readFileSync(many.path).length).toBeGreaterThan(good.length * 100);
     } finally {
       dir.close();
     }
