@@ -94,7 +94,8 @@ export function lightOf(r: MessageRecord, at: StoredAt): LightRecord {
  * a chain of streams that hop through the event loop (nextTick, setImmediate) a dozen times;
  * with one mail at a time every hop is a turn of the loop for that mail alone, with sixteen
  * one turn serves them all: parseMail cost ~175 -> ~130 us a mail on the real sample
- * (bench/stages.mjs). Memory stays bounded: a parse batch is at most 1 MB of mail (pool.ts).
+ * (bench/stages.mjs). Memory stays bounded: sixteen mails at most, and on a worker no more than
+ * its parse batch (1 MB of mail, or one bigger mail alone; pool.ts).
  */
 export const PARSE_WINDOW = 16;
 
