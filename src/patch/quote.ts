@@ -219,7 +219,6 @@ function isSignatureSeparator(line: string): boolean {
   return line === '-- ' || line === '--';
 }
 
-
 // ---------------------------------------------------------------- re-wrapped quotes
 
 /** Where mail clients break lines; a quoted line this long may have lost its tail to the next line. */

@@ -72,7 +72,6 @@ function commitPart(text: string): string[] {
   return end < lines.length ? lines.slice(0, end) : lines;
 }
 
-
 /**
  * Trailers of a commit message, git interpret-trailers style: the last paragraph counts
  * when every line in it is a trailer (or a continuation line starting with whitespace),
