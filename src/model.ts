@@ -189,7 +189,7 @@ export interface MessageRecord {
   /** Diff may be corrupted by the mail client (format=flowed, wrapped lines, ...): say so rather than trust it. */
   whitespaceDamaged: boolean;
   damage: string[];
-  /** Auto-Submitted / bounce / list-generated: never answer it. */
+  /** Written by a program (auto-reply, bounce, a list server's notice, patchvet's own reply): never answer it. */
   automated: boolean;
   /** Non-fatal problems met while reading this message. */
   warnings: string[];

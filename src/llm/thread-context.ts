@@ -78,7 +78,8 @@ const BOT = /(^|[-_.+])(bot|robot|noreply|no-reply|patchwork|patchvet|ci|automat
 
 /**
  * Automated senders: CI, patchwork, test robots ("kernel test robot <lkp@intel.com>").
- * Not `record.automated`: list servers mark every mail "Precedence: bulk".
+ * Not `record.automated`, which reads headers (auto-replies, bounces): a robot's report is
+ * ordinary mail by its headers.
  */
 export function isBot(rec: MessageRecord): boolean {
   return BOT.test(rec.from.address.split('@')[0] ?? '') || /\b(bot|robot)\b/i.test(rec.from.name);

@@ -696,17 +696,33 @@ function splitAddressList(text: string): string[] {
   return out;
 }
 
+/**
+ * Mail written by a program, not a person: auto-replies (RFC 3834's Auto-Submitted, and the
+ * older Precedence: auto_reply and X-Autoreply/X-Autorespond), bounces and delivery reports,
+ * a list server's own notices (Mailman's X-List-Administrivia), and patchvet's own replies.
+ * "Precedence: bulk" (or junk) counts only on mail that did not come through a mailing list:
+ * list servers stamp it on every mail they pass on (vger.kernel.org: bulk; Mailman: list), so
+ * on list mail it says nothing about who wrote it.
+ */
 function isAutomated(mp: MimeParts, rawHeaders: HeaderBlock, from: Address): boolean {
   const auto = readHeader(rawHeaders, 'auto-submitted');
   if (auto && auto.toLowerCase() !== 'no') return true;
   const prec = readHeader(rawHeaders, 'precedence');
-  if (prec && /^(bulk|junk|auto_reply)$/i.test(prec)) return true;
+  if (prec && /^auto_reply$/i.test(prec)) return true;
+  if (prec && /^(bulk|junk)$/i.test(prec) && !viaList(rawHeaders)) return true;
+  if (readHeader(rawHeaders, 'x-autoreply') || readHeader(rawHeaders, 'x-autorespond')) return true;
+  if (/^yes$/i.test(readHeader(rawHeaders, 'x-list-administrivia') ?? '')) return true;
   if (/^(mailer-daemon|postmaster)@/i.test(from.address)) return true;
   const ct = readHeader(rawHeaders, 'content-type') ?? '';
   if (/multipart\/report/i.test(ct)) return true;
   if (readHeader(rawHeaders, 'x-patchvet')) return true;
   void mp;
   return false;
+}
+
+/** The mail came through a mailing list (RFC 2919 List-Id, RFC 2369 List-Post, ezmlm's Mailing-List). */
+function viaList(rawHeaders: HeaderBlock): boolean {
+  return !!(readHeader(rawHeaders, 'list-id') || readHeader(rawHeaders, 'list-post') || readHeader(rawHeaders, 'mailing-list'));
 }
 
 // ---------------------------------------------------------------- body

@@ -90,6 +90,51 @@ describe('encodings and damage', () => {
     expect(r.warnings.join(' ')).toMatch(/no Message-ID/);
   });
 
+  describe('automated mail', () => {
+    // A patch as vger.kernel.org delivers it: the list stamps "Precedence: bulk" on every mail.
+    const listPatch = (extra: string, list = 'List-Id: <linux-hyperv.vger.kernel.org>\n') =>
+      recordFromText(
+        'From: Wei Liu <wei.liu@kernel.org>\nTo: linux-hyperv@vger.kernel.org\nSubject: [PATCH] hv: fix the thing\n' +
+          'Message-ID: <auto-1@kernel.org>\nDate: Wed, 25 Feb 2026 19:05:29 +0000\n' + list + extra + '\n' +
+          'Fix it.\n\nSigned-off-by: Wei Liu <wei.liu@kernel.org>\n---\n' +
+          'diff --git a/drivers/hv/a.c b/drivers/hv/a.c\n--- a/drivers/hv/a.c\n+++ b/drivers/hv/a.c\n@@ -1,2 +1,2 @@\n int a;\n-int b;\n+int c;\n',
+      );
+
+    test('list mail stamped "Precedence: bulk" or "list" by the list server is written by a person', async () => {
+      for (const extra of ['Precedence: bulk\n', 'Precedence: list\n', 'Precedence: junk\n', 'Auto-Submitted: no\n', '']) {
+        const r = await listPatch(extra);
+        expect({ extra, kind: r.kind, automated: r.automated }).toEqual({ extra, kind: 'patch', automated: false });
+      }
+      // List-Post or ezmlm's Mailing-List say the same as List-Id.
+      expect((await listPatch('Precedence: bulk\n', 'List-Post: <mailto:xen-devel@lists.xenproject.org>\n')).automated).toBe(false);
+      expect((await listPatch('Precedence: bulk\n', 'Mailing-List: contact dev-help@example.org; run by ezmlm\n')).automated).toBe(false);
+    });
+
+    test('bulk mail that did not come through a list, auto-replies and list notices are automated', async () => {
+      expect((await listPatch('Precedence: bulk\n', '')).automated).toBe(true);
+      expect((await listPatch('Precedence: junk\n', '')).automated).toBe(true);
+      // Through the list and still a program's: RFC 3834 and the older auto-reply markers.
+      const markers = ['Auto-Submitted: auto-replied', 'Auto-Submitted: auto-generated', 'X-Autoreply: yes', 'X-Autorespond: vacation', 'X-List-Administrivia: yes'];
+      for (const extra of [...markers.map((m) => `Precedence: bulk\n${m}\n`), 'Precedence: auto_reply\n']) {
+        expect({ extra, automated: (await listPatch(extra)).automated }).toEqual({ extra, automated: true });
+      }
+    });
+
+    test('none of the 3,000 real list mails, all "Precedence: bulk", is automated by that alone', async () => {
+      const { readInputs } = await import('../../src/sources/index.js');
+      let n = 0;
+      const automated: string[] = [];
+      for await (const m of readInputs([join(process.cwd(), '../shared/fixtures/real/linux-hyperv-2026.mbox.gz')])) {
+        const head = m.raw.subarray(0, 16384).toString('latin1');
+        if (/^Precedence: bulk$/im.test(head) && /^List-Id:/im.test(head) && !/^(Auto-Submitted|X-Autoreply|X-Autorespond|X-List-Administrivia):/im.test(head)) n++;
+        const r = await recordFromRaw(m);
+        if (r.automated) automated.push(`${r.messageId} ${r.from.address}`);
+      }
+      expect(n).toBe(3000);
+      expect(automated).toEqual([]);
+    });
+  });
+
   test('a Date header that does not parse gives no date (not the time of parsing) and a warning', async () => {
     const text = 'Message-ID: <d@example.org>\nDate: someday soon\nFrom: a@example.org\nSubject: s\n\nbody\n';
     const r = await recordFromRaw({ raw: Buffer.from(text), ref: { source: 'd:0', file: 'd', offset: 0, length: text.length } });

@@ -119,6 +119,22 @@ describe('decide', () => {
     expect(decide(patch, ctx({ lists: [{ ...XEN, reply: 'author' }] }))).toMatchObject({ action: 'send', audience: 'author' });
   });
 
+  test('a patch from a vger.kernel.org list, which stamps "Precedence: bulk" on every mail, is answered', async () => {
+    // The first patch of the real linux-hyperv sample, headers as the list delivered them.
+    const { readInputs } = await import('../../src/sources/index.js');
+    let first: MessageRecord | null = null;
+    for await (const m of readInputs([join(process.cwd(), '../shared/fixtures/real/linux-hyperv-2026.mbox.gz')])) {
+      const r = await recordFromRaw(m);
+      if (r.kind === 'patch' && /^Precedence: bulk$/im.test(m.raw.toString('latin1'))) {
+        first = r;
+        break;
+      }
+    }
+    expect(first).not.toBeNull();
+    const d = decide(first!, ctx({ lists: [OTHER], now: new Date(first!.date ?? 0) }));
+    expect(d).toMatchObject({ action: 'send', review: true });
+  });
+
   test('never: own mail, automated mail, muted senders, old mail, other lists', async () => {
     expect(decide(patch, ctx({ botAddress: 'Ross.Lagerwall@citrix.com' })).reason).toBe('own mail');
     const auto = await mail(
