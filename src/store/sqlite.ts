@@ -164,7 +164,7 @@ export async function openSqliteStore(spec: string, opts: { busyTimeoutMs?: numb
     db.pragma('foreign_keys = ON');
     // The pragma does nothing, without an error, inside a transaction or where SQLite was built
     // without foreign keys: findings and outbox rows could then point at messages never stored.
-    if (db.pragma('foreign_keys', { simple: true }) !== 1) throw new Error('foreign keys could not be turned on');
+    if (db.pragma('foreign_keys', { simple: true }) !== 1) throw new Error('foreign keys could not be turned on (a SQLite built without them?)');
     await retryBusy(() => migrateSqlite(db), busyMs);
   } catch (e) {
     db.close();
