@@ -10,6 +10,7 @@
 // other anchor that does not read as its line fails the test.
 import { join } from 'node:path';
 import { loadCorpus, type Corpus } from '../../src/pipeline.js';
+import { readInputs } from '../../src/sources/index.js';
 import type { DiffLine, MessageRecord, ThreadMessage } from '../../src/model.js';
 import { buildThreads } from '../../src/thread/jwz.js';
 import { groupSeries } from '../../src/thread/series.js';
@@ -109,4 +110,22 @@ test('the on-disk index threads and groups series as the in-memory Threader and 
   expect(series.filter((s) => s.previousVersion).length).toBeGreaterThan(50);
   expect(series).toEqual(groupSeries(records, threads));
   for (const s of series) for (const p of s.patches) if (p) expect(corpus.seriesOf(p)).toBe(s.id);
+});
+
+test('none of the real list mails, all stamped "Precedence: bulk" by the list server, is automated by that alone', async () => {
+  let bulk = 0;
+  for await (const m of readInputs([SAMPLE])) {
+    const head = m.raw.subarray(0, 16384).toString('latin1');
+    if (/^Precedence: bulk$/im.test(head) && /^List-Id:/im.test(head) && !/^(Auto-Submitted|X-Autoreply|X-Autorespond|X-List-Administrivia):/im.test(head)) bulk++;
+  }
+  expect(bulk).toBe(3000);
+  const automated: string[] = [];
+  for (const t of corpus.threads) {
+    for (const m of t.messages) {
+      if (m.ghost) continue;
+      const r = corpus.load(m.messageId)!;
+      if (r.automated) automated.push(`${r.messageId} ${r.from.address}`);
+    }
+  }
+  expect(automated).toEqual([]);
 });
