@@ -3,9 +3,11 @@
 // cost two thirds of mailparser's time on a patch. mailparser stays the oracle: every reading
 // here must equal the one where mailparser is given the whole body, on edge cases and on all
 // 3,000 real linux-hyperv mails; and mail that is not plain in exactly that sense must go to
-// mailparser whole.
+// mailparser whole. The header block of such a mail is read by mailparser's own header code
+// (mailsplit's Headers, MailParser's processHeaders) without its streams; the same oracle holds
+// that reading equal to simpleParser's.
 import { join } from 'node:path';
-import { parseMail, readsPlainBody } from '../../src/mail/parse.js';
+import { parseMail, readsHeadersWithoutStreams, readsPlainBody } from '../../src/mail/parse.js';
 import { readInputs } from '../../src/sources/index.js';
 import type { RawMessage } from '../../src/model.js';
 
@@ -131,4 +133,49 @@ describe('plain text bodies read without mailparser streams', () => {
     expect(plain).toBeGreaterThan(2000);
     expect(qp).toBeGreaterThan(100);
   }, 120_000);
+});
+
+const BODY = 'Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n' + PATCH;
+/** Header blocks of plain text mails: each read as simpleParser reads it. */
+const HEADERS: Array<{ name: string; mail: string | Buffer }> = [
+  {
+    name: 'RFC 2047 words in From and Subject, in UTF-8 and ISO-8859-1, Q and B',
+    mail:
+      'From: =?UTF-8?Q?J=C3=BCrgen_Gro=C3=9F?= <jgross@suse.com>\nSubject: =?iso-8859-1?q?=5BPATCH_v2=5D_fix_f=FCr?=\n =?UTF-8?B?IGvDpHNl?=\n' +
+      'Message-ID: <a@suse.com>\nDate: Mon, 2 Mar 2026 09:00:00 +0000\n' + BODY,
+  },
+  {
+    name: '8-bit Subject and From name without a charset: not UTF-8, so read as latin1',
+    mail: Buffer.concat([Buffer.from('From: J'), Buffer.from([0xfc]), Buffer.from('rgen <j@example.org>\nSubject: [PATCH] f'), Buffer.from([0xfc]), Buffer.from('r\nMessage-ID: <b@example.org>\n' + BODY)]),
+  },
+  { name: '8-bit UTF-8 Subject without a charset', mail: 'From: a@example.org\nSubject: [PATCH] caf\u00e9 \u2014 fix\nMessage-ID: <c@example.org>\n' + BODY },
+  {
+    name: 'folded References and In-Reply-To, ids without angle brackets, a comment',
+    mail:
+      'From: a@example.org\nSubject: Re: [PATCH] x\nMessage-ID: <d@example.org>\nIn-Reply-To: <c@example.org> (Jane\'s message)\n' +
+      'References: <a@example.org>\n\t<b@example.org>\n  bare@example.org <c@example.org>\n' + BODY,
+  },
+  { name: 'Subject, From and Message-ID given twice: the first wins', mail: 'From: a@example.org\nFrom: b@example.org\nSubject: one\nSubject: two\nMessage-ID: <e1@x>\nMessage-ID: <e2@x>\n' + BODY },
+  { name: 'a Date that cannot be read, and no Message-ID', mail: 'From: a@example.org\nSubject: [PATCH] y\nDate: sometime on Tuesday\n' + BODY },
+  { name: 'no Subject, no From', mail: 'Message-ID: <f@example.org>\nDate: Tue, 3 Mar 2026 10:00:00 -0800 (PST)\n' + BODY },
+  { name: 'a group and a quoted name with a comma in From', mail: 'From: "Doe, Jane" (maintainer) <jane@example.org>\nSubject: [PATCH] z\nMessage-ID: <g@example.org>\n' + BODY },
+  { name: 'an empty group in From', mail: 'From: undisclosed-recipients:;\nSubject: [PATCH] z\nMessage-ID: <h@example.org>\n' + BODY },
+  { name: 'CRLF header block, spaces before colons, lowercase names', mail: ('from : a@example.org\nsubject:\t[PATCH]   spaced\nmessage-id:<i@example.org>\n' + BODY).replace(/\n/g, '\r\n') },
+  { name: 'an unknown charset in an encoded word', mail: 'From: a@example.org\nSubject: =?x-unknown?Q?caf=E9?= tail\nMessage-ID: <j@example.org>\n' + BODY },
+];
+
+describe('header blocks of plain text mails read by mailparser without its streams', () => {
+  test('this mailparser has the parts: its header code is used', () => {
+    // false would mean a mailparser release without MailParser#processHeaders or mailsplit's
+    // Headers: every mail would go through simpleParser, correct but slower.
+    expect(readsHeadersWithoutStreams()).toBe(true);
+  });
+
+  test.each(HEADERS)('$name: the same as simpleParser reads it', async ({ mail }) => {
+    const m = raw(mail);
+    expect(readsPlainBody(m.raw)).not.toBe(null);
+    const here = await parseMail(m);
+    const oracle = await parseMail(m, { plainBodyFastPath: false });
+    expect(here).toEqual(oracle);
+  });
 });
