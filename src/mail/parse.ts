@@ -504,11 +504,13 @@ interface MimeHeaders {
 
 /**
  * Note one unfolded header (lowercase name); false for one that makes the mail not plain:
- * a Content-* header given twice, or another Content-* header. (A module function, not a
- * closure made per mail: see the note above findFile in patch/anchor.ts.)
+ * a Content-* header given twice, or another Content-* header than Content-Language, which
+ * Outlook adds to every mail (one in ten of the real sample) and mailparser only records.
+ * (A module function, not a closure made per mail: see the note above findFile in
+ * patch/anchor.ts.)
  */
 function takeMimeHeader(mime: MimeHeaders, name: string, value: string): boolean {
-  if (!name.startsWith('content-')) return true;
+  if (!name.startsWith('content-') || name === 'content-language') return true;
   if (name === 'content-type' && mime.type === null) mime.type = value;
   else if (name === 'content-transfer-encoding' && mime.encoding === null) mime.encoding = value;
   else if (name === 'content-disposition' && mime.disposition === null) mime.disposition = value;

@@ -65,6 +65,10 @@ const PLAIN_QP: Array<{ name: string; mail: string | Buffer }> = [
     mail: Buffer.concat([Buffer.from(QP + 'raw '), Buffer.from([0xc3, 0xa9]), Buffer.from(' and escaped =C3=A9\n')]),
   },
   { name: 'Content-Transfer-Encoding in capitals', mail: QP.replace('quoted-printable', 'Quoted-Printable') + 'J=C3=BCrgen\n' },
+  {
+    name: 'Outlook: Content-Language before Content-Type, us-ascii',
+    mail: HEAD + 'Content-Language: en-US\nContent-Type: text/plain; charset="us-ascii"\nContent-Transfer-Encoding: quoted-printable\n\n> +\tif (ret =3D=3D 0)\nWhy?=\n\n',
+  },
 ];
 
 /** Mails that must go to mailparser whole: their text is not the body read as UTF-8. */
@@ -83,6 +87,7 @@ const NOT_PLAIN: Array<{ name: string; mail: string }> = [
     name: 'multipart',
     mail: HEAD + 'Content-Type: multipart/mixed; boundary="b"\n\n--b\nContent-Type: text/plain\n\nhi\n--b\nContent-Type: text/x-patch\n\n' + PATCH + '--b--\n',
   },
+  { name: 'another Content-* header than Content-Language', mail: HEAD + 'Content-Type: text/plain\nContent-ID: <part1@x>\n\nhi\n' },
   { name: 'a transfer encoding it does not know', mail: HEAD + 'Content-Type: text/plain\nContent-Transfer-Encoding: x-uuencode\n\nhi\n' },
 ];
 
