@@ -102,6 +102,11 @@ function mimeParts(m: MpParsedMail): MimeParts {
  * readings equal on all 3,000 real mails and on edge cases.
  */
 type HeaderReader = (block: Buffer) => Map<string, unknown>;
+/** A line of mailsplit's Headers#getList: the lowercase name and the whole (unfolded) line. */
+interface HeaderLine {
+  key: string;
+  line: string;
+}
 let cachedHeaderReader: HeaderReader | null | undefined;
 
 /**
@@ -116,11 +121,11 @@ function headerReader(): HeaderReader | null {
   cachedHeaderReader = null;
   try {
     const fromMailparser = createRequire(createRequire(import.meta.url).resolve('mailparser'));
-    const { Headers } = fromMailparser('@zone-eu/mailsplit') as { Headers?: new (b: Buffer) => { getList(): unknown[] } };
-    const parser = new MailParser(PARSER_OPTIONS) as unknown as { processHeaders?: (lines: unknown[]) => Map<string, unknown> };
+    const { Headers } = fromMailparser('@zone-eu/mailsplit') as { Headers?: new (b: Buffer) => { getList(): HeaderLine[] } };
+    const parser = new MailParser(PARSER_OPTIONS) as unknown as { processHeaders?: (lines: HeaderLine[]) => Map<string, unknown> };
     const processHeaders = parser.processHeaders;
     if (typeof Headers === 'function' && typeof processHeaders === 'function') {
-      cachedHeaderReader = (block) => processHeaders.call(parser, new Headers(block).getList());
+      cachedHeaderReader = (block) => processHeaders.call(parser, new Headers(block).getList().filter(isHeaderPart));
     }
   } catch {
     // another mailparser: simpleParser reads every mail
@@ -131,6 +136,16 @@ function headerReader(): HeaderReader | null {
 /** Header blocks of plain text mails are read without mailparser's streams (false: this mailparser lacks the parts). */
 export function readsHeadersWithoutStreams(): boolean {
   return headerReader() !== null;
+}
+
+/**
+ * The header lines headerParts reads. processHeaders decodes each line by its own name only,
+ * so leaving out the others (MIME-Version, the Content-* headers, which plainTextEncoding has
+ * already judged) changes none of these values and saves parsing Content-Type's parameters.
+ */
+const HEADER_PART_NAMES = new Set(['message-id', 'references', 'subject', 'from', 'date']);
+function isHeaderPart(line: HeaderLine): boolean {
+  return HEADER_PART_NAMES.has(line.key);
 }
 
 /** simpleParser's fields from a header Map (it copies them at 'end'; a header-only mail has no text or attachments). */
