@@ -6,7 +6,7 @@
 //    answers (the costly part of thread assembly), also written to the spool.
 import type { Comment, InputError, MessageRecord, RawMessage } from '../model.js';
 import { buildRecord } from './record.js';
-import { parseMail, type ParsedMail } from './parse.js';
+import { parseMail, parseMailNow, type ParsedMail } from './parse.js';
 import { encodeRecord, parseRest, readRecord } from './stored.js';
 import { anchorComments } from '../patch/anchor.js';
 import { assembleThread, threadSubject, type ThreadSkeleton } from '../thread/assemble.js';
@@ -90,26 +90,58 @@ export function lightOf(r: MessageRecord, at: StoredAt): LightRecord {
 }
 
 /**
- * How many mails are with mailparser at once (parseEachInto). mailparser reads a mail through
- * a chain of streams that hop through the event loop (nextTick, setImmediate) a dozen times;
- * with one mail at a time every hop is a turn of the loop for that mail alone, with sixteen
- * one turn serves them all: parseMail cost ~175 -> ~130 us a mail on the real sample
- * (bench/stages.mjs). Memory stays bounded: sixteen mails at most, and on a worker no more than
- * its parse batch (1 MB of mail, or one bigger mail alone; pool.ts).
+ * How many mails are with mailparser's streams at once (parseEachInto). mailparser reads a
+ * mail through a chain of streams that hop through the event loop (nextTick, setImmediate) a
+ * dozen times; with one mail at a time every hop is a turn of the loop for that mail alone,
+ * with sixteen one turn serves them all: parseMail cost ~175 -> ~130 us a mail on the real
+ * sample (bench/stages.mjs). Memory stays bounded: sixteen mails at most, and on a worker no
+ * more than its parse batch (1 MB of mail, or one bigger mail alone; pool.ts).
  */
 export const PARSE_WINDOW = 16;
 
+/** A mail in parseEachInto's window; `done` is set once its parse has settled. */
+interface InFlight {
+  msg: RawMessage;
+  parsed: Promise<ParsedMail | ParseFailure>;
+  done: ParsedMail | ParseFailure | undefined;
+}
+
 /**
  * Parse messages and store their records, in input order (so the spool is the same bytes as
- * parsing one at a time), with up to PARSE_WINDOW of them being parsed at once. A mail that
- * cannot be parsed gives an error result and the rest go on. The caller flushes the sink
- * before handing results on.
+ * parsing one at a time). A mail that can be read at once (plain text, parseMailNow) is
+ * stored at once when no earlier mail is still being parsed: its parsed form then dies
+ * young, instead of waiting in the window through the scavenges that promote it. Mails that
+ * need mailparser's streams, and any mail behind them, wait in a window of up to
+ * PARSE_WINDOW. A mail that cannot be parsed gives an error result and the rest go on. The
+ * caller flushes the sink before handing results on.
  */
 export async function* parseEachInto(src: AsyncIterable<RawMessage> | Iterable<RawMessage>, sink: RecordSink): AsyncGenerator<ParseResult> {
-  const window: Array<{ msg: RawMessage; parsed: Promise<ParsedMail | ParseFailure> }> = [];
+  const window: InFlight[] = [];
   for await (const msg of src) {
+    // Mails at the head of the window whose parse has settled go first.
+    while (window.length > 0 && window[0].done !== undefined) {
+      const next = window.shift()!;
+      yield storeParsed(next.msg, next.done!, sink);
+    }
+    if (window.length === 0) {
+      let now: ParsedMail | ParseFailure | undefined;
+      try {
+        now = parseMailNow(msg);
+      } catch (e) {
+        now = new ParseFailure(e);
+      }
+      if (now !== undefined) {
+        yield storeParsed(msg, now, sink);
+        continue;
+      }
+    }
     // Started now, finished in order below; a rejection is caught at once, so none is unhandled.
-    window.push({ msg, parsed: parseMail(msg).catch((e: unknown) => new ParseFailure(e)) });
+    const entry: InFlight = { msg, parsed: undefined as unknown as InFlight['parsed'], done: undefined };
+    entry.parsed = parseMail(msg).then(
+      (p) => (entry.done = p),
+      (e: unknown) => (entry.done = new ParseFailure(e)),
+    );
+    window.push(entry);
     if (window.length >= PARSE_WINDOW) {
       const next = window.shift()!;
       yield storeParsed(next.msg, await next.parsed, sink);

@@ -101,13 +101,17 @@ function mimeParts(m: MpParsedMail): MimeParts {
  * every mail goes through simpleParser as before. test/unit/plain-body.test.ts holds the two
  * readings equal on all 3,000 real mails and on edge cases.
  */
-type HeaderReader = (block: Buffer) => Map<string, unknown>;
 /** A line of mailsplit's Headers#getList: the lowercase name and the whole (unfolded) line. */
 interface HeaderLine {
   key: string;
   line: string;
 }
-let cachedHeaderReader: HeaderReader | null | undefined;
+
+/** The parts of mailparser headerReader uses: mailsplit's Headers, and MailParser#processHeaders bound to a parser. */
+interface MailparserHeaderCode {
+  Headers: new (block: Buffer) => { getList(): HeaderLine[] };
+  processHeaders: (lines: HeaderLine[]) => Map<string, unknown>;
+}
 
 /**
  * Header blocks up to this size only: mailsplit refuses a node's headers past 1 MB counted
@@ -116,16 +120,66 @@ let cachedHeaderReader: HeaderReader | null | undefined;
  */
 const HEADER_READER_MAX = 16 * 1024;
 
+/**
+ * The header lines parseMail reads from mailparser's Map besides From:. processHeaders
+ * decodes each line by its own name only, so leaving out the others (MIME-Version, the
+ * Content-* headers, which plainTextEncoding has already judged) changes none of these
+ * values and saves parsing Content-Type's parameters.
+ */
+const HEADER_PART_NAMES = new Set(['message-id', 'references', 'subject', 'date']);
+
+/** How many distinct From: lines a HeaderReader keeps mailparser's value of (then it starts over). */
+const FROM_CACHE_MAX = 4096;
+
+class HeaderReader {
+  /**
+   * mailparser's value of a From: line, by the line. From: is the one header of list mail
+   * that repeats (a list has hundreds of senders, not one From: line per mail), and the
+   * costliest for processHeaders: nodemailer's address parser, then the address formatted
+   * as HTML and as text, ~5% of a parser worker's time on real mail. The value depends on
+   * the line alone, and parseMail only reads it (firstAddress copies what it takes).
+   */
+  private readonly fromValues = new Map<string, unknown>();
+
+  constructor(private readonly code: MailparserHeaderCode) {}
+
+  read(block: Buffer): Map<string, unknown> {
+    const kept: HeaderLine[] = [];
+    let from: HeaderLine | undefined;
+    for (const line of new this.code.Headers(block).getList()) {
+      // Of several From: lines, processHeaders keeps the first.
+      if (line.key === 'from') from ??= line;
+      else if (HEADER_PART_NAMES.has(line.key)) kept.push(line);
+    }
+    const headers = this.code.processHeaders(kept);
+    if (from !== undefined) {
+      const value = this.fromValue(from);
+      if (value !== undefined) headers.set('from', value);
+    }
+    return headers;
+  }
+
+  private fromValue(line: HeaderLine): unknown {
+    if (this.fromValues.has(line.line)) return this.fromValues.get(line.line);
+    const value = this.code.processHeaders([line]).get('from');
+    if (this.fromValues.size >= FROM_CACHE_MAX) this.fromValues.clear();
+    this.fromValues.set(line.line, value);
+    return value;
+  }
+}
+
+let cachedHeaderReader: HeaderReader | null | undefined;
+
 function headerReader(): HeaderReader | null {
   if (cachedHeaderReader !== undefined) return cachedHeaderReader;
   cachedHeaderReader = null;
   try {
     const fromMailparser = createRequire(createRequire(import.meta.url).resolve('mailparser'));
-    const { Headers } = fromMailparser('@zone-eu/mailsplit') as { Headers?: new (b: Buffer) => { getList(): HeaderLine[] } };
-    const parser = new MailParser(PARSER_OPTIONS) as unknown as { processHeaders?: (lines: HeaderLine[]) => Map<string, unknown> };
+    const { Headers } = fromMailparser('@zone-eu/mailsplit') as { Headers?: MailparserHeaderCode['Headers'] };
+    const parser = new MailParser(PARSER_OPTIONS) as unknown as { processHeaders?: MailparserHeaderCode['processHeaders'] };
     const processHeaders = parser.processHeaders;
     if (typeof Headers === 'function' && typeof processHeaders === 'function') {
-      cachedHeaderReader = (block) => processHeaders.call(parser, new Headers(block).getList().filter(isHeaderPart));
+      cachedHeaderReader = new HeaderReader({ Headers, processHeaders: processHeaders.bind(parser) });
     }
   } catch {
     // another mailparser: simpleParser reads every mail
@@ -136,16 +190,6 @@ function headerReader(): HeaderReader | null {
 /** Header blocks of plain text mails are read without mailparser's streams (false: this mailparser lacks the parts). */
 export function readsHeadersWithoutStreams(): boolean {
   return headerReader() !== null;
-}
-
-/**
- * The header lines headerParts reads. processHeaders decodes each line by its own name only,
- * so leaving out the others (MIME-Version, the Content-* headers, which plainTextEncoding has
- * already judged) changes none of these values and saves parsing Content-Type's parameters.
- */
-const HEADER_PART_NAMES = new Set(['message-id', 'references', 'subject', 'from', 'date']);
-function isHeaderPart(line: HeaderLine): boolean {
-  return HEADER_PART_NAMES.has(line.key);
 }
 
 /** simpleParser's fields from a header Map (it copies them at 'end'; a header-only mail has no text or attachments). */
@@ -171,8 +215,44 @@ export interface ParseMailOptions {
   plainBodyFastPath?: boolean;
 }
 
+/**
+ * Parse a mail. Most list mail (plain text, see plainTextEncoding) is read without waiting
+ * for anything; the rest goes through mailparser's streams.
+ */
 export async function parseMail(msg: RawMessage, opts: ParseMailOptions = {}): Promise<ParsedMail> {
-  const warnings: string[] = [];
+  const start = startParse(msg, opts);
+  if (start.mime !== null) return finishParse(msg, start, start.mime);
+  let mp: MimeParts;
+  try {
+    mp = mimeParts(await simpleParser(start.input, PARSER_OPTIONS));
+  } catch (e) {
+    throw new MailParseError(`MIME structure could not be parsed: ${(e as Error).message}`);
+  }
+  return finishParse(msg, start, mp);
+}
+
+/**
+ * parseMail's result when the mail can be read at once (a plain text mail: its header block
+ * by mailparser's header code, its body here); undefined when it needs mailparser's streams
+ * (call parseMail). Throws MailParseError as parseMail rejects with it.
+ */
+export function parseMailNow(msg: RawMessage, opts: ParseMailOptions = {}): ParsedMail | undefined {
+  const start = startParse(msg, opts);
+  return start.mime !== null ? finishParse(msg, start, start.mime) : undefined;
+}
+
+/** What parseMail knows of a mail before mailparser's part. */
+interface ParseStart {
+  headerEnd: number;
+  headers: HeaderBlock;
+  plain: PlainEncoding | null;
+  /** What mailparser is given. */
+  input: Buffer;
+  /** mailparser's fields, when read without its streams; null when simpleParser must read `input`. */
+  mime: MimeParts | null;
+}
+
+function startParse(msg: RawMessage, opts: ParseMailOptions): ParseStart {
   if (msg.raw.length === 0) throw new MailParseError('empty message');
   const headerEnd = findHeaderEnd(msg.raw);
   if (headerEnd < 0 && !/^[\x21-\x39\x3b-\x7e]+:/.test(msg.raw.subarray(0, 200).toString('latin1'))) {
@@ -188,15 +268,23 @@ export async function parseMail(msg: RawMessage, opts: ParseMailOptions = {}): P
   // plain text mail is not: mailparser's text of it is its bytes (quoted-printable decoded)
   // read as UTF-8, which plainTextBody gives without mailparser's streams.
   const plain = headerEnd > 0 && opts.plainBodyFastPath !== false ? plainTextEncoding(scan) : null;
-  let mp: MimeParts;
-  try {
-    const input = headerEnd > 0 ? keptMessage(msg.raw, headerEnd, scan, plain === null) : msg.raw;
-    const reader = plain !== null && input.length <= HEADER_READER_MAX ? headerReader() : null;
-    mp = reader ? headerParts(reader(input)) : mimeParts(await simpleParser(input, PARSER_OPTIONS));
-  } catch (e) {
-    throw new MailParseError(`MIME structure could not be parsed: ${(e as Error).message}`);
+  const input = headerEnd > 0 ? keptMessage(msg.raw, headerEnd, scan, plain === null) : msg.raw;
+  const reader = plain !== null && input.length <= HEADER_READER_MAX ? headerReader() : null;
+  let mime: MimeParts | null = null;
+  if (reader) {
+    try {
+      mime = headerParts(reader.read(input));
+    } catch (e) {
+      throw new MailParseError(`MIME structure could not be parsed: ${(e as Error).message}`);
+    }
   }
+  return { headerEnd, headers, plain, input, mime };
+}
 
+/** The rest of parseMail, once mailparser has given its fields. */
+function finishParse(msg: RawMessage, start: ParseStart, mp: MimeParts): ParsedMail {
+  const { headerEnd, headers, plain } = start;
+  const warnings: string[] = [];
   let messageId = idsOf(mp.messageId)[0] ?? null;
   let synthesized = false;
   if (!messageId) {
@@ -258,7 +346,7 @@ export async function parseMail(msg: RawMessage, opts: ParseMailOptions = {}): P
     bodyDate: inBody.date,
     date: dateHeader,
     subject,
-    recipients: recipientHeaders(rawHeaders),
+    recipients: recipientHeaders(headers.raw),
     listIds: listIds(mp, headers),
     body: inBody.body,
     ...(inBody.scissors ? { uncutBody: text.charCodeAt(0) === 0xfeff ? text.slice(1) : text } : {}),

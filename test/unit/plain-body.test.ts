@@ -176,6 +176,23 @@ describe('header blocks of plain text mails read by mailparser without its strea
     expect(readsHeadersWithoutStreams()).toBe(true);
   });
 
+  test('mails from the same sender: each From: read as simpleParser reads it, none sharing the other\'s', async () => {
+    const mail = (from: string, id: string) => raw(`From: ${from}\nSubject: [PATCH] s\nMessage-ID: <${id}@x>\n` + BODY);
+    const jane = '=?UTF-8?Q?Jane_D=C3=B6e?= <Jane@Example.org>';
+    const mails = [mail(jane, 'a'), mail('John <john@example.org>', 'b'), mail(jane, 'c'), mail(jane.toUpperCase(), 'd')];
+    const here = [];
+    for (const m of mails) {
+      const r = await parseMail(m);
+      expect(r).toEqual(await parseMail(m, { plainBodyFastPath: false }));
+      here.push(r);
+    }
+    expect(here[0].from).toEqual({ name: 'Jane D\u00f6e', address: 'jane@example.org' });
+    expect(here[2].from).toEqual(here[0].from);
+    expect(here[2].from).not.toBe(here[0].from);
+    here[0].from.name = 'changed';
+    expect((await parseMail(mails[2])).from.name).toBe('Jane D\u00f6e');
+  });
+
   test.each(HEADERS)('$name: the same as simpleParser reads it', async ({ mail }) => {
     const m = raw(mail);
     expect(readsPlainBody(m.raw)).not.toBe(null);
