@@ -89,18 +89,6 @@ function mimeParts(m: MpParsedMail): MimeParts {
   };
 }
 
-/**
- * The header block of a plain text mail (all parseMail gives mailparser of it: the body is
- * read by plainTextBody), read by mailparser's own code without its streams: mailsplit's
- * Headers splits the block into header lines, as mailsplit's splitter does for a message's
- * root node, and MailParser's processHeaders decodes them into the same Map simpleParser
- * takes its fields from. simpleParser does exactly that, but through a chain of streams that
- * hop through the event loop a dozen times: 60-75 us a header block on the real sample, 20 us
- * this way. processHeaders is mailparser's (marked internal) and mailsplit is its dependency,
- * loaded from where mailparser loads it; when either is missing (another mailparser release),
- * every mail goes through simpleParser as before. test/unit/plain-body.test.ts holds the two
- * readings equal on all 3,000 real mails and on edge cases.
- */
 /** A line of mailsplit's Headers#getList: the lowercase name and the whole (unfolded) line. */
 interface HeaderLine {
   key: string;
@@ -131,6 +119,18 @@ const HEADER_PART_NAMES = new Set(['message-id', 'references', 'subject', 'date'
 /** How many distinct From: lines a HeaderReader keeps mailparser's value of (then it starts over). */
 const FROM_CACHE_MAX = 4096;
 
+/**
+ * The header block of a plain text mail (all parseMail gives mailparser of it: the body is
+ * read by plainTextBody), read by mailparser's own code without its streams: mailsplit's
+ * Headers splits the block into header lines, as mailsplit's splitter does for a message's
+ * root node, and MailParser's processHeaders decodes them into the same Map simpleParser
+ * takes its fields from. simpleParser does exactly that, but through a chain of streams that
+ * hop through the event loop a dozen times: 60-75 us a header block on the real sample, 20 us
+ * this way. processHeaders is mailparser's (marked internal) and mailsplit is its dependency,
+ * loaded from where mailparser loads it; when either is missing (another mailparser release),
+ * every mail goes through simpleParser as before. test/unit/plain-body.test.ts holds the two
+ * readings equal on all 3,000 real mails and on edge cases.
+ */
 class HeaderReader {
   /**
    * mailparser's value of a From: line, by the line. From: is the one header of list mail
@@ -266,7 +266,8 @@ function startParse(msg: RawMessage, opts: ParseMailOptions): ParseStart {
   const headers: HeaderBlock = { raw: rawHeaders, index: scan.index };
   // Every mail is read by mailparser (given only the headers patchvet uses). The body of a
   // plain text mail is not: mailparser's text of it is its bytes (quoted-printable decoded)
-  // read as UTF-8, which plainTextBody gives without mailparser's streams.
+  // read as UTF-8, which plainTextBody gives; its header block is read by mailparser's header
+  // code without its streams (HeaderReader). Any other mail goes through simpleParser.
   const plain = headerEnd > 0 && opts.plainBodyFastPath !== false ? plainTextEncoding(scan) : null;
   const input = headerEnd > 0 ? keptMessage(msg.raw, headerEnd, scan, plain === null) : msg.raw;
   const reader = plain !== null && input.length <= HEADER_READER_MAX ? headerReader() : null;
