@@ -7,7 +7,7 @@
 // (mailsplit's Headers, MailParser's processHeaders) without its streams; the same oracle holds
 // that reading equal to simpleParser's.
 import { join } from 'node:path';
-import { parseMail, readsHeadersWithoutStreams, readsPlainBody } from '../../src/mail/parse.js';
+import { parseMail, plainBodyOf, readsHeadersWithoutStreams, readsPlainBody } from '../../src/mail/parse.js';
 import { readInputs } from '../../src/sources/index.js';
 import type { RawMessage } from '../../src/model.js';
 
@@ -71,12 +71,26 @@ const PLAIN_QP: Array<{ name: string; mail: string | Buffer }> = [
   },
 ];
 
+const FLOWED_BODY =
+  'On 3/2/26 10:00, Jan Beulich wrote:\n> This really should be part of allocating the memory, \n> not of creating the vCPU.\n\n' +
+  'I see your point, but the idle vCPU takes this path \ntoo, so the reset \nhas to stay here.\n\n' +
+  '>> +        vcpu_reset_fpu(v);\n\n--  \n-- \nRoss\n';
+/** format=flowed mails (Thunderbird's default): read here, unfolded as mailparser unfolds them. */
+const FLOWED: Array<{ name: string; mail: string | Buffer }> = [
+  { name: 'Thunderbird: soft breaks, quoted lines, a signature', mail: HEAD + 'Content-Type: text/plain; charset=UTF-8; format=flowed\nContent-Transfer-Encoding: 7bit\n\n' + FLOWED_BODY },
+  { name: 'delsp=yes: the space before a soft break goes', mail: HEAD + 'Content-Type: text/plain; charset=utf-8; format=flowed; delsp=yes\n\n' + FLOWED_BODY },
+  { name: 'quoted "flowed", FORMAT in capitals, delsp=no', mail: HEAD + 'Content-Type: text/plain; Format="FLOWED"; DelSp=No; charset="us-ascii"\n\n' + FLOWED_BODY },
+  { name: 'delsp=yes without format=flowed: not flowed', mail: HEAD + 'Content-Type: text/plain; charset=utf-8; delsp=yes\n\nsoft \nbreak\n' },
+  { name: 'quoted-printable and flowed', mail: HEAD + 'Content-Type: text/plain; charset=utf-8; format=flowed\nContent-Transfer-Encoding: quoted-printable\n\nsoft=20\nbreak J=C3=BCrgen =\nGro=C3=9F \nend\n' },
+  { name: 'CRLF line ends, 8-bit UTF-8', mail: (HEAD + 'Content-Type: text/plain; charset=utf-8; format=flowed\nContent-Transfer-Encoding: 8bit\n\nJ\u00fcrgen \nGro\u00df \n\nend\n').replace(/\n/g, '\r\n') },
+  { name: 'an empty flowed body', mail: HEAD + 'Content-Type: text/plain; format=flowed\n\n' },
+  { name: 'a flowed diff, as Thunderbird sends patches', mail: HEAD + 'Content-Type: text/plain; charset=UTF-8; format=flowed\n\n' + PATCH.replace('\tret = map_tsc();', '\tret = \nmap_tsc();') },
+];
+
 /** Mails that must go to mailparser whole: their text is not the body read as UTF-8. */
 const NOT_PLAIN: Array<{ name: string; mail: string }> = [
-  { name: 'format=flowed', mail: HEAD + 'Content-Type: text/plain; charset=UTF-8; format=flowed\n\nsoft \nbreak\n' },
   { name: 'a latin1 charset', mail: HEAD + 'Content-Type: text/plain; charset=iso-8859-1\nContent-Transfer-Encoding: 8bit\n\nJ\u00fcrgen\n' },
   { name: 'quoted-printable in latin1', mail: HEAD + 'Content-Type: text/plain; charset=iso-8859-1\nContent-Transfer-Encoding: quoted-printable\n\nJ=FCrgen\n' },
-  { name: 'quoted-printable and flowed', mail: HEAD + 'Content-Type: text/plain; charset=utf-8; format=flowed\nContent-Transfer-Encoding: quoted-printable\n\nsoft=20\nbreak\n' },
   { name: 'base64', mail: HEAD + 'Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: base64\n\nSGVsbG8K\n' },
   { name: 'an attachment disposition', mail: HEAD + 'Content-Type: text/plain\nContent-Disposition: attachment; filename="0001-fix.patch"\n\n' + PATCH },
   { name: 'Content-Type given twice', mail: HEAD + 'Content-Type: text/plain; charset=utf-8\nContent-Type: text/html\n\n<p>hi</p>\n' },
@@ -88,6 +102,8 @@ const NOT_PLAIN: Array<{ name: string; mail: string }> = [
     mail: HEAD + 'Content-Type: multipart/mixed; boundary="b"\n\n--b\nContent-Type: text/plain\n\nhi\n--b\nContent-Type: text/x-patch\n\n' + PATCH + '--b--\n',
   },
   { name: 'another Content-* header than Content-Language', mail: HEAD + 'Content-Type: text/plain\nContent-ID: <part1@x>\n\nhi\n' },
+  { name: 'a format it does not know', mail: HEAD + 'Content-Type: text/plain; charset=utf-8; format=fluid\n\nhi\n' },
+  { name: 'a delsp value it does not know', mail: HEAD + 'Content-Type: text/plain; format=flowed; delsp=maybe\n\nhi\n' },
   { name: 'a transfer encoding it does not know', mail: HEAD + 'Content-Type: text/plain\nContent-Transfer-Encoding: x-uuencode\n\nhi\n' },
 ];
 
@@ -95,6 +111,7 @@ describe('plain text bodies read without mailparser streams', () => {
   const READ_HERE = [
     ...PLAIN.map((c) => ({ ...c, encoding: 'binary' })),
     ...PLAIN_QP.map((c) => ({ ...c, name: `quoted-printable, ${c.name}`, encoding: 'quoted-printable' })),
+    ...FLOWED.map((c) => ({ ...c, name: `flowed, ${c.name}`, encoding: c.name.startsWith('quoted-printable') ? 'quoted-printable' : 'binary' })),
   ];
   test.each(READ_HERE)('$name: read here, and the same as mailparser reads it', async ({ mail, encoding }) => {
     const m = raw(mail);
@@ -108,10 +125,14 @@ describe('plain text bodies read without mailparser streams', () => {
     expect(readsPlainBody(raw(mail).raw)).toBe(null);
   });
 
-  test('the flowed and latin1 mails would read differently: the guard matters', async () => {
-    // Were these read as plain UTF-8 text, the result would differ from mailparser's.
-    const flowed = raw(NOT_PLAIN[0].mail);
-    expect((await parseMail(flowed)).body).toBe('soft break');
+  test('flowed mail is unfolded, latin1 mail decoded: both steps matter', async () => {
+    // Read as plain UTF-8 text without them, the results would differ from mailparser's.
+    const flowed = raw(FLOWED[0].mail);
+    expect(plainBodyOf(flowed.raw)).toEqual({ encoding: 'binary', flowed: true, delSp: false });
+    expect((await parseMail(flowed)).body).toContain('the idle vCPU takes this path too, so the reset has to stay here.\n');
+    expect(plainBodyOf(raw(FLOWED[1].mail).raw)).toEqual({ encoding: 'binary', flowed: true, delSp: true });
+    expect((await parseMail(raw(FLOWED[1].mail))).body).toContain('the idle vCPU takes this pathtoo, so the resethas to stay here.\n');
+    expect(plainBodyOf(raw(FLOWED[3].mail).raw)).toEqual({ encoding: 'binary', flowed: false, delSp: false });
     const latin1 = raw(Buffer.concat([Buffer.from(HEAD + 'Content-Type: text/plain; charset=iso-8859-1\n\nJ'), Buffer.from([0xfc, 0x0a])]));
     expect((await parseMail(latin1)).body).toBe('J\u00fc\n');
   });
