@@ -168,28 +168,48 @@ class HeaderReader {
   }
 }
 
-let cachedHeaderReader: HeaderReader | null | undefined;
-
-function headerReader(): HeaderReader | null {
-  if (cachedHeaderReader !== undefined) return cachedHeaderReader;
-  cachedHeaderReader = null;
-  try {
-    const fromMailparser = createRequire(createRequire(import.meta.url).resolve('mailparser'));
-    const { Headers } = fromMailparser('@zone-eu/mailsplit') as { Headers?: MailparserHeaderCode['Headers'] };
-    const parser = new MailParser(PARSER_OPTIONS) as unknown as { processHeaders?: MailparserHeaderCode['processHeaders'] };
-    const processHeaders = parser.processHeaders;
-    if (typeof Headers === 'function' && typeof processHeaders === 'function') {
-      cachedHeaderReader = new HeaderReader({ Headers, processHeaders: processHeaders.bind(parser) });
-    }
-  } catch {
-    // another mailparser: simpleParser reads every mail
-  }
-  return cachedHeaderReader;
+/** require() resolving packages as mailparser's own modules do: its dependencies, as installed with it. */
+function mailparserRequire(): NodeJS.Require {
+  return createRequire(createRequire(import.meta.url).resolve('mailparser'));
 }
+
+/**
+ * `load` run on first call, its result kept: a part of mailparser's code, or null when this
+ * mailparser release does not have it (or loading it throws). The mails that would have used
+ * it then go through mailparser's streams, as before.
+ */
+function lazily<T>(load: () => T | null): () => T | null {
+  let loaded = false;
+  let value: T | null = null;
+  return () => {
+    if (!loaded) {
+      loaded = true;
+      try {
+        value = load();
+      } catch {
+        value = null;
+      }
+    }
+    return value;
+  };
+}
+
+const headerReader = lazily((): HeaderReader | null => {
+  const { Headers } = mailparserRequire()('@zone-eu/mailsplit') as { Headers?: MailparserHeaderCode['Headers'] };
+  const parser = new MailParser(PARSER_OPTIONS) as unknown as { processHeaders?: MailparserHeaderCode['processHeaders'] };
+  const processHeaders = parser.processHeaders;
+  if (typeof Headers !== 'function' || typeof processHeaders !== 'function') return null;
+  return new HeaderReader({ Headers, processHeaders: processHeaders.bind(parser) });
+});
 
 /** Header blocks of plain text mails are read without mailparser's streams (false: this mailparser lacks the parts). */
 export function readsHeadersWithoutStreams(): boolean {
   return headerReader() !== null;
+}
+
+/** format=flowed bodies are unfolded without mailparser's streams (false: libmime's decodeFlowed is not there). */
+export function readsFlowedWithoutStreams(): boolean {
+  return flowedDecoder() !== null;
 }
 
 /** simpleParser's fields from a header Map (it copies them at 'end'; a header-only mail has no text or attachments). */
@@ -693,27 +713,15 @@ function plainTextBody(raw: Buffer, headerEnd: number, plain: PlainText): string
 }
 
 type DecodeFlowed = (text: string, delSp: boolean) => string;
-let cachedDecodeFlowed: DecodeFlowed | null | undefined;
 
-/**
- * libmime's decodeFlowed, the one mailsplit's FlowedDecoder calls (loaded from where mailsplit
- * loads it, under mailparser); null when it is not there: flowed mail then goes to mailparser.
- */
-function flowedDecoder(): DecodeFlowed | null {
-  if (cachedDecodeFlowed !== undefined) return cachedDecodeFlowed;
-  cachedDecodeFlowed = null;
-  try {
-    const fromMailparser = createRequire(createRequire(import.meta.url).resolve('mailparser'));
-    const fromMailsplit = createRequire(fromMailparser.resolve('@zone-eu/mailsplit'));
-    const { Libmime } = fromMailsplit('libmime') as { Libmime?: new (o: object) => { decodeFlowed?: DecodeFlowed } };
-    const libmime = Libmime ? new Libmime({}) : null;
-    const decode = libmime?.decodeFlowed;
-    if (libmime && typeof decode === 'function') cachedDecodeFlowed = (text, delSp) => decode.call(libmime, text, delSp);
-  } catch {
-    // another mailparser: flowed mail goes through its streams
-  }
-  return cachedDecodeFlowed;
-}
+/** libmime's decodeFlowed, the one mailsplit's FlowedDecoder calls (loaded from where mailsplit loads it). */
+const flowedDecoder = lazily((): DecodeFlowed | null => {
+  const fromMailsplit = createRequire(mailparserRequire().resolve('@zone-eu/mailsplit'));
+  const { Libmime } = fromMailsplit('libmime') as { Libmime?: new (o: object) => { decodeFlowed?: DecodeFlowed } };
+  const libmime = Libmime ? new Libmime({}) : null;
+  const decode = libmime?.decodeFlowed;
+  return libmime && typeof decode === 'function' ? (text, delSp) => decode.call(libmime, text, delSp) : null;
+});
 
 function headerIndex(raw: Buffer): HeaderIndex | null {
   const cached = rangesCache.get(raw);

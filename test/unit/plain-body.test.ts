@@ -7,7 +7,7 @@
 // (mailsplit's Headers, MailParser's processHeaders) without its streams; the same oracle holds
 // that reading equal to simpleParser's.
 import { join } from 'node:path';
-import { parseMail, plainBodyOf, readsHeadersWithoutStreams, readsPlainBody } from '../../src/mail/parse.js';
+import { parseMail, plainBodyOf, readsFlowedWithoutStreams, readsHeadersWithoutStreams, readsPlainBody } from '../../src/mail/parse.js';
 import { readInputs } from '../../src/sources/index.js';
 import type { RawMessage } from '../../src/model.js';
 
@@ -191,10 +191,12 @@ const HEADERS: Array<{ name: string; mail: string | Buffer }> = [
 ];
 
 describe('header blocks of plain text mails read by mailparser without its streams', () => {
-  test('this mailparser has the parts: its header code is used', () => {
+  test('this mailparser has the parts: its header code and libmime\'s decodeFlowed are used', () => {
     // false would mean a mailparser release without MailParser#processHeaders or mailsplit's
-    // Headers: every mail would go through simpleParser, correct but slower.
+    // Headers (or libmime's decodeFlowed): those mails would go through simpleParser, correct
+    // but slower.
     expect(readsHeadersWithoutStreams()).toBe(true);
+    expect(readsFlowedWithoutStreams()).toBe(true);
   });
 
   test('mails from the same sender: each From: read as simpleParser reads it, none sharing the other\'s', async () => {
