@@ -109,9 +109,9 @@ interface InFlight {
 /**
  * Parse messages and store their records, in input order (so the spool is the same bytes as
  * parsing one at a time). A mail that can be read at once (plain text, parseMailNow) is
- * stored at once when no earlier mail is still being parsed: its parsed form then dies
- * young, instead of waiting in the window through the scavenges that promote it. Mails that
- * need mailparser's streams, and any mail behind them, wait in a window of up to
+ * stored at once when no earlier mail is still being parsed, not kept waiting for its turn
+ * (1-2% less time on 200 MB in alternating runs; what scavenges find alive did not change
+ * measurably). Mails that need mailparser's streams, and any mail behind them, wait in a window of up to
  * PARSE_WINDOW. A mail that cannot be parsed gives an error result and the rest go on. The
  * caller flushes the sink before handing results on.
  */
