@@ -136,11 +136,8 @@ export async function* parseEachInto(src: AsyncIterable<RawMessage> | Iterable<R
       }
     }
     // Started now, finished in order below; a rejection is caught at once, so none is unhandled.
-    const entry: InFlight = { msg, parsed: undefined as unknown as InFlight['parsed'], done: undefined };
-    entry.parsed = parseMail(msg).then(
-      (p) => (entry.done = p),
-      (e: unknown) => (entry.done = new ParseFailure(e)),
-    );
+    const entry: InFlight = { msg, parsed: parseMail(msg).catch((e: unknown) => new ParseFailure(e)), done: undefined };
+    void entry.parsed.then((p) => (entry.done = p));
     window.push(entry);
     if (window.length >= PARSE_WINDOW) {
       const next = window.shift()!;
